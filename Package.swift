@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+// Eidetic: a from-scratch Swift autodiff + trainer for measuring memorization in small
+// diffusion models and GANs (Carlini et al., 2023, "Extracting Training Data from Diffusion Models").
+//
+// Modules import only downward:
+//   CBLAS, CHDF5, CKernels  ->  Tensor (kernels + RNG + tape)  ->  NN  ->  Optim
+//   CHDF5 + Tensor -> HDF5 (named tensor trees on disk)  ->  eidetic (CLI)
+import PackageDescription
+
+/// C kernels (transcendentals, fused activations) are compiled at -O3; x86-64 gets AVX2/FMA clones
+/// chosen at run time (see Sources/CKernels/ckernels.c), so the package builds on any CPU.
+let cKernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno", "-fno-trapping-math"])]
+
+let package = Package(
+    name: "Eidetic",
+    products: [
+        .executable(name: "eidetic", targets: ["eidetic"]),
+        .library(name: "Tensor", targets: ["Tensor"]),
+        .library(name: "NN", targets: ["NN"]),
+        .library(name: "Optim", targets: ["Optim"]),
+        .library(name: "HDF5", targets: ["HDF5"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5",
+                       providers: [.apt(["libhdf5-dev"])]),
+        .target(name: "CKernels", cSettings: cKernelFlags, linkerSettings: [.linkedLibrary("m")]),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CKernels"]),
+        .target(name: "NN", dependencies: ["Tensor"]),
+        .target(name: "Optim", dependencies: ["Tensor", "NN"]),
+        .target(name: "HDF5", dependencies: ["CHDF5", "Tensor"]),
+        .target(name: "Examples", dependencies: ["Tensor", "NN", "Optim"]),
+        .executableTarget(name: "eidetic", dependencies: [
+            "Tensor", "NN", "Optim", "HDF5", "Examples",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "NNTests", dependencies: ["Tensor", "NN", "Optim", "Examples"]),
+        .testTarget(name: "HDF5Tests", dependencies: ["Tensor", "HDF5", "NN", "Optim"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,80 @@
+#include "ckernels.h"
+#include <stdint.h>
+#include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+void ek_tune_malloc(void) {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20); /* glibc's maximum on 64-bit */
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
+
+#if defined(__x86_64__) && defined(__clang__)
+#define EK_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define EK_CLONES
+#endif
+
+/* exp(x) = 2^k * exp(r), k = round(x / ln2), r = x - k ln2 (ln2 split in two for accuracy);
+   exp(r) by a degree-6 polynomial on |r| <= ln2/2 (Cephes expf coefficients). Written
+   branch-free so the compiler vectorizes the loops that call it. */
+static inline float ek_expf1(float x) {
+    x = x < -87.33654f ? -87.33654f : x;
+    x = x > 88.72283f ? 88.72283f : x;
+    float k = __builtin_roundf(x * 1.44269504088896341f);
+    float r = x - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t ki = (int32_t)k + 127;
+    /* k in [-126, 128]: at the very top scale in two steps to avoid an exponent overflow */
+    int32_t k1 = ki > 254 ? 254 : ki;
+    int32_t bits = k1 << 23;
+    float s; memcpy(&s, &bits, 4);
+    float extra = ki > 254 ? 2.0f : 1.0f;
+    return p * s * extra;
+}
+
+static inline float ek_sigmoidf1(float x) { return 1.0f / (1.0f + ek_expf1(-x)); }
+
+EK_CLONES void ek_exp(const float *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = ek_expf1(x[i]);
+}
+EK_CLONES void ek_sigmoid(const float *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = ek_sigmoidf1(x[i]);
+}
+EK_CLONES void ek_tanh(const float *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = 2.0f * ek_sigmoidf1(2.0f * x[i]) - 1.0f;
+}
+EK_CLONES void ek_silu(const float *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) { float v = x[i]; y[i] = v * ek_sigmoidf1(v); }
+}
+EK_CLONES void ek_silu_backward(const float *x, const float *g, float *dx, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i], s = ek_sigmoidf1(v);
+        dx[i] = g[i] * (s + v * s * (1.0f - s));
+    }
+}
+EK_CLONES void ek_channel_affine(const float *x, const float *scale, const float *shift, float *y,
+                                 size_t outer, size_t channels, size_t inner, int fuse_silu) {
+    for (size_t o = 0; o < outer; o++) {
+        for (size_t c = 0; c < channels; c++) {
+            const float a = scale[c], b = shift[c];
+            const float *xp = x + (o * channels + c) * inner;
+            float *yp = y + (o * channels + c) * inner;
+            if (fuse_silu) {
+                for (size_t i = 0; i < inner; i++) { float v = xp[i] * a + b; yp[i] = v * ek_sigmoidf1(v); }
+            } else {
+                for (size_t i = 0; i < inner; i++) yp[i] = xp[i] * a + b;
+            }
+        }
+    }
+}

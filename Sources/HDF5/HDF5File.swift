@@ -1,0 +1,252 @@
+import CHDF5
+import Foundation
+import Tensor
+
+/// Errors from reading or writing HDF5 files; each names the file and the object.
+public enum HDF5Error: Error, CustomStringConvertible {
+    case cannotCreate(String)
+    case cannotOpen(String)
+    case missingDataset(file: String, name: String)
+    case unsupportedType(file: String, name: String, detail: String)
+    case writeFailed(file: String, name: String)
+    case readFailed(file: String, name: String)
+
+    public var description: String {
+        switch self {
+        case .cannotCreate(let p): return "cannot create HDF5 file \(p)"
+        case .cannotOpen(let p): return "cannot open \(p) as an HDF5 file (missing, truncated or not HDF5)"
+        case .missingDataset(let f, let n): return "\(f): no dataset named '\(n)'"
+        case .unsupportedType(let f, let n, let d): return "\(f): dataset '\(n)': \(d)"
+        case .writeFailed(let f, let n): return "\(f): writing '\(n)' failed"
+        case .readFailed(let f, let n): return "\(f): reading '\(n)' failed"
+        }
+    }
+}
+
+/// A value stored as an HDF5 attribute.
+public enum AttributeValue: Equatable, CustomStringConvertible {
+    case string(String), int(Int64), double(Double)
+    public var description: String {
+        switch self { case .string(let s): return s; case .int(let i): return String(i); case .double(let d): return String(d) }
+    }
+}
+
+private let hdf5Quiet: Bool = { eh5_silence_errors(); return true }()
+
+/// A thin, typed wrapper over one open HDF5 file (HDF5 1.10 C API, Debian's libhdf5-dev).
+/// Datasets are stored at the root in creation order, so the order you write is the
+/// order `datasetNames` returns. Files open in h5py and `h5dump` as plain HDF5.
+public final class HDF5File {
+    public let path: String
+    let id: hid_t
+
+    private init(path: String, id: hid_t) { self.path = path; self.id = id }
+
+    deinit { H5Fclose(id) }
+
+    /// Creates (truncating) a file that tracks link creation order.
+    public static func create(_ path: String) throws -> HDF5File {
+        _ = hdf5Quiet
+        let fcpl = H5Pcreate(eh5_p_file_create())
+        defer { H5Pclose(fcpl) }
+        H5Pset_link_creation_order(fcpl, UInt32(H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED))
+        let fid = H5Fcreate(path, eh5_acc_trunc(), fcpl, eh5_p_default())
+        guard fid >= 0 else { throw HDF5Error.cannotCreate(path) }
+        return HDF5File(path: path, id: fid)
+    }
+
+    public static func open(_ path: String, writable: Bool = false) throws -> HDF5File {
+        _ = hdf5Quiet
+        guard FileManager.default.fileExists(atPath: path) else { throw HDF5Error.cannotOpen(path) }
+        let fid = H5Fopen(path, writable ? eh5_acc_rdwr() : eh5_acc_rdonly(), eh5_p_default())
+        guard fid >= 0 else { throw HDF5Error.cannotOpen(path) }
+        return HDF5File(path: path, id: fid)
+    }
+
+    /// Flushes buffered data to the OS.
+    public func flush() { H5Fflush(id, H5F_SCOPE_GLOBAL) }
+
+    // MARK: Datasets
+
+    /// Root dataset names in creation order.
+    public var datasetNames: [String] {
+        var info = H5G_info_t()
+        guard H5Gget_info(id, &info) >= 0 else { return [] }
+        var names: [String] = []
+        for i in 0..<info.nlinks {
+            let len = H5Lget_name_by_idx(id, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, nil, 0, eh5_p_default())
+            guard len >= 0 else { continue }
+            var buf = [CChar](repeating: 0, count: Int(len) + 1)
+            H5Lget_name_by_idx(id, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, &buf, Int(len) + 1, eh5_p_default())
+            names.append(String(cString: buf))
+        }
+        return names
+    }
+
+    public func contains(_ name: String) -> Bool { H5Lexists(id, name, eh5_p_default()) > 0 }
+
+    /// Writes a contiguous array as dataset `name` (optionally chunked + deflate-compressed).
+    public func write(_ name: String, shape: [Int], type: hid_t, bytes: UnsafeRawPointer, compression: Int = 0) throws {
+        precondition(!name.contains("/"), "HDF5 dataset name '\(name)' must not contain '/'")
+        var dims = shape.map { hsize_t($0) }
+        let space = shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(shape.count), &dims, nil)
+        defer { H5Sclose(space) }
+        let dcpl = H5Pcreate(eh5_p_dataset_create())
+        defer { H5Pclose(dcpl) }
+        if compression > 0 && !shape.isEmpty && shape.reduce(1, *) > 0 {
+            var chunk = dims
+            // chunks of at most ~1 MiB along the leading axis
+            let rowBytes = max(1, shape.dropFirst().reduce(1, *) * Int(H5Tget_size(type)))
+            chunk[0] = hsize_t(max(1, min(shape[0], (1 << 20) / rowBytes)))
+            H5Pset_chunk(dcpl, Int32(chunk.count), &chunk)
+            H5Pset_deflate(dcpl, UInt32(compression))
+        }
+        let ds = H5Dcreate2(id, name, type, space, eh5_p_default(), dcpl, eh5_p_default())
+        guard ds >= 0 else { throw HDF5Error.writeFailed(file: path, name: name) }
+        defer { H5Dclose(ds) }
+        guard H5Dwrite(ds, type, eh5_s_all(), eh5_s_all(), eh5_p_default(), bytes) >= 0 else {
+            throw HDF5Error.writeFailed(file: path, name: name)
+        }
+    }
+
+    /// Writes a float32/float64 tensor.
+    public func write(_ name: String, tensor: Tensor, compression: Int = 0) throws {
+        try write(name, shape: tensor.shape, type: tensor.dtype == .float32 ? eh5_native_float() : eh5_native_double(),
+                  bytes: tensor.rawPointer, compression: compression)
+    }
+
+    public func write(_ name: String, uint8 values: [UInt8], shape: [Int], compression: Int = 4) throws {
+        precondition(values.count == shape.reduce(1, *), "HDF5 write '\(name)': \(values.count) values for shape \(shape)")
+        try values.withUnsafeBytes { try write(name, shape: shape, type: eh5_native_uint8(), bytes: $0.baseAddress!, compression: compression) }
+    }
+
+    public func write(_ name: String, int64 values: [Int64], shape: [Int]) throws {
+        precondition(values.count == shape.reduce(1, *), "HDF5 write '\(name)': \(values.count) values for shape \(shape)")
+        try values.withUnsafeBytes { try write(name, shape: shape, type: eh5_native_int64(), bytes: $0.baseAddress!) }
+    }
+
+    /// Shape and HDF5 type class/size of a dataset.
+    public func info(_ name: String) throws -> (shape: [Int], isFloat: Bool, isInteger: Bool, isSigned: Bool, size: Int) {
+        guard contains(name) else { throw HDF5Error.missingDataset(file: path, name: name) }
+        let ds = H5Dopen2(id, name, eh5_p_default())
+        guard ds >= 0 else { throw HDF5Error.readFailed(file: path, name: name) }
+        defer { H5Dclose(ds) }
+        let space = H5Dget_space(ds); defer { H5Sclose(space) }
+        let rank = Int(H5Sget_simple_extent_ndims(space))
+        var dims = [hsize_t](repeating: 0, count: max(rank, 1))
+        H5Sget_simple_extent_dims(space, &dims, nil)
+        let t = H5Dget_type(ds); defer { H5Tclose(t) }
+        let cls = H5Tget_class(t)
+        return (dims.prefix(rank).map { Int($0) }, cls == H5T_FLOAT, cls == H5T_INTEGER, H5Tget_sign(t) == H5T_SGN_2, Int(H5Tget_size(t)))
+    }
+
+    private func read(_ name: String, memType: hid_t, into buffer: UnsafeMutableRawPointer) throws {
+        let ds = H5Dopen2(id, name, eh5_p_default())
+        guard ds >= 0 else { throw HDF5Error.missingDataset(file: path, name: name) }
+        defer { H5Dclose(ds) }
+        guard H5Dread(ds, memType, eh5_s_all(), eh5_s_all(), eh5_p_default(), buffer) >= 0 else {
+            throw HDF5Error.readFailed(file: path, name: name)
+        }
+    }
+
+    /// Reads a floating-point dataset as a tensor (float64 datasets stay float64 unless
+    /// `as` says otherwise; integer datasets are converted).
+    public func readTensor(_ name: String, as dtype: DType? = nil) throws -> Tensor {
+        let i = try info(name)
+        guard i.isFloat || i.isInteger else {
+            throw HDF5Error.unsupportedType(file: path, name: name, detail: "not a numeric dataset")
+        }
+        let target = dtype ?? (i.isFloat && i.size == 8 ? .float64 : .float32)
+        let t = Tensor.zeros(i.shape, dtype: target)
+        try read(name, memType: target == .float32 ? eh5_native_float() : eh5_native_double(), into: t.rawPointer)
+        return t
+    }
+
+    public func readUInt8(_ name: String) throws -> (values: [UInt8], shape: [Int]) {
+        let i = try info(name)
+        guard i.isInteger else { throw HDF5Error.unsupportedType(file: path, name: name, detail: "expected an integer dataset") }
+        var v = [UInt8](repeating: 0, count: i.shape.reduce(1, *))
+        try v.withUnsafeMutableBytes { try read(name, memType: eh5_native_uint8(), into: $0.baseAddress!) }
+        return (v, i.shape)
+    }
+
+    public func readInt64(_ name: String) throws -> (values: [Int64], shape: [Int]) {
+        let i = try info(name)
+        guard i.isInteger else { throw HDF5Error.unsupportedType(file: path, name: name, detail: "expected an integer dataset") }
+        var v = [Int64](repeating: 0, count: i.shape.reduce(1, *))
+        try v.withUnsafeMutableBytes { try read(name, memType: eh5_native_int64(), into: $0.baseAddress!) }
+        return (v, i.shape)
+    }
+
+    // MARK: Attributes
+
+    /// Sets an attribute on the root group (`object` nil) or on a dataset.
+    public func setAttribute(_ name: String, _ value: AttributeValue, on object: String? = nil) throws {
+        let target = object == nil ? H5Oopen(id, ".", eh5_p_default()) : H5Oopen(id, object!, eh5_p_default())
+        guard target >= 0 else { throw HDF5Error.missingDataset(file: path, name: object ?? "/") }
+        defer { H5Oclose(target) }
+        if H5Aexists(target, name) > 0 { H5Adelete(target, name) }
+        let space = H5Screate(H5S_SCALAR); defer { H5Sclose(space) }
+        var ok: herr_t = -1
+        switch value {
+        case .int(var v):
+            let a = H5Acreate2(target, name, eh5_native_int64(), space, eh5_p_default(), eh5_p_default())
+            if a >= 0 { ok = H5Awrite(a, eh5_native_int64(), &v); H5Aclose(a) }
+        case .double(var v):
+            let a = H5Acreate2(target, name, eh5_native_double(), space, eh5_p_default(), eh5_p_default())
+            if a >= 0 { ok = H5Awrite(a, eh5_native_double(), &v); H5Aclose(a) }
+        case .string(let s):
+            let t = H5Tcopy(eh5_c_s1()); defer { H5Tclose(t) }
+            H5Tset_size(t, eh5_variable()); H5Tset_cset(t, H5T_CSET_UTF8)
+            let a = H5Acreate2(target, name, t, space, eh5_p_default(), eh5_p_default())
+            if a >= 0 {
+                s.withCString { cs in
+                    var p: UnsafePointer<CChar>? = cs
+                    ok = H5Awrite(a, t, &p)
+                }
+                H5Aclose(a)
+            }
+        }
+        guard ok >= 0 else { throw HDF5Error.writeFailed(file: path, name: "attribute \(name)") }
+    }
+
+    /// All attributes of the root group (or a dataset), by name.
+    public func attributes(of object: String? = nil) throws -> [String: AttributeValue] {
+        let target = object == nil ? H5Oopen(id, ".", eh5_p_default()) : H5Oopen(id, object!, eh5_p_default())
+        guard target >= 0 else { throw HDF5Error.missingDataset(file: path, name: object ?? "/") }
+        defer { H5Oclose(target) }
+        var info = H5O_info_t()
+        H5Oget_info2(target, &info, UInt32(H5O_INFO_NUM_ATTRS))
+        var out: [String: AttributeValue] = [:]
+        for i in 0..<info.num_attrs {
+            let a = H5Aopen_by_idx(target, ".", H5_INDEX_NAME, H5_ITER_INC, i, eh5_p_default(), eh5_p_default())
+            guard a >= 0 else { continue }
+            defer { H5Aclose(a) }
+            let len = H5Aget_name(a, 0, nil)
+            var buf = [CChar](repeating: 0, count: Int(len) + 1)
+            H5Aget_name(a, Int(len) + 1, &buf)
+            let name = String(cString: buf)
+            let t = H5Aget_type(a); defer { H5Tclose(t) }
+            switch H5Tget_class(t) {
+            case H5T_INTEGER: var v: Int64 = 0; H5Aread(a, eh5_native_int64(), &v); out[name] = .int(v)
+            case H5T_FLOAT: var v: Double = 0; H5Aread(a, eh5_native_double(), &v); out[name] = .double(v)
+            case H5T_STRING:
+                if H5Tis_variable_str(t) > 0 {
+                    var p: UnsafeMutablePointer<CChar>? = nil
+                    let mt = H5Tcopy(eh5_c_s1()); H5Tset_size(mt, eh5_variable()); H5Tset_cset(mt, H5T_CSET_UTF8)
+                    H5Aread(a, mt, &p)
+                    out[name] = .string(p.map { String(cString: $0) } ?? "")
+                    if p != nil { free(p) }
+                    H5Tclose(mt)
+                } else {
+                    let size = H5Tget_size(t)
+                    var buf = [CChar](repeating: 0, count: size + 1)
+                    H5Aread(a, t, &buf)
+                    out[name] = .string(String(cString: buf))
+                }
+            default: continue
+            }
+        }
+        return out
+    }
+}

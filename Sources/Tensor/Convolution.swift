@@ -1,0 +1,286 @@
+/// 2-D convolution as im2col + GEMM (Chellapilla et al., 2006), its transpose, nearest
+/// upsampling and average pooling. Layouts: x [N, C, H, W]; conv weight [O, C, KH, KW];
+/// transposed-conv weight [Cin, Cout, KH, KW] (PyTorch's layouts).
+
+/// The geometry of sliding a KH×KW window with `stride` and zero `padding` over a
+/// C×H×W image: the window grid is outH×outW, and one column of the im2col matrix
+/// holds the C·KH·KW values under one window.
+public struct ConvGeometry: Equatable, Sendable {
+    public let channels, height, width, kernelH, kernelW, stride, padding: Int
+    public var outH: Int { (height + 2 * padding - kernelH) / stride + 1 }
+    public var outW: Int { (width + 2 * padding - kernelW) / stride + 1 }
+    /// Rows of the im2col matrix.
+    public var patch: Int { channels * kernelH * kernelW }
+    /// Columns of the im2col matrix.
+    public var windows: Int { outH * outW }
+
+    public init(channels: Int, height: Int, width: Int, kernelH: Int, kernelW: Int, stride: Int, padding: Int) {
+        precondition(stride >= 1 && padding >= 0, "conv: stride \(stride) must be ≥ 1 and padding \(padding) ≥ 0")
+        precondition(height + 2 * padding >= kernelH && width + 2 * padding >= kernelW,
+                     "conv: kernel \(kernelH)×\(kernelW) larger than padded input \(height)×\(width) (padding \(padding))")
+        self.channels = channels; self.height = height; self.width = width
+        self.kernelH = kernelH; self.kernelW = kernelW; self.stride = stride; self.padding = padding
+    }
+}
+
+/// col[(c·KH + kh)·KW + kw, oh·OW + ow] = x[c, oh·s − p + kh, ow·s − p + kw] (0 outside).
+func im2col<T: TensorScalar>(_ g: ConvGeometry, _ x: UnsafePointer<T>, _ col: UnsafeMutablePointer<T>) {
+    let (H, W, OH, OW, s, p) = (g.height, g.width, g.outH, g.outW, g.stride, g.padding)
+    var row = 0
+    for c in 0..<g.channels {
+        let xc = x + c * H * W
+        for kh in 0..<g.kernelH {
+            for kw in 0..<g.kernelW {
+                let dst = col + row * OH * OW
+                // valid ow: 0 <= ow*s - p + kw < W
+                let owLo = Swift.max(0, (p - kw + s - 1) / s)
+                let owHi = Swift.min(OW, (W + p - kw + s - 1) / s)
+                for oh in 0..<OH {
+                    let ih = oh * s - p + kh
+                    let d = dst + oh * OW
+                    if ih < 0 || ih >= H || owLo >= owHi {
+                        d.update(repeating: 0, count: OW); continue
+                    }
+                    if owLo > 0 { d.update(repeating: 0, count: owLo) }
+                    if owHi < OW { (d + owHi).update(repeating: 0, count: OW - owHi) }
+                    let src = xc + ih * W - p + kw
+                    if s == 1 { (d + owLo).update(from: src + owLo, count: owHi - owLo) }
+                    else { for ow in owLo..<owHi { d[ow] = src[ow * s] } }
+                }
+                row += 1
+            }
+        }
+    }
+}
+
+/// The adjoint of im2col: x[c, ih, iw] += col[…] for every window covering (ih, iw).
+/// `x` must be zeroed by the caller.
+func col2im<T: TensorScalar>(_ g: ConvGeometry, _ col: UnsafePointer<T>, _ x: UnsafeMutablePointer<T>) {
+    let (H, W, OH, OW, s, p) = (g.height, g.width, g.outH, g.outW, g.stride, g.padding)
+    var row = 0
+    for c in 0..<g.channels {
+        let xc = x + c * H * W
+        for kh in 0..<g.kernelH {
+            for kw in 0..<g.kernelW {
+                let src = col + row * OH * OW
+                let owLo = Swift.max(0, (p - kw + s - 1) / s)
+                let owHi = Swift.min(OW, (W + p - kw + s - 1) / s)
+                if owLo < owHi {
+                    for oh in 0..<OH {
+                        let ih = oh * s - p + kh
+                        if ih < 0 || ih >= H { continue }
+                        let d = xc + ih * W - p + kw, r = src + oh * OW
+                        if s == 1 { for ow in owLo..<owHi { d[ow] += r[ow] } }
+                        else { for ow in owLo..<owHi { d[ow * s] += r[ow] } }
+                    }
+                }
+                row += 1
+            }
+        }
+    }
+}
+
+/// Scratch memory for one call (reused across the images of a batch).
+@inline(__always)
+func withScratch<T, R>(_: T.Type, _ n: Int, _ body: (UnsafeMutablePointer<T>) -> R) -> R {
+    let p = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(n, 1))
+    defer { p.deallocate() }
+    return body(p)
+}
+
+enum ConvKernels {
+    static func forward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ g: ConvGeometry, _ out: Tensor, _: T.Type) {
+        let n = x.shape[0], o = w.shape[0]
+        let px = x.pointer(T.self), pw = w.pointer(T.self), py = out.pointer(T.self)
+        let inSize = g.channels * g.height * g.width, outSize = o * g.windows
+        withScratch(T.self, g.patch * g.windows) { col in
+            for i in 0..<n {
+                let y = py + i * outSize
+                var beta: T = 0
+                if let bias {
+                    let pb = bias.pointer(T.self)
+                    for c in 0..<o { (y + c * g.windows).update(repeating: pb[c], count: g.windows) }
+                    beta = 1
+                }
+                if g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0 {
+                    T.gemm(transA: false, transB: false, m: o, n: g.windows, k: g.patch, alpha: 1,
+                           a: pw, lda: g.patch, b: px + i * inSize, ldb: g.windows, beta: beta, c: y, ldc: g.windows)
+                } else {
+                    im2col(g, px + i * inSize, col)
+                    T.gemm(transA: false, transB: false, m: o, n: g.windows, k: g.patch, alpha: 1,
+                           a: pw, lda: g.patch, b: col, ldb: g.windows, beta: beta, c: y, ldc: g.windows)
+                }
+            }
+        }
+    }
+
+    /// Gradients of conv2d: dx = col2im(Wᵀ·dY), dW = Σ dY·colᵀ, db = Σ dY.
+    static func backward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, _ gy: Tensor, _ g: ConvGeometry,
+                                          dx: Tensor?, dw: Tensor?, db: Tensor?, _: T.Type) {
+        let n = x.shape[0], o = w.shape[0]
+        let px = x.pointer(T.self), pw = w.pointer(T.self), pg = gy.pointer(T.self)
+        let inSize = g.channels * g.height * g.width, outSize = o * g.windows
+        let pointwise = g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0
+        withScratch(T.self, g.patch * g.windows) { col in
+            for i in 0..<n {
+                let gi = pg + i * outSize
+                if let dw {
+                    let src: UnsafePointer<T>
+                    if pointwise { src = UnsafePointer(px + i * inSize) } else { im2col(g, px + i * inSize, col); src = UnsafePointer(col) }
+                    T.gemm(transA: false, transB: true, m: o, n: g.patch, k: g.windows, alpha: 1,
+                           a: gi, lda: g.windows, b: src, ldb: g.windows, beta: i == 0 ? 0 : 1, c: dw.pointer(T.self), ldc: g.patch)
+                }
+                if let dx {
+                    let dxi = dx.pointer(T.self) + i * inSize
+                    if pointwise {
+                        T.gemm(transA: true, transB: false, m: g.patch, n: g.windows, k: o, alpha: 1,
+                               a: pw, lda: g.patch, b: gi, ldb: g.windows, beta: 0, c: dxi, ldc: g.windows)
+                    } else {
+                        T.gemm(transA: true, transB: false, m: g.patch, n: g.windows, k: o, alpha: 1,
+                               a: pw, lda: g.patch, b: gi, ldb: g.windows, beta: 0, c: col, ldc: g.windows)
+                        dxi.update(repeating: 0, count: inSize)
+                        col2im(g, col, dxi)
+                    }
+                }
+            }
+        }
+        if let db {
+            let p = db.pointer(T.self)
+            for c in 0..<o { p[c] = 0 }
+            for i in 0..<n { for c in 0..<o {
+                let r = pg + i * outSize + c * g.windows
+                var s: T = 0
+                for j in 0..<g.windows { s += r[j] }
+                p[c] += s
+            } }
+        }
+    }
+
+    /// Transposed convolution: the adjoint of conv2d's input map. `g` describes the
+    /// (larger) output image; its window grid is the input's H×W.
+    static func transposeForward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ g: ConvGeometry, _ out: Tensor, _: T.Type) {
+        let n = x.shape[0], cin = x.shape[1]
+        let px = x.pointer(T.self), pw = w.pointer(T.self), py = out.pointer(T.self)
+        let inSize = cin * g.windows, outSize = g.channels * g.height * g.width
+        withScratch(T.self, g.patch * g.windows) { col in
+            for i in 0..<n {
+                T.gemm(transA: true, transB: false, m: g.patch, n: g.windows, k: cin, alpha: 1,
+                       a: pw, lda: g.patch, b: px + i * inSize, ldb: g.windows, beta: 0, c: col, ldc: g.windows)
+                let y = py + i * outSize
+                if let bias {
+                    let pb = bias.pointer(T.self), hw = g.height * g.width
+                    for c in 0..<g.channels { (y + c * hw).update(repeating: pb[c], count: hw) }
+                } else {
+                    y.update(repeating: 0, count: outSize)
+                }
+                col2im(g, col, y)
+            }
+        }
+    }
+
+    static func transposeBackward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, _ gy: Tensor, _ g: ConvGeometry,
+                                                   dx: Tensor?, dw: Tensor?, db: Tensor?, _: T.Type) {
+        let n = x.shape[0], cin = x.shape[1]
+        let px = x.pointer(T.self), pw = w.pointer(T.self), pg = gy.pointer(T.self)
+        let inSize = cin * g.windows, outSize = g.channels * g.height * g.width
+        withScratch(T.self, g.patch * g.windows) { col in
+            for i in 0..<n {
+                im2col(g, pg + i * outSize, col)
+                if let dx {
+                    T.gemm(transA: false, transB: false, m: cin, n: g.windows, k: g.patch, alpha: 1,
+                           a: pw, lda: g.patch, b: col, ldb: g.windows, beta: 0, c: dx.pointer(T.self) + i * inSize, ldc: g.windows)
+                }
+                if let dw {
+                    T.gemm(transA: false, transB: true, m: cin, n: g.patch, k: g.windows, alpha: 1,
+                           a: px + i * inSize, lda: g.windows, b: col, ldb: g.windows, beta: i == 0 ? 0 : 1,
+                           c: dw.pointer(T.self), ldc: g.patch)
+                }
+            }
+        }
+        if let db {
+            let p = db.pointer(T.self), hw = g.height * g.width
+            for c in 0..<g.channels { p[c] = 0 }
+            for i in 0..<n { for c in 0..<g.channels {
+                let r = pg + i * outSize + c * hw
+                var s: T = 0
+                for j in 0..<hw { s += r[j] }
+                p[c] += s
+            } }
+        }
+    }
+}
+
+extension Tensor {
+    /// 2-D cross-correlation (what deep-learning libraries call convolution).
+    /// - Parameters: x [N, C, H, W]; weight [O, C, KH, KW]; bias [O] or nil.
+    /// - Returns: [N, O, OH, OW] with OH = (H + 2·padding − KH) / stride + 1.
+    /// - Complexity: 2·N·O·C·KH·KW·OH·OW flops.
+    public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0) -> Tensor {
+        precondition(x.rank == 4 && weight.rank == 4, "conv2d: input \(x.shape) and weight \(weight.shape) must be rank 4 (NCHW, OIHW)")
+        precondition(x.shape[1] == weight.shape[1], "conv2d: input \(x.shape) has \(x.shape[1]) channels, weight \(weight.shape) expects \(weight.shape[1])")
+        if let bias { precondition(bias.shape == [weight.shape[0]], "conv2d: bias \(bias.shape) must be [\(weight.shape[0])] for weight \(weight.shape)") }
+        checkSameDType(x, weight, "conv2d")
+        let g = ConvGeometry(channels: x.shape[1], height: x.shape[2], width: x.shape[3],
+                             kernelH: weight.shape[2], kernelW: weight.shape[3], stride: stride, padding: padding)
+        let out = Tensor(uninitialized: [x.shape[0], weight.shape[0], g.outH, g.outW], dtype: x.dtype)
+        dispatch(x.dtype, { ConvKernels.forward(x, weight, bias, g, out, Float.self) },
+                          { ConvKernels.forward(x, weight, bias, g, out, Double.self) })
+        return record(.conv2d(g), bias.map { [x, weight, $0] } ?? [x, weight], out)
+    }
+
+    /// Transposed 2-D convolution (the gradient of conv2d with respect to its input).
+    /// - Parameters: x [N, Cin, H, W]; weight [Cin, Cout, KH, KW]; bias [Cout] or nil.
+    /// - Returns: [N, Cout, (H−1)·stride − 2·padding + KH, (W−1)·stride − 2·padding + KW].
+    public static func convTranspose2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0) -> Tensor {
+        precondition(x.rank == 4 && weight.rank == 4, "convTranspose2d: input \(x.shape) and weight \(weight.shape) must be rank 4")
+        precondition(x.shape[1] == weight.shape[0], "convTranspose2d: input \(x.shape) has \(x.shape[1]) channels, weight \(weight.shape) expects \(weight.shape[0])")
+        if let bias { precondition(bias.shape == [weight.shape[1]], "convTranspose2d: bias \(bias.shape) must be [\(weight.shape[1])]") }
+        checkSameDType(x, weight, "convTranspose2d")
+        let (kh, kw) = (weight.shape[2], weight.shape[3])
+        let oh = (x.shape[2] - 1) * stride - 2 * padding + kh, ow = (x.shape[3] - 1) * stride - 2 * padding + kw
+        precondition(oh > 0 && ow > 0, "convTranspose2d: empty output for input \(x.shape), kernel \(kh)×\(kw), stride \(stride), padding \(padding)")
+        let g = ConvGeometry(channels: weight.shape[1], height: oh, width: ow, kernelH: kh, kernelW: kw, stride: stride, padding: padding)
+        precondition(g.outH == x.shape[2] && g.outW == x.shape[3], "convTranspose2d: inconsistent geometry for \(x.shape)")
+        let out = Tensor(uninitialized: [x.shape[0], g.channels, oh, ow], dtype: x.dtype)
+        dispatch(x.dtype, { ConvKernels.transposeForward(x, weight, bias, g, out, Float.self) },
+                          { ConvKernels.transposeForward(x, weight, bias, g, out, Double.self) })
+        return record(.convTranspose2d(g), bias.map { [x, weight, $0] } ?? [x, weight], out)
+    }
+
+    /// Nearest-neighbour upsampling by an integer factor: [N, C, H, W] → [N, C, H·f, W·f].
+    public func upsampledNearest(factor f: Int) -> Tensor {
+        precondition(rank == 4 && f >= 1, "upsample: needs NCHW input and factor ≥ 1, got \(shape), \(f)")
+        let (nc, h, w) = (shape[0] * shape[1], shape[2], shape[3])
+        let out = Tensor(uninitialized: [shape[0], shape[1], h * f, w * f], dtype: dtype)
+        func run<T: TensorScalar>(_: T.Type) {
+            let x = pointer(T.self), y = out.pointer(T.self)
+            for p in 0..<nc { for i in 0..<h {
+                let src = x + (p * h + i) * w
+                let row = y + (p * h * f + i * f) * w * f
+                for j in 0..<w { let v = src[j]; for r in 0..<f { row[j * f + r] = v } }
+                for r in 1..<Swift.max(f, 1) { (row + r * w * f).update(from: row, count: w * f) }
+            } }
+        }
+        dispatch(dtype, { run(Float.self) }, { run(Double.self) })
+        return record(.upsample(f), [self], out)
+    }
+
+    /// k×k average pooling with stride k: [N, C, H, W] → [N, C, H/k, W/k] (H, W divisible by k).
+    public func avgPooled(kernel k: Int) -> Tensor {
+        precondition(rank == 4 && k >= 1 && shape[2] % k == 0 && shape[3] % k == 0,
+                     "avgPool: shape \(shape) must be NCHW with H, W divisible by \(k)")
+        let (nc, h, w) = (shape[0] * shape[1], shape[2], shape[3])
+        let (oh, ow) = (h / k, w / k)
+        let out = Tensor(uninitialized: [shape[0], shape[1], oh, ow], dtype: dtype)
+        func run<T: TensorScalar>(_: T.Type) {
+            let x = pointer(T.self), y = out.pointer(T.self), scale = 1 / T(k * k)
+            for p in 0..<nc { for i in 0..<oh { for j in 0..<ow {
+                var s: T = 0
+                for a in 0..<k { let r = x + (p * h + i * k + a) * w + j * k; for b in 0..<k { s += r[b] } }
+                y[(p * oh + i) * ow + j] = s * scale
+            } } }
+        }
+        dispatch(dtype, { run(Float.self) }, { run(Double.self) })
+        return record(.avgPool(k), [self], out)
+    }
+}

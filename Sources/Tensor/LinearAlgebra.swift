@@ -1,0 +1,76 @@
+/// Matrix products through BLAS GEMM, and softmax.
+
+extension Tensor {
+    /// Matrix product of op(a) and op(b), where op transposes the last two axes when asked.
+    /// Rank 2: [M, K] × [K, N] → [M, N]. Rank 3 (batched): [B, M, K] × [B, K, N] → [B, M, N].
+    /// - Complexity: 2·B·M·N·K flops, in `cblas_sgemm`.
+    public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+        checkSameDType(a, b, "matmul")
+        precondition(a.rank == b.rank && (a.rank == 2 || a.rank == 3),
+                     "matmul: needs two rank-2 or two rank-3 tensors, got \(a.shape) and \(b.shape)")
+        let batched = a.rank == 3
+        let batch = batched ? a.shape[0] : 1
+        precondition(!batched || b.shape[0] == batch, "matmul: batch sizes differ in \(a.shape) and \(b.shape)")
+        let (ar, ac) = (a.shape[a.rank - 2], a.shape[a.rank - 1])
+        let (br, bc) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
+        let (m, k) = transposeA ? (ac, ar) : (ar, ac)
+        let (kb, n) = transposeB ? (bc, br) : (br, bc)
+        precondition(k == kb, "matmul: inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") × \(b.shape)\(transposeB ? "ᵀ" : "")")
+        let out = Tensor(uninitialized: batched ? [batch, m, n] : [m, n], dtype: a.dtype)
+        func run<T: TensorScalar>(_: T.Type) {
+            let pa = a.pointer(T.self), pb = b.pointer(T.self), pc = out.pointer(T.self)
+            for i in 0..<batch {
+                T.gemm(transA: transposeA, transB: transposeB, m: m, n: n, k: k, alpha: 1,
+                       a: pa + i * ar * ac, lda: ac, b: pb + i * br * bc, ldb: bc, beta: 0, c: pc + i * m * n, ldc: n)
+            }
+        }
+        dispatch(a.dtype, { run(Float.self) }, { run(Double.self) })
+        return record(.matmul(transposeA: transposeA, transposeB: transposeB), [a, b], out)
+    }
+
+    /// softmax along `axis`, computed with max subtraction.
+    public func softmax(axis: Int = -1) -> Tensor {
+        let ax = axis < 0 ? axis + rank : axis
+        precondition(ax >= 0 && ax < rank, "softmax: axis \(axis) out of range for shape \(shape)")
+        let (outer, inner) = outerInner(ax)
+        let len = shape[ax]
+        let out = Tensor(uninitialized: shape, dtype: dtype)
+        func run<T: TensorScalar>(_: T.Type) {
+            let x = pointer(T.self), y = out.pointer(T.self)
+            for o in 0..<outer {
+                for j in 0..<inner {
+                    let base = o * len * inner + j
+                    var m = -T.infinity
+                    for i in 0..<len { m = Swift.max(m, x[base + i * inner]) }
+                    var s: T = 0
+                    for i in 0..<len { let e = T.exp(x[base + i * inner] - m); y[base + i * inner] = e; s += e }
+                    let r = 1 / s
+                    for i in 0..<len { y[base + i * inner] *= r }
+                }
+            }
+        }
+        if inner == 1, dtype == .float32 {
+            // contiguous rows: vectorised exp
+            let x = pointer(Float.self), y = out.pointer(Float.self)
+            for o in 0..<outer {
+                let xr = x + o * len, yr = y + o * len
+                var m = -Float.infinity
+                for i in 0..<len { m = Swift.max(m, xr[i]) }
+                for i in 0..<len { yr[i] = xr[i] - m }
+                Float.vexp(yr, yr, len)
+                var s: Float = 0
+                for i in 0..<len { s += yr[i] }
+                let r = 1 / s
+                for i in 0..<len { yr[i] *= r }
+            }
+        } else {
+            dispatch(dtype, { run(Float.self) }, { run(Double.self) })
+        }
+        return record(.softmax(axis: ax), [self], out)
+    }
+
+    /// log softmax along `axis`: x - logsumexp(x).
+    public func logSoftmax(axis: Int = -1) -> Tensor {
+        self - logSumExp(axis: axis, keepingDims: true)
+    }
+}

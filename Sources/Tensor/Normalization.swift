@@ -1,0 +1,169 @@
+import CKernels
+
+/// Group normalization (Wu & He, 2018), batch normalization in training mode
+/// (Ioffe & Szegedy, 2015), and embedding lookup.
+///
+/// Both norms share one backward formula, per normalisation set S with x̂ = (x − μ)·r:
+///   dx = r · (dx̂ − mean_S(dx̂) − x̂ · mean_S(dx̂ · x̂)),  dx̂ = dy · γ.
+
+enum NormKernels {
+    /// GroupNorm over [N, C, L] with G groups: statistics per (n, g) over (C/G)·L values.
+    static func groupForward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, groups G: Int, eps: Double,
+                                              _ out: Tensor, _ mean: Tensor, _ rstd: Tensor, _: T.Type) {
+        let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let cg = c / G
+        let px = x.pointer(T.self), py = out.pointer(T.self), pm = mean.pointer(T.self), pr = rstd.pointer(T.self)
+        let pgam = gamma?.pointer(T.self), pbet = beta?.pointer(T.self)
+        var scale = [T](repeating: 0, count: cg), shift = [T](repeating: 0, count: cg)
+        for i in 0..<n { for g in 0..<G {
+            let base = (i * c + g * cg) * l, m = cg * l
+            var s: Double = 0, ss: Double = 0
+            for j in 0..<m { let v = Double(px[base + j]); s += v }
+            let mu = s / Double(m)
+            for j in 0..<m { let d = Double(px[base + j]) - mu; ss += d * d }
+            let r = 1 / (ss / Double(m) + eps).squareRoot()
+            pm[i * G + g] = T(mu); pr[i * G + g] = T(r)
+            for k in 0..<cg {
+                let ch = g * cg + k
+                let a = T(r) * (pgam?[ch] ?? 1)
+                scale[k] = a; shift[k] = (pbet?[ch] ?? 0) - T(mu) * a
+            }
+            if T.self == Float.self {
+                scale.withUnsafeBufferPointer { sc in shift.withUnsafeBufferPointer { sh in
+                    ek_channel_affine(UnsafeRawPointer(px + base).assumingMemoryBound(to: Float.self),
+                                      UnsafeRawPointer(sc.baseAddress!).assumingMemoryBound(to: Float.self),
+                                      UnsafeRawPointer(sh.baseAddress!).assumingMemoryBound(to: Float.self),
+                                      UnsafeMutableRawPointer(py + base).assumingMemoryBound(to: Float.self), 1, cg, l, 0)
+                } }
+            } else {
+                for k in 0..<cg { let a = scale[k], b = shift[k]; let o = base + k * l; for j in 0..<l { py[o + j] = px[o + j] * a + b } }
+            }
+        } }
+    }
+
+    static func groupBackward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ gy: Tensor, groups G: Int,
+                                               _ mean: Tensor, _ rstd: Tensor,
+                                               dx: Tensor?, dgamma: Tensor?, dbeta: Tensor?, _: T.Type) {
+        let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let cg = c / G
+        let px = x.pointer(T.self), pg = gy.pointer(T.self), pm = mean.pointer(T.self), pr = rstd.pointer(T.self)
+        let pgam = gamma?.pointer(T.self)
+        let pdg = dgamma?.pointer(T.self), pdb = dbeta?.pointer(T.self)
+        for ch in 0..<c { pdg?[ch] = 0; pdb?[ch] = 0 }
+        for i in 0..<n { for g in 0..<G {
+            let mu = pm[i * G + g], r = pr[i * G + g]
+            var sumD: T = 0, sumDX: T = 0
+            for k in 0..<cg {
+                let ch = g * cg + k, o = (i * c + ch) * l, ga = pgam?[ch] ?? 1
+                var sg: T = 0, sgx: T = 0
+                for j in 0..<l { let xh = (px[o + j] - mu) * r; sg += pg[o + j]; sgx += pg[o + j] * xh }
+                pdg?[ch] += sgx; pdb?[ch] += sg
+                sumD += sg * ga; sumDX += sgx * ga
+            }
+            guard let dx else { continue }
+            let pdx = dx.pointer(T.self), m = T(cg * l)
+            let a = sumD / m, b = sumDX / m
+            for k in 0..<cg {
+                let ch = g * cg + k, o = (i * c + ch) * l, ga = pgam?[ch] ?? 1
+                for j in 0..<l { let xh = (px[o + j] - mu) * r; pdx[o + j] = r * (pg[o + j] * ga - a - xh * b) }
+            }
+        } }
+    }
+
+    /// BatchNorm (training): statistics per channel over N and L.
+    static func batchForward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, eps: Double,
+                                              _ out: Tensor, _ mean: Tensor, _ rstd: Tensor, _ variance: Tensor, _: T.Type) {
+        let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let m = Double(n * l)
+        let px = x.pointer(T.self), py = out.pointer(T.self)
+        for ch in 0..<c {
+            var s: Double = 0, ss: Double = 0
+            for i in 0..<n { let o = (i * c + ch) * l; for j in 0..<l { s += Double(px[o + j]) } }
+            let mu = s / m
+            for i in 0..<n { let o = (i * c + ch) * l; for j in 0..<l { let d = Double(px[o + j]) - mu; ss += d * d } }
+            let v = ss / m, r = 1 / (v + eps).squareRoot()
+            mean.pointer(T.self)[ch] = T(mu); rstd.pointer(T.self)[ch] = T(r); variance.pointer(T.self)[ch] = T(v)
+            let a = T(r) * (gamma?.pointer(T.self)[ch] ?? 1), b = (beta?.pointer(T.self)[ch] ?? 0) - T(mu) * a
+            for i in 0..<n { let o = (i * c + ch) * l; for j in 0..<l { py[o + j] = px[o + j] * a + b } }
+        }
+    }
+
+    static func batchBackward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ gy: Tensor, _ mean: Tensor, _ rstd: Tensor,
+                                               dx: Tensor?, dgamma: Tensor?, dbeta: Tensor?, _: T.Type) {
+        let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let m = T(n * l)
+        let px = x.pointer(T.self), pg = gy.pointer(T.self)
+        for ch in 0..<c {
+            let mu = mean.pointer(T.self)[ch], r = rstd.pointer(T.self)[ch], ga = gamma?.pointer(T.self)[ch] ?? 1
+            var sg: T = 0, sgx: T = 0
+            for i in 0..<n { let o = (i * c + ch) * l; for j in 0..<l { sg += pg[o + j]; sgx += pg[o + j] * (px[o + j] - mu) * r } }
+            dgamma?.pointer(T.self)[ch] = sgx; dbeta?.pointer(T.self)[ch] = sg
+            guard let dx else { continue }
+            let pdx = dx.pointer(T.self), a = sg * ga / m, b = sgx * ga / m
+            for i in 0..<n { let o = (i * c + ch) * l; for j in 0..<l {
+                let xh = (px[o + j] - mu) * r
+                pdx[o + j] = r * (pg[o + j] * ga - a - xh * b)
+            } }
+        }
+    }
+}
+
+extension Tensor {
+    /// Group normalization of x [N, C, …] with `groups` groups, then the per-channel affine
+    /// γ·x̂ + β when weight/bias ([C]) are given.
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor? = nil, bias: Tensor? = nil, eps: Double = 1e-5) -> Tensor {
+        precondition(x.rank >= 2 && groups >= 1 && x.shape[1] % groups == 0,
+                     "groupNorm: \(x.shape[safe: 1] ?? 0) channels of \(x.shape) not divisible into \(groups) groups")
+        for p in [weight, bias].compactMap({ $0 }) { precondition(p.shape == [x.shape[1]], "groupNorm: affine shape \(p.shape) must be [\(x.shape[1])]") }
+        precondition((weight == nil) == (bias == nil), "groupNorm: give both weight and bias or neither")
+        let out = Tensor(uninitialized: x.shape, dtype: x.dtype)
+        let mean = Tensor(uninitialized: [x.shape[0], groups], dtype: x.dtype), rstd = Tensor(uninitialized: [x.shape[0], groups], dtype: x.dtype)
+        dispatch(x.dtype, { NormKernels.groupForward(x, weight, bias, groups: groups, eps: eps, out, mean, rstd, Float.self) },
+                          { NormKernels.groupForward(x, weight, bias, groups: groups, eps: eps, out, mean, rstd, Double.self) })
+        let inputs = weight.map { [x, $0, bias!] } ?? [x]
+        return record(.groupNorm(groups: groups), inputs, out, saved: [mean, rstd])
+    }
+
+    /// Batch normalization with batch statistics (training mode) over N and the spatial
+    /// axes of x [N, C, …]. Returns the output and the batch mean and (biased) variance,
+    /// for updating running statistics.
+    public static func batchNormTraining(_ x: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Double = 1e-5)
+        -> (output: Tensor, mean: Tensor, variance: Tensor)
+    {
+        precondition(x.rank >= 2, "batchNorm: input \(x.shape) must be [N, C, …]")
+        precondition(x.count / x.shape[1] > 1, "batchNorm: needs more than one value per channel, input \(x.shape)")
+        for p in [weight, bias].compactMap({ $0 }) { precondition(p.shape == [x.shape[1]], "batchNorm: affine shape \(p.shape) must be [\(x.shape[1])]") }
+        precondition((weight == nil) == (bias == nil), "batchNorm: give both weight and bias or neither")
+        let c = x.shape[1]
+        let out = Tensor(uninitialized: x.shape, dtype: x.dtype)
+        let mean = Tensor(uninitialized: [c], dtype: x.dtype), rstd = Tensor(uninitialized: [c], dtype: x.dtype)
+        let variance = Tensor(uninitialized: [c], dtype: x.dtype)
+        dispatch(x.dtype, { NormKernels.batchForward(x, weight, bias, eps: eps, out, mean, rstd, variance, Float.self) },
+                          { NormKernels.batchForward(x, weight, bias, eps: eps, out, mean, rstd, variance, Double.self) })
+        let inputs = weight.map { [x, $0, bias!] } ?? [x]
+        return (record(.batchNorm, inputs, out, saved: [mean, rstd]), mean, variance)
+    }
+
+    /// Rows of `weight` [V, D] picked by `indices`: result [indices.count, D].
+    public static func embedding(_ weight: Tensor, indices: [Int]) -> Tensor {
+        precondition(weight.rank == 2, "embedding: weight \(weight.shape) must be [vocabulary, dim]")
+        let (v, d) = (weight.shape[0], weight.shape[1])
+        for i in indices { precondition(i >= 0 && i < v, "embedding: index \(i) out of range for vocabulary \(v)") }
+        let out = Tensor(uninitialized: [indices.count, d], dtype: weight.dtype)
+        let bytes = d * weight.dtype.size
+        for (r, i) in indices.enumerated() { (out.rawPointer + r * bytes).copyMemory(from: weight.rawPointer + i * bytes, byteCount: bytes) }
+        return record(.embedding(indices: indices), [weight], out)
+    }
+
+    /// Adjoint of `embedding`: scatter-adds rows of g [K, D] into a [vocabulary, D] tensor.
+    static func embeddingBackward(_ g: Tensor, indices: [Int], vocabulary: Int) -> Tensor {
+        let d = g.shape[1]
+        let out = Tensor.zeros([vocabulary, d], dtype: g.dtype)
+        func run<T: TensorScalar>(_: T.Type) {
+            let pg = g.pointer(T.self), po = out.pointer(T.self)
+            for (r, i) in indices.enumerated() { for j in 0..<d { po[i * d + j] += pg[r * d + j] } }
+        }
+        dispatch(g.dtype, { run(Float.self) }, { run(Double.self) })
+        return out
+    }
+}
+
+extension Array {
+    subscript(safe i: Int) -> Element? { i >= 0 && i < count ? self[i] : nil }
+}

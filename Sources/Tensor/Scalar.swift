@@ -1,0 +1,93 @@
+import CBLAS
+import CKernels
+import Foundation
+
+/// The element types a tensor can hold, with the few per-type primitives the generic
+/// kernels need: transcendentals, vectorised loops and BLAS GEMM.
+public protocol TensorScalar: BinaryFloatingPoint, SIMDScalar where Self.RawSignificand: FixedWidthInteger {
+    static var dtype: DType { get }
+    static func exp(_ x: Self) -> Self
+    static func log(_ x: Self) -> Self
+    static func tanh(_ x: Self) -> Self
+    static func pow(_ x: Self, _ y: Self) -> Self
+    static func erf(_ x: Self) -> Self
+    /// y[i] = exp(x[i])
+    static func vexp(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, _ n: Int)
+    static func vsigmoid(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, _ n: Int)
+    static func vtanh(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, _ n: Int)
+    static func vsilu(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, _ n: Int)
+    static func vsiluBackward(_ x: UnsafePointer<Self>, _ g: UnsafePointer<Self>, _ dx: UnsafeMutablePointer<Self>, _ n: Int)
+    /// Row-major C = alpha op(A) op(B) + beta C.
+    static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
+                     a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
+                     beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+}
+
+@inline(__always) private func cblasTrans(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }
+
+extension Float: TensorScalar {
+    public static var dtype: DType { .float32 }
+    @inline(__always) public static func exp(_ x: Float) -> Float { Foundation.expf(x) }
+    @inline(__always) public static func log(_ x: Float) -> Float { Foundation.logf(x) }
+    @inline(__always) public static func tanh(_ x: Float) -> Float { Foundation.tanhf(x) }
+    @inline(__always) public static func pow(_ x: Float, _ y: Float) -> Float { Foundation.powf(x, y) }
+    @inline(__always) public static func erf(_ x: Float) -> Float { Foundation.erff(x) }
+    public static func vexp(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) { ek_exp(x, y, n) }
+    public static func vsigmoid(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) { ek_sigmoid(x, y, n) }
+    public static func vtanh(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) { ek_tanh(x, y, n) }
+    public static func vsilu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) { ek_silu(x, y, n) }
+    public static func vsiluBackward(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
+        ek_silu_backward(x, g, dx, n)
+    }
+    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, cblasTrans(transA), cblasTrans(transB), Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+extension Double: TensorScalar {
+    public static var dtype: DType { .float64 }
+    @inline(__always) public static func exp(_ x: Double) -> Double { Foundation.exp(x) }
+    @inline(__always) public static func log(_ x: Double) -> Double { Foundation.log(x) }
+    @inline(__always) public static func tanh(_ x: Double) -> Double { Foundation.tanh(x) }
+    @inline(__always) public static func pow(_ x: Double, _ y: Double) -> Double { Foundation.pow(x, y) }
+    @inline(__always) public static func erf(_ x: Double) -> Double { Foundation.erf(x) }
+    public static func vexp(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int) {
+        for i in 0..<n { y[i] = Foundation.exp(x[i]) }
+    }
+    public static func vsigmoid(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int) {
+        for i in 0..<n { y[i] = 1 / (1 + Foundation.exp(-x[i])) }
+    }
+    public static func vtanh(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int) {
+        for i in 0..<n { y[i] = Foundation.tanh(x[i]) }
+    }
+    public static func vsilu(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int) {
+        for i in 0..<n { y[i] = x[i] / (1 + Foundation.exp(-x[i])) }
+    }
+    public static func vsiluBackward(_ x: UnsafePointer<Double>, _ g: UnsafePointer<Double>, _ dx: UnsafeMutablePointer<Double>, _ n: Int) {
+        for i in 0..<n {
+            let s = 1 / (1 + Foundation.exp(-x[i]))
+            dx[i] = g[i] * (s + x[i] * s * (1 - s))
+        }
+    }
+    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
+                            a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
+                            beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        cblas_dgemm(CblasRowMajor, cblasTrans(transA), cblasTrans(transB), Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+/// Threads used by OpenBLAS (and so by every GEMM and convolution).
+public enum BLASThreads {
+    public static var count: Int {
+        get { Int(openblas_get_num_threads()) }
+        set { openblas_set_num_threads(Int32(newValue)) }
+    }
+    /// OpenBLAS's build configuration and the kernel family it picked for this CPU.
+    public static var configuration: String {
+        String(cString: openblas_get_config()) + " core=" + String(cString: openblas_get_corename())
+    }
+}

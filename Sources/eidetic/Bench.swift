@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import Tensor
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Benchmarks.", subcommands: [Ops.self])
+
+    /// Kernel throughput: sgemm at square sizes (the machine's ceiling) and conv2d
+    /// forward+backward at the reference U-Net's shapes, as achieved GFLOP/s and as a
+    /// fraction of this run's sgemm figure.
+    struct Ops: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "sgemm and conv2d GFLOP/s.")
+        @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+        @Option(help: "Seconds to spend per measurement.") var seconds: Double = 1.0
+
+        func run() throws {
+            BLASThreads.count = threads
+            print("OpenBLAS \(BLASThreads.configuration); threads \(BLASThreads.count)")
+            var peak = 0.0
+            print("\nsgemm (row-major C = A·B, square):")
+            for n in [1024, 2048] {
+                let a = Tensor.uniform([n, n], key: RandomKey(seed: 1)), b = Tensor.uniform([n, n], key: RandomKey(seed: 2))
+                let t = bestTime(seconds) { _ = Tensor.matmul(a, b) }
+                let gf = 2 * pow(Double(n), 3) / t / 1e9
+                peak = max(peak, gf)
+                print(String(format: "  %5d²   %8.2f ms   %7.1f GFLOP/s", n, t * 1e3, gf))
+            }
+            print(String(format: "  sgemm reference for this run: %.1f GFLOP/s\n", peak))
+            print("conv2d 3×3 pad 1, forward + backward (dx, dW, db); FLOPs = 3 × 2·N·O·C·9·H·W:")
+            print("  batch  C→O   H×W    fwd ms  fwd GF/s   f+b ms  f+b GF/s  of sgemm")
+            var worst = Double.infinity
+            for (n, c, o, hw) in [(64, 32, 64, 32), (64, 32, 64, 16), (128, 32, 64, 32), (128, 32, 64, 16)] {
+                let x = Tensor.normal([n, c, hw, hw], key: RandomKey(seed: 3))
+                let w = Tensor.normal([o, c, 3, 3], std: 0.05, key: RandomKey(seed: 4)), bias = Tensor.zeros([o])
+                let gy = Tensor.normal([n, o, hw, hw], key: RandomKey(seed: 5))
+                let flop = 2.0 * Double(n * o * c * 9 * hw * hw)
+                let tf = bestTime(seconds) { _ = Tensor.conv2d(x, weight: w, bias: bias, padding: 1) }
+                let tfb = bestTime(seconds) {
+                    _ = valueAndGradients(wrt: [x, w, bias], seed: gy) { Tensor.conv2d(x, weight: w, bias: bias, padding: 1) }
+                }
+                let gfb = 3 * flop / tfb / 1e9
+                worst = min(worst, gfb / peak)
+                print(String(format: "  %5d  %2d→%-3d %2d×%-2d  %7.2f  %8.1f  %7.2f  %8.1f   %5.1f%%",
+                             n, c, o, hw, hw, tf * 1e3, flop / tf / 1e9, tfb * 1e3, gfb, 100 * gfb / peak))
+            }
+            print(String(format: "\nconv2d forward+backward, worst shape: %.1f%% of sgemm", worst * 100))
+        }
+
+        /// Best wall time of repeated runs over about `seconds` (at least 3 runs).
+        func bestTime(_ seconds: Double, _ body: () -> Void) -> Double {
+            body()  // warm-up
+            var best = Double.infinity, spent = 0.0, runs = 0
+            while runs < 3 || spent < seconds {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                body()
+                let t = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                best = min(best, t); spent += t; runs += 1
+            }
+            return best
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import XCTest
+import Tensor
+
+/// conv2d and its transpose against direct (naive) loops, forward and backward, in Float.
+final class ConvolutionTests: XCTestCase {
+    /// y[n,o,i,j] = b[o] + Σ_{c,a,b} w[o,c,a,b] · x[n,c,i·s−p+a, j·s−p+b]
+    func naiveConv(_ x: [Double], _ xs: [Int], _ w: [Double], _ ws: [Int], _ b: [Double], stride s: Int, pad p: Int) -> ([Double], [Int]) {
+        let (n, c, h, wd) = (xs[0], xs[1], xs[2], xs[3]), (o, kh, kw) = (ws[0], ws[2], ws[3])
+        let oh = (h + 2 * p - kh) / s + 1, ow = (wd + 2 * p - kw) / s + 1
+        var y = [Double](repeating: 0, count: n * o * oh * ow)
+        for ni in 0..<n { for oi in 0..<o { for i in 0..<oh { for j in 0..<ow {
+            var acc = b[oi]
+            for ci in 0..<c { for a in 0..<kh { for bb in 0..<kw {
+                let ih = i * s - p + a, iw = j * s - p + bb
+                if ih >= 0 && ih < h && iw >= 0 && iw < wd {
+                    acc += w[((oi * c + ci) * kh + a) * kw + bb] * x[((ni * c + ci) * h + ih) * wd + iw]
+                }
+            } } }
+            y[((ni * o + oi) * oh + i) * ow + j] = acc
+        } } } }
+        return (y, [n, o, oh, ow])
+    }
+
+    func assertClose(_ a: [Float], _ b: [Double], rtol: Double = 1e-5, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, what, file: file, line: line)
+        let scale = b.map { Swift.abs($0) }.max() ?? 1
+        var worst = 0.0
+        for (u, v) in zip(a, b) { worst = max(worst, Swift.abs(Double(u) - v) / max(scale, 1e-12)) }
+        XCTAssertLessThan(worst, rtol, "\(what): max error relative to max |value| = \(worst)", file: file, line: line)
+    }
+
+    func testConv2dMatchesDirectConvolution() {
+        for (stride, pad, k) in [(1, 1, 3), (2, 1, 3), (1, 0, 1), (2, 1, 4), (1, 2, 5)] {
+            let xs = [3, 5, 9, 8], ws = [6, 5, k, k]
+            let x = Tensor.normal(xs, key: RandomKey(seed: 1)), w = Tensor.normal(ws, key: RandomKey(seed: 2)), b = Tensor.normal([6], key: RandomKey(seed: 3))
+            let (yRef, ys) = naiveConv(x.doubles, xs, w.doubles, ws, b.doubles, stride: stride, pad: pad)
+            let y = Tensor.conv2d(x, weight: w, bias: b, stride: stride, padding: pad)
+            XCTAssertEqual(y.shape, ys)
+            assertClose(y.scalars, yRef, "conv2d forward s\(stride) p\(pad) k\(k)")
+
+            // Backward against the adjoint definitions: with upstream g,
+            // dW[o,c,a,b] = Σ g[n,o,i,j] x[n,c,i·s−p+a, j·s−p+b]; dx by scattering; db = Σ g.
+            let g = Tensor.normal(ys, key: RandomKey(seed: 4))
+            let (_, grads) = valueAndGradients(wrt: [x, w, b], seed: g) { Tensor.conv2d(x, weight: w, bias: b, stride: stride, padding: pad) }
+            let (xd, wdv, gd) = (x.doubles, w.doubles, g.doubles)
+            var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: w.count), db = [Double](repeating: 0, count: 6)
+            let (n, c, h, wd) = (xs[0], xs[1], xs[2], xs[3]), (oh, ow) = (ys[2], ys[3])
+            for ni in 0..<n { for oi in 0..<6 { for i in 0..<oh { for j in 0..<ow {
+                let gv = gd[((ni * 6 + oi) * oh + i) * ow + j]
+                db[oi] += gv
+                for ci in 0..<c { for a in 0..<k { for bb in 0..<k {
+                    let ih = i * stride - pad + a, iw = j * stride - pad + bb
+                    guard ih >= 0 && ih < h && iw >= 0 && iw < wd else { continue }
+                    let xi = ((ni * c + ci) * h + ih) * wd + iw, wi = ((oi * c + ci) * k + a) * k + bb
+                    dw[wi] += gv * xd[xi]; dx[xi] += gv * wdv[wi]
+                } } }
+            } } } }
+            assertClose(grads[0].scalars, dx, "conv2d dx s\(stride) p\(pad) k\(k)")
+            assertClose(grads[1].scalars, dw, "conv2d dW s\(stride) p\(pad) k\(k)")
+            assertClose(grads[2].scalars, db, "conv2d db s\(stride) p\(pad) k\(k)")
+        }
+    }
+
+    /// convTranspose2d is the adjoint of conv2d's input map: ⟨conv(x), y⟩ = ⟨x, convT(y)⟩,
+    /// and its forward output equals conv2d's input gradient.
+    func testConvTransposeIsAdjointOfConv() {
+        for (stride, pad, k) in [(2, 1, 4), (1, 1, 3), (2, 0, 2)] {
+            let x = Tensor.normal([2, 3, 8, 8], key: RandomKey(seed: 5)), w = Tensor.normal([4, 3, k, k], key: RandomKey(seed: 6))
+            let y = Tensor.conv2d(x, weight: w, stride: stride, padding: pad)
+            let g = Tensor.normal(y.shape, key: RandomKey(seed: 7))
+            let t = Tensor.convTranspose2d(g, weight: w, stride: stride, padding: pad)
+            XCTAssertEqual(t.shape, x.shape)
+            let (_, grads) = valueAndGradients(wrt: [x], seed: g) { Tensor.conv2d(x, weight: w, stride: stride, padding: pad) }
+            assertClose(t.scalars, grads[0].doubles, "convTranspose2d vs conv2d input gradient s\(stride) p\(pad) k\(k)")
+            let lhs = (y * g).sum().item, rhs = (x * t).sum().item
+            XCTAssertEqual(lhs, rhs, accuracy: 1e-4 * Swift.abs(lhs) + 1e-3)
+        }
+    }
+
+    func testMatmulMatchesNaive() {
+        let a = Tensor.normal([7, 5], key: RandomKey(seed: 8)), b = Tensor.normal([5, 3], key: RandomKey(seed: 9))
+        let c = Tensor.matmul(a, b)
+        let (ad, bd) = (a.doubles, b.doubles)
+        var ref = [Double](repeating: 0, count: 21)
+        for i in 0..<7 { for j in 0..<3 { for k in 0..<5 { ref[i * 3 + j] += ad[i * 5 + k] * bd[k * 3 + j] } } }
+        assertClose(c.scalars, ref, "matmul")
+    }
+}
