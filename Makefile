@@ -19,7 +19,7 @@ quickstart: build
 ## The test suite, built with optimization (debug Swift numerics are 10–100× slower).
 test: deps
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
-	$(SWIFT) test $(BUILD_FLAGS) --skip-build
+	$(SWIFT) test $(BUILD_FLAGS) --skip-build --disable-swift-testing
 
 ## Kernel benchmarks: sgemm and conv2d GFLOP/s at the reference U-Net's shapes.
 bench: build

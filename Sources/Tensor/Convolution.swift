@@ -80,21 +80,17 @@ func col2im<T: TensorScalar>(_ g: ConvGeometry, _ col: UnsafePointer<T>, _ x: Un
     }
 }
 
-/// Scratch memory for one call (reused across the images of a batch).
-@inline(__always)
-func withScratch<T, R>(_: T.Type, _ n: Int, _ body: (UnsafeMutablePointer<T>) -> R) -> R {
-    let p = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(n, 1))
-    defer { p.deallocate() }
-    return body(p)
-}
-
 enum ConvKernels {
     static func forward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ g: ConvGeometry, _ out: Tensor, _: T.Type) {
         let n = x.shape[0], o = w.shape[0]
         let px = x.pointer(T.self), pw = w.pointer(T.self), py = out.pointer(T.self)
         let inSize = g.channels * g.height * g.width, outSize = o * g.windows
-        withScratch(T.self, g.patch * g.windows) { col in
-            for i in 0..<n {
+        let pointwise = g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0
+        let chunks = Parallel.chunkCount(n)
+        let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: pointwise ? 0 : g.patch * g.windows)
+        Parallel.run(chunks: chunks) { chunk, worker in
+            let col = scratch[worker]
+            for i in Parallel.chunkRange(chunk, of: n) {
                 let y = py + i * outSize
                 var beta: T = 0
                 if let bias {
@@ -102,14 +98,10 @@ enum ConvKernels {
                     for c in 0..<o { (y + c * g.windows).update(repeating: pb[c], count: g.windows) }
                     beta = 1
                 }
-                if g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0 {
-                    T.gemm(transA: false, transB: false, m: o, n: g.windows, k: g.patch, alpha: 1,
-                           a: pw, lda: g.patch, b: px + i * inSize, ldb: g.windows, beta: beta, c: y, ldc: g.windows)
-                } else {
-                    im2col(g, px + i * inSize, col)
-                    T.gemm(transA: false, transB: false, m: o, n: g.windows, k: g.patch, alpha: 1,
-                           a: pw, lda: g.patch, b: col, ldb: g.windows, beta: beta, c: y, ldc: g.windows)
-                }
+                let src: UnsafePointer<T>
+                if pointwise { src = UnsafePointer(px + i * inSize) } else { im2col(g, px + i * inSize, col); src = UnsafePointer(col) }
+                T.gemm(transA: false, transB: false, m: o, n: g.windows, k: g.patch, alpha: 1,
+                       a: pw, lda: g.patch, b: src, ldb: g.windows, beta: beta, c: y, ldc: g.windows)
             }
         }
     }
@@ -121,14 +113,20 @@ enum ConvKernels {
         let px = x.pointer(T.self), pw = w.pointer(T.self), pg = gy.pointer(T.self)
         let inSize = g.channels * g.height * g.width, outSize = o * g.windows
         let pointwise = g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0
-        withScratch(T.self, g.patch * g.windows) { col in
-            for i in 0..<n {
+        let chunks = Parallel.chunkCount(n)
+        let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: pointwise ? 0 : g.patch * g.windows)
+        let wSize = o * g.patch
+        // one partial dW per chunk, summed in chunk order (thread-count independent)
+        let partial = dw == nil ? nil : ScratchBuffers<T>(count: 1, elements: chunks * wSize)
+        Parallel.run(chunks: chunks) { chunk, worker in
+            let col = scratch[worker]
+            for (j, i) in Parallel.chunkRange(chunk, of: n).enumerated() {
                 let gi = pg + i * outSize
-                if let dw {
+                if let partial {
                     let src: UnsafePointer<T>
                     if pointwise { src = UnsafePointer(px + i * inSize) } else { im2col(g, px + i * inSize, col); src = UnsafePointer(col) }
                     T.gemm(transA: false, transB: true, m: o, n: g.patch, k: g.windows, alpha: 1,
-                           a: gi, lda: g.windows, b: src, ldb: g.windows, beta: i == 0 ? 0 : 1, c: dw.pointer(T.self), ldc: g.patch)
+                           a: gi, lda: g.windows, b: src, ldb: g.windows, beta: j == 0 ? 0 : 1, c: partial[0] + chunk * wSize, ldc: g.patch)
                 }
                 if let dx {
                     let dxi = dx.pointer(T.self) + i * inSize
@@ -144,16 +142,8 @@ enum ConvKernels {
                 }
             }
         }
-        if let db {
-            let p = db.pointer(T.self)
-            for c in 0..<o { p[c] = 0 }
-            for i in 0..<n { for c in 0..<o {
-                let r = pg + i * outSize + c * g.windows
-                var s: T = 0
-                for j in 0..<g.windows { s += r[j] }
-                p[c] += s
-            } }
-        }
+        if let dw, let partial { sumChunks(partial[0], chunks: chunks, size: wSize, into: dw.pointer(T.self)) }
+        if let db { channelSums(pg, n: n, channels: o, inner: g.windows, into: db.pointer(T.self)) }
     }
 
     /// Transposed convolution: the adjoint of conv2d's input map. `g` describes the
@@ -162,8 +152,11 @@ enum ConvKernels {
         let n = x.shape[0], cin = x.shape[1]
         let px = x.pointer(T.self), pw = w.pointer(T.self), py = out.pointer(T.self)
         let inSize = cin * g.windows, outSize = g.channels * g.height * g.width
-        withScratch(T.self, g.patch * g.windows) { col in
-            for i in 0..<n {
+        let chunks = Parallel.chunkCount(n)
+        let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: g.patch * g.windows)
+        Parallel.run(chunks: chunks) { chunk, worker in
+            let col = scratch[worker]
+            for i in Parallel.chunkRange(chunk, of: n) {
                 T.gemm(transA: true, transB: false, m: g.patch, n: g.windows, k: cin, alpha: 1,
                        a: pw, lda: g.patch, b: px + i * inSize, ldb: g.windows, beta: 0, c: col, ldc: g.windows)
                 let y = py + i * outSize
@@ -183,30 +176,44 @@ enum ConvKernels {
         let n = x.shape[0], cin = x.shape[1]
         let px = x.pointer(T.self), pw = w.pointer(T.self), pg = gy.pointer(T.self)
         let inSize = cin * g.windows, outSize = g.channels * g.height * g.width
-        withScratch(T.self, g.patch * g.windows) { col in
-            for i in 0..<n {
+        let chunks = Parallel.chunkCount(n)
+        let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: g.patch * g.windows)
+        let wSize = cin * g.patch
+        let partial = dw == nil ? nil : ScratchBuffers<T>(count: 1, elements: chunks * wSize)
+        Parallel.run(chunks: chunks) { chunk, worker in
+            let col = scratch[worker]
+            for (j, i) in Parallel.chunkRange(chunk, of: n).enumerated() {
                 im2col(g, pg + i * outSize, col)
                 if let dx {
                     T.gemm(transA: false, transB: false, m: cin, n: g.windows, k: g.patch, alpha: 1,
                            a: pw, lda: g.patch, b: col, ldb: g.windows, beta: 0, c: dx.pointer(T.self) + i * inSize, ldc: g.windows)
                 }
-                if let dw {
+                if let partial {
                     T.gemm(transA: false, transB: true, m: cin, n: g.patch, k: g.windows, alpha: 1,
-                           a: px + i * inSize, lda: g.windows, b: col, ldb: g.windows, beta: i == 0 ? 0 : 1,
-                           c: dw.pointer(T.self), ldc: g.patch)
+                           a: px + i * inSize, lda: g.windows, b: col, ldb: g.windows, beta: j == 0 ? 0 : 1,
+                           c: partial[0] + chunk * wSize, ldc: g.patch)
                 }
             }
         }
-        if let db {
-            let p = db.pointer(T.self), hw = g.height * g.width
-            for c in 0..<g.channels { p[c] = 0 }
-            for i in 0..<n { for c in 0..<g.channels {
-                let r = pg + i * outSize + c * hw
-                var s: T = 0
-                for j in 0..<hw { s += r[j] }
-                p[c] += s
-            } }
-        }
+        if let dw, let partial { sumChunks(partial[0], chunks: chunks, size: wSize, into: dw.pointer(T.self)) }
+        if let db { channelSums(pg, n: n, channels: g.channels, inner: g.height * g.width, into: db.pointer(T.self)) }
+    }
+
+    /// out = Σ_c parts[c] in chunk order.
+    static func sumChunks<T: TensorScalar>(_ parts: UnsafeMutablePointer<T>, chunks: Int, size: Int, into out: UnsafeMutablePointer<T>) {
+        out.update(from: parts, count: size)
+        for c in 1..<max(chunks, 1) { let p = parts + c * size; for i in 0..<size { out[i] += p[i] } }
+    }
+
+    /// out[c] = Σ_{n, j} g[n, c, j].
+    static func channelSums<T: TensorScalar>(_ g: UnsafePointer<T>, n: Int, channels: Int, inner: Int, into out: UnsafeMutablePointer<T>) {
+        for c in 0..<channels { out[c] = 0 }
+        for i in 0..<n { for c in 0..<channels {
+            let r = g + (i * channels + c) * inner
+            var s: T = 0
+            for j in 0..<inner { s += r[j] }
+            out[c] += s
+        } }
     }
 }
 

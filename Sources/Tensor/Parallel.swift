@@ -1,0 +1,54 @@
+import CBLAS
+import Dispatch
+
+/// Eidetic's one level of parallelism for batched kernels (convolutions): the batch is cut
+/// into fixed chunks of images, workers take chunks, and BLAS runs single-threaded inside
+/// each worker — two single-threaded GEMMs on two cores run a clean 2× where one
+/// two-threaded GEMM on small conv shapes does not (platform-notes §3). Chunks are fixed
+/// by the batch, not by the worker count, and partial results are combined in chunk
+/// order, so convolution results are identical for any thread count.
+public enum Parallel {
+    /// Images per chunk in batched kernels.
+    static let imagesPerChunk = 4
+
+    /// Cores this process may use: the OpenBLAS thread setting, which callers set from
+    /// the run's configuration (`BLASThreads.count`).
+    static var budget: Int { max(1, BLASThreads.count) }
+
+    /// Number of workers `run(chunks:)` will use.
+    static func workers(for chunks: Int) -> Int { max(1, min(budget, chunks)) }
+
+    /// Runs `body(chunk, worker)` for every chunk in 0..<chunks. Worker w handles chunks
+    /// w, w + W, …; BLAS is single-threaded for the duration.
+    static func run(chunks: Int, _ body: (_ chunk: Int, _ worker: Int) -> Void) {
+        let w = workers(for: chunks)
+        let saved = Int(openblas_get_num_threads())
+        if saved != 1 { openblas_set_num_threads(1) }
+        defer { if saved != 1 { openblas_set_num_threads(Int32(saved)) } }
+        if w == 1 {
+            for c in 0..<chunks { body(c, 0) }
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: w) { worker in
+            var c = worker
+            while c < chunks { body(c, worker); c += w }
+        }
+    }
+
+    static func chunkRange(_ chunk: Int, of n: Int) -> Range<Int> {
+        let lo = chunk * imagesPerChunk
+        return lo..<min(n, lo + imagesPerChunk)
+    }
+
+    static func chunkCount(_ n: Int) -> Int { (n + imagesPerChunk - 1) / imagesPerChunk }
+}
+
+/// Per-worker scratch buffers, freed together.
+final class ScratchBuffers<T> {
+    let buffers: [UnsafeMutablePointer<T>]
+    init(count: Int, elements: Int) {
+        buffers = (0..<count).map { _ in UnsafeMutablePointer<T>.allocate(capacity: max(elements, 1)) }
+    }
+    subscript(i: Int) -> UnsafeMutablePointer<T> { buffers[i] }
+    deinit { for b in buffers { b.deallocate() } }
+}
