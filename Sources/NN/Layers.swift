@@ -151,9 +151,7 @@ public final class Dropout: Module {
     }
 
     public func callAsFunction(_ x: Tensor, key: RandomKey) -> Tensor {
-        guard isTraining, probability > 0 else { return x }
-        let mask = Tensor.bernoulli(x.shape, probability: 1 - probability, key: key, dtype: x.dtype)
-        return x * (mask * (1 / (1 - probability)))
+        isTraining ? x.dropout(probability: probability, key: key) : x
     }
 }
 

@@ -148,6 +148,18 @@ extension Tensor {
     }
 }
 
+extension Tensor {
+    /// Inverted dropout: zeroes each element with probability p and scales the rest by
+    /// 1/(1 − p), so the expectation is unchanged (Srivastava et al., 2014). The mask is
+    /// drawn from `key` and treated as a constant by the tape.
+    public func dropout(probability p: Double, key: RandomKey) -> Tensor {
+        precondition(p >= 0 && p < 1, "dropout: probability \(p) outside [0, 1)")
+        if p == 0 { return self }
+        let mask = Tensor.bernoulli(shape, probability: 1 - p, key: key, dtype: dtype)
+        return self * (mask * (1 / (1 - p)))
+    }
+}
+
 /// A uniformly random permutation of 0..<n (Fisher–Yates driven by the key's stream).
 public func randomPermutation(_ n: Int, key: RandomKey) -> [Int] {
     var a = Array(0..<n)

@@ -40,6 +40,48 @@ final class GradientTests: XCTestCase {
         }
     }
 
+    /// Random ranks (0–4), dimensions (1–4) and broadcasting patterns from a seeded stream:
+    /// one operand's dimensions are randomly dropped (leading) or set to 1.
+    func testRandomShapesWithBroadcasting() {
+        var rng = RandomStream(key: RandomKey(seed: 2024))
+        for trial in 0..<24 {
+            let rank = rng.nextInt(below: 5)
+            let full = (0..<rank).map { _ in 1 + rng.nextInt(below: 4) }
+            var other = Array(full.dropFirst(rng.nextInt(below: rank + 1)))
+            for i in other.indices where rng.nextInt(below: 3) == 0 { other[i] = 1 }
+            let (sa, sb) = rng.nextInt(below: 2) == 0 ? (full, other) : (other, full)
+            let s = UInt64(1000 + trial * 7)
+            check("add random \(sa)+\(sb)", [rand(sa, s), rand(sb, s + 1)]) { $0[0] + $0[1] }
+            check("sub random \(sa)-\(sb)", [rand(sa, s), rand(sb, s + 1)]) { $0[0] - $0[1] }
+            check("mul random \(sa)*\(sb)", [rand(sa, s), rand(sb, s + 1)]) { $0[0] * $0[1] }
+            check("div random \(sa)/\(sb)", [rand(sa, s), rand(sb, s + 1, positive: true)]) { $0[0] / $0[1] }
+            check("pow random \(sa)^\(sb)", [rand(sa, s, positive: true), rand(sb, s + 1)]) { $0[0].pow($0[1]) }
+            let x = rand(full, s + 2), xp = rand(full, s + 3, positive: true)
+            check("exp random", [x]) { $0[0].exp() }
+            check("log random", [xp]) { $0[0].log() }
+            check("sqrt random", [xp]) { $0[0].sqrt() }
+            check("tanh random", [x]) { $0[0].tanh() }
+            check("sigmoid random", [x]) { $0[0].sigmoid() }
+            check("silu random", [x]) { $0[0].silu() }
+            check("gelu random", [x]) { $0[0].gelu() }
+            check("abs random", [x]) { $0[0].abs() }
+            check("relu random", [x]) { $0[0].relu() }
+            check("leakyRelu random", [x]) { $0[0].leakyRelu() }
+            if rank > 0 {
+                let axes = (0..<rank).filter { _ in rng.nextInt(below: 2) == 0 }
+                check("sum random axes \(axes) of \(full)", [x]) { $0[0].sum(axes: axes) }
+                check("max random axes \(axes) of \(full)", [x]) { $0[0].max(axes: axes, keepingDims: true) }
+                check("variance random axes \(axes) of \(full)", [x]) { $0[0].variance(axes: axes) }
+                let axis = rng.nextInt(below: rank)
+                check("softmax random axis \(axis) of \(full)", [x]) { $0[0].softmax(axis: axis) }
+                check("logSumExp random axis \(axis) of \(full)", [x]) { $0[0].logSumExp(axis: axis) }
+                let perm = randomPermutation(rank, key: RandomKey(seed: s))
+                check("permute random \(perm) of \(full)", [x]) { $0[0].permuted(perm) }
+                check("expand random \(other) to \(full)", [rand(other, s + 4)]) { $0[0].expanded(to: full) }
+            }
+        }
+    }
+
     func testUnary() {
         let x = rand([3, 5], 1), xp = rand([3, 5], 2, positive: true)
         check("neg", [x]) { -$0[0] }
@@ -57,6 +99,7 @@ final class GradientTests: XCTestCase {
         check("powScalar square", [x]) { $0[0].squared() }
         check("affine (scalar + - * /)", [x]) { 2 - ($0[0] * 3 + 1) / 4 }
         check("reciprocal", [xp]) { 1 / $0[0] }
+        check("dropout (fixed mask)", [x]) { $0[0].dropout(probability: 0.3, key: RandomKey(seed: 5)) }
     }
 
     func testReductions() {
@@ -118,6 +161,19 @@ final class GradientTests: XCTestCase {
         check("batchNorm affine", [x, g, b]) { Tensor.batchNormTraining($0[0], weight: $0[1], bias: $0[2]).output }
         check("batchNorm plain 2d", [rand([5, 3], 21)]) { Tensor.batchNormTraining($0[0]).output }
         check("embedding", [rand([5, 3], 22)]) { Tensor.embedding($0[0], indices: [4, 0, 4, 2]) }
+    }
+
+    /// A nested valueAndGradient call leaves the enclosing tape's tracking intact.
+    func testNestedTapeLeavesOuterTapeIntact() {
+        let x = Tensor([1, 2, 3], shape: [3], dtype: .float64)
+        let (v, g) = valueAndGradients(wrt: [x]) { () -> Tensor in
+            let y = x * x
+            let (_, inner) = valueAndGradients(wrt: [x]) { (x * 5).sum() }
+            return (y * x + inner[0]).sum()
+        }
+        XCTAssertEqual(g[0].doubles, [3, 12, 27])
+        XCTAssertEqual(v.item, 36 + 15)
+        XCTAssertFalse(v.isTracked)
     }
 
     /// A tensor used several times gets the sum of all its contributions.

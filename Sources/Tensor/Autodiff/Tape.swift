@@ -70,15 +70,27 @@ public func valueAndGradient(wrt parameters: TensorTree, of f: () throws -> Tens
     return (value, TensorTree(zip(parameters.keys, grads).map { ($0, $1) }))
 }
 
+/// The same, with the function first: `valueAndGradient(of: { loss(…) }, wrt: params)`.
+public func valueAndGradient(of f: () throws -> Tensor, wrt parameters: TensorTree) rethrows
+    -> (value: Tensor, gradient: TensorTree)
+{
+    try valueAndGradient(wrt: parameters, of: f)
+}
+
 /// Positional form of `valueAndGradient(wrt:of:)`.
 public func valueAndGradients(wrt parameters: [Tensor], seed: Tensor? = nil, of f: () throws -> Tensor) rethrows
     -> (value: Tensor, gradients: [Tensor])
 {
     let tape = Tape()
+    // An enclosing tape may track these tensors too: remember and restore its marks.
+    let outer = parameters.map { ($0.tapeID, $0.slot) }
     // A tensor may be passed twice; it is tracked once and both entries get its gradient.
     for p in parameters where !tape.tracks(p) { tape.track(p) }
     Tape.stack.append(tape)
-    defer { Tape.stack.removeLast() }
+    defer {
+        Tape.stack.removeLast()
+        for (p, mark) in zip(parameters, outer) { p.tapeID = mark.0; p.slot = mark.1 }
+    }
     let value = try f()
     precondition(seed != nil || value.count == 1,
                  "valueAndGradient: the function returned shape \(value.shape); pass a seed for non-scalar outputs")
@@ -89,10 +101,8 @@ public func valueAndGradients(wrt parameters: [Tensor], seed: Tensor? = nil, of 
         backward(tape, &grads)
     }
     let result = parameters.map { p in grads[p.slot] ?? Tensor.zeros(p.shape, dtype: p.dtype) }
-    // Untrack the parameters and the value so later tapes see them as fresh leaves.
-    for p in parameters { p.tapeID = 0; p.slot = -1 }
-    value.tapeID = 0; value.slot = -1
-    return (value, result)
+    // The value is returned as a plain tensor, cut from this (finished) tape.
+    return (tape.tracks(value) ? value.detached() : value, result)
 }
 
 func backward(_ tape: Tape, _ grads: inout [Tensor?]) {
