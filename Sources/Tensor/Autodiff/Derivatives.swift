@@ -68,19 +68,15 @@ func vectorJacobianProducts(_ node: Node, _ g: Tensor, needs: [Bool]) -> [Tensor
         return [da, db]
 
     case .conv2d(let geo):
-        let dx = needs[0] ? Tensor(uninitialized: x[0].shape, dtype: g.dtype) : nil
-        let dw = needs[1] ? Tensor(uninitialized: x[1].shape, dtype: g.dtype) : nil
-        let db = x.count > 2 && needs[2] ? Tensor(uninitialized: x[2].shape, dtype: g.dtype) : nil
-        dispatch(g.dtype, { ConvKernels.backward(x[0], x[1], g, geo, dx: dx, dw: dw, db: db, Float.self) },
-                          { ConvKernels.backward(x[0], x[1], g, geo, dx: dx, dw: dw, db: db, Double.self) })
-        return x.count > 2 ? [dx, dw, db] : [dx, dw]
+        return layerGradients(x, g, needs) { dx, dw, db in
+            dispatch(g.dtype, { ConvKernels.backward(x[0], x[1], g, geo, dx: dx, dw: dw, db: db, Float.self) },
+                              { ConvKernels.backward(x[0], x[1], g, geo, dx: dx, dw: dw, db: db, Double.self) })
+        }
     case .convTranspose2d(let geo):
-        let dx = needs[0] ? Tensor(uninitialized: x[0].shape, dtype: g.dtype) : nil
-        let dw = needs[1] ? Tensor(uninitialized: x[1].shape, dtype: g.dtype) : nil
-        let db = x.count > 2 && needs[2] ? Tensor(uninitialized: x[2].shape, dtype: g.dtype) : nil
-        dispatch(g.dtype, { ConvKernels.transposeBackward(x[0], x[1], g, geo, dx: dx, dw: dw, db: db, Float.self) },
-                          { ConvKernels.transposeBackward(x[0], x[1], g, geo, dx: dx, dw: dw, db: db, Double.self) })
-        return x.count > 2 ? [dx, dw, db] : [dx, dw]
+        return layerGradients(x, g, needs) { dx, dw, db in
+            dispatch(g.dtype, { ConvKernels.transposeBackward(x[0], x[1], g, geo, dx: dx, dw: dw, db: db, Float.self) },
+                              { ConvKernels.transposeBackward(x[0], x[1], g, geo, dx: dx, dw: dw, db: db, Double.self) })
+        }
     case .upsample(let f): return [g.avgPooled(kernel: f) * Double(f * f)]
     case .avgPool(let k): return [g.upsampledNearest(factor: k) * (1 / Double(k * k))]
 
@@ -101,23 +97,31 @@ func vectorJacobianProducts(_ node: Node, _ g: Tensor, needs: [Bool]) -> [Tensor
 
     case .softmax(let axis): return [y * (g - (g * y).sum(axes: [axis], keepingDims: true))]
     case .groupNorm(let groups):
-        let affine = x.count > 1
-        let dx = needs[0] ? Tensor(uninitialized: x[0].shape, dtype: g.dtype) : nil
-        let dgam = affine ? Tensor(uninitialized: x[1].shape, dtype: g.dtype) : nil
-        let dbet = affine ? Tensor(uninitialized: x[2].shape, dtype: g.dtype) : nil
-        let gamma = affine ? x[1] : nil
-        dispatch(g.dtype, { NormKernels.groupBackward(x[0], gamma, g, groups: groups, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Float.self) },
-                          { NormKernels.groupBackward(x[0], gamma, g, groups: groups, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Double.self) })
-        return affine ? [dx, dgam, dbet] : [dx]
+        let gamma = x.count > 1 ? x[1] : nil
+        return layerGradients(x, g, needs) { dx, dgam, dbet in
+            dispatch(g.dtype, { NormKernels.groupBackward(x[0], gamma, g, groups: groups, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Float.self) },
+                              { NormKernels.groupBackward(x[0], gamma, g, groups: groups, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Double.self) })
+        }
     case .batchNorm:
-        let affine = x.count > 1
-        let dx = needs[0] ? Tensor(uninitialized: x[0].shape, dtype: g.dtype) : nil
-        let dgam = affine ? Tensor(uninitialized: x[1].shape, dtype: g.dtype) : nil
-        let dbet = affine ? Tensor(uninitialized: x[2].shape, dtype: g.dtype) : nil
-        let gamma = affine ? x[1] : nil
-        dispatch(g.dtype, { NormKernels.batchBackward(x[0], gamma, g, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Float.self) },
-                          { NormKernels.batchBackward(x[0], gamma, g, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Double.self) })
-        return affine ? [dx, dgam, dbet] : [dx]
+        let gamma = x.count > 1 ? x[1] : nil
+        return layerGradients(x, g, needs) { dx, dgam, dbet in
+            dispatch(g.dtype, { NormKernels.batchBackward(x[0], gamma, g, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Float.self) },
+                              { NormKernels.batchBackward(x[0], gamma, g, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Double.self) })
+        }
     case .embedding(let indices): return [Tensor.embeddingBackward(g, indices: indices, vocabulary: x[0].shape[0])]
     }
+}
+
+/// For ops with inputs (x, weight?, bias?) whose backward kernel fills gradient buffers:
+/// allocates the buffers the tape needs (the weight/bias pair is computed together, so
+/// both are allocated when either is tracked) and returns them in input order.
+private func layerGradients(_ x: [Tensor], _ g: Tensor, _ needs: [Bool],
+                            _ kernel: (_ dx: Tensor?, _ dw: Tensor?, _ db: Tensor?) -> Void) -> [Tensor?] {
+    func buffer(_ i: Int, _ wanted: Bool) -> Tensor? {
+        i < x.count && wanted ? Tensor(uninitialized: x[i].shape, dtype: g.dtype) : nil
+    }
+    let affine = needs.dropFirst().contains(true)
+    let dx = buffer(0, needs[0]), dw = buffer(1, x.count > 1 && (needs[1] || affine)), db = buffer(2, x.count > 2 && (needs[2] || affine))
+    kernel(dx, dw, db)
+    return Array([dx, dw, db].prefix(x.count))
 }
