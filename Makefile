@@ -21,9 +21,18 @@ test: deps
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
 	$(SWIFT) test $(BUILD_FLAGS) --skip-build --disable-swift-testing
 
-## Kernel benchmarks: sgemm and conv2d GFLOP/s at the reference U-Net's shapes.
+## CIFAR-10 archive for data benchmarks (the official file, or the project's shared copy).
+CIFAR10 ?= ../shared/datasets/cifar-10-binary.tar.gz
+
+## Benchmarks: sgemm and conv2d GFLOP/s at the reference U-Net's shapes; dataset reads
+## (CIFAR-10 import time and random batches when the archive is there, else the embedded set).
 bench: build
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench ops --threads $(THREADS)
+	@if [ -f "$(CIFAR10)" ]; then \
+	  echo; echo "CIFAR-10 import:"; \
+	  /usr/bin/time -f "  import wall %e s, max RSS %M KB" .build/release/eidetic data import cifar10 --from "$(CIFAR10)" --out datasets/cifar10.h5 && \
+	  .build/release/eidetic bench data datasets/cifar10.h5; \
+	else .build/release/eidetic bench data datasets/fashion-mnist-2k.h5; fi
 
 clean:
 	rm -rf .build

@@ -4,7 +4,8 @@
 //
 // Modules import only downward:
 //   CBLAS, CHDF5, CKernels  ->  Tensor (kernels + RNG + tape)  ->  NN  ->  Optim
-//   CHDF5 + Tensor -> HDF5 (named tensor trees on disk)  ->  eidetic (CLI)
+//   CHDF5 + Tensor -> HDF5 (named tensor trees on disk)
+//   HDF5 + CZlib + CPNG -> Data (readers, dataset store, plans, batching, PNG)  ->  eidetic (CLI)
 import PackageDescription
 
 /// C kernels (transcendentals, fused activations) are compiled at -O3; x86-64 gets AVX2/FMA clones
@@ -19,6 +20,7 @@ let package = Package(
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Optim", targets: ["Optim"]),
         .library(name: "HDF5", targets: ["HDF5"]),
+        .library(name: "Data", targets: ["Data"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,18 +30,22 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5",
                        providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .target(name: "CKernels", cSettings: cKernelFlags, linkerSettings: [.linkedLibrary("m")]),
         .target(name: "Tensor", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "NN", dependencies: ["Tensor"]),
         .target(name: "Optim", dependencies: ["Tensor", "NN"]),
-        .target(name: "HDF5", dependencies: ["CHDF5", "Tensor"]),
+        .target(name: "HDF5", dependencies: ["CHDF5", "CZlib", "Tensor"]),
+        .target(name: "Data", dependencies: ["Tensor", "HDF5", "CHDF5", "CZlib", "CPNG"]),
         .target(name: "Examples", dependencies: ["Tensor", "NN", "Optim"]),
         .executableTarget(name: "eidetic", dependencies: [
-            "Tensor", "NN", "Optim", "HDF5", "Examples",
+            "Tensor", "NN", "Optim", "HDF5", "Data", "Examples",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "NNTests", dependencies: ["Tensor", "NN", "Optim", "Examples"]),
+        .testTarget(name: "DataTests", dependencies: ["Tensor", "HDF5", "Data"]),
         .testTarget(name: "HDF5Tests", dependencies: ["Tensor", "HDF5", "NN", "Optim"]),
     ],
     swiftLanguageModes: [.v5]

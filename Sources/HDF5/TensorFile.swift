@@ -16,7 +16,10 @@ public enum TensorFile {
             let f = try HDF5File.create(tmp)
             try f.setAttribute(formatAttribute, .string(formatValue))
             for (k, v) in attributes.sorted(by: { $0.key < $1.key }) { try f.setAttribute(k, v) }
-            for (k, t) in tree { try f.write(k, tensor: t) }
+            for (k, t) in tree {
+                precondition(!k.contains("/"), "tensor file key '\(k)' must not contain '/'")
+                try f.write(k, tensor: t)
+            }
             f.flush()
         }
     }

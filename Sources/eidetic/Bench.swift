@@ -1,9 +1,50 @@
 import ArgumentParser
+import Data
 import Foundation
 import Tensor
 
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Benchmarks.", subcommands: [Ops.self])
+    static let configuration = CommandConfiguration(abstract: "Benchmarks.", subcommands: [Ops.self, DataReads.self])
+
+    /// Dataset store speed: whole-split load and random minibatch reads.
+    struct DataReads: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "data", abstract: "Random batch reads from a dataset file.")
+        @Argument(help: "Dataset .h5 file.") var file: String
+        @Option(help: "Split.") var split: String = "train"
+        @Option(help: "Batch size.") var batch: Int = 128
+        @Option(help: "Batches to time.") var repeats: Int = 200
+
+        func run() throws {
+            let ds = try DatasetFile(file)
+            let n = try ds.shape(split)[0]
+            let t0 = Date()
+            let all = try ds.load(split)
+            print(String(format: "%@ %@: load %d images in %.1f ms", file, split, all.count, Date().timeIntervalSince(t0) * 1e3))
+            var stream = RandomStream(key: RandomKey(seed: 1))
+            var times: [Double] = []
+            for _ in 0..<repeats {
+                let idx = (0..<batch).map { _ in stream.nextInt(below: n) }
+                let s = DispatchTime.now().uptimeNanoseconds
+                _ = try ds.read(split, indices: idx)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - s) / 1e6)
+            }
+            times.sort()
+            print(String(format: "random batch of %d from the file: median %.2f ms, p90 %.2f ms, min %.2f ms (%d batches)",
+                         batch, times[times.count / 2], times[times.count * 9 / 10], times[0], repeats))
+            var mem: [Double] = []
+            var checksum: Float = 0
+            for r in 0..<repeats {
+                let idx = (0..<batch).map { _ in stream.nextInt(below: n) }
+                let s = DispatchTime.now().uptimeNanoseconds
+                let t = all.subset(idx).tensor(flipKey: RandomKey(seed: UInt64(r)))
+                mem.append(Double(DispatchTime.now().uptimeNanoseconds - s) / 1e6)
+                checksum += t.scalars[r]
+            }
+            mem.sort()
+            print(String(format: "random batch of %d from memory to a flipped [-1, 1] float tensor: median %.2f ms (checksum %.1f)",
+                         batch, mem[mem.count / 2], checksum))
+        }
+    }
 
     /// Kernel throughput: sgemm at square sizes (the machine's ceiling) and conv2d
     /// forward+backward at the reference U-Net's shapes, as achieved GFLOP/s and as a

@@ -1,0 +1,79 @@
+import Foundation
+import Tensor
+
+/// Shuffled fixed-size batches over `count` examples: epoch e visits the examples in the
+/// order randomPermutation(count, key.fold(e)); the last incomplete batch of an epoch is
+/// dropped. The cursor (epoch, position) is the whole state, so a resumed run continues
+/// exactly where it stopped (S4TF's TrainingEpochs, with an injected key).
+public struct BatchSchedule: Codable, Equatable, Sendable {
+    public let count: Int
+    public let batchSize: Int
+    public let key: RandomKey
+    public private(set) var epoch = 0
+    public private(set) var position = 0
+
+    public init(count: Int, batchSize: Int, key: RandomKey) {
+        precondition(batchSize >= 1 && batchSize <= count, "BatchSchedule: batch size \(batchSize) must be in 1...\(count)")
+        self.count = count; self.batchSize = batchSize; self.key = key
+    }
+
+    /// The next batch of example indices.
+    public mutating func next() -> [Int] {
+        if position + batchSize > count { epoch += 1; position = 0 }
+        let order = randomPermutation(count, key: key.fold(UInt64(epoch)))
+        defer { position += batchSize }
+        return Array(order[position..<(position + batchSize)])
+    }
+}
+
+/// Poisson sampling for DP-SGD (Abadi et al., 2016; Mironov et al., 2019): at step s each
+/// example is included independently with probability `rate`. Batches vary in size and
+/// may be empty; the expected size is rate·count.
+public struct PoissonSampler: Codable, Equatable, Sendable {
+    public let count: Int
+    public let rate: Double
+    public let key: RandomKey
+    public private(set) var step = 0
+
+    public init(count: Int, rate: Double, key: RandomKey) {
+        precondition(rate > 0 && rate <= 1, "PoissonSampler: rate \(rate) must be in (0, 1]")
+        self.count = count; self.rate = rate; self.key = key
+    }
+
+    public var expectedBatchSize: Double { rate * Double(count) }
+
+    public mutating func next() -> [Int] {
+        let k = key.fold(UInt64(step))
+        step += 1
+        let threshold = rate * 4_294_967_296.0
+        return (0..<count).filter { Double(k.word($0)) < threshold }
+    }
+}
+
+extension ImageSet {
+    /// The images as a float tensor [N, C, H, W] in [−1, 1] (x/127.5 − 1). With `flipKey`,
+    /// each image is mirrored left–right with probability ½ (word i of the key's stream
+    /// decides image i, so the choice does not depend on batch composition elsewhere).
+    public func tensor(flipKey: RandomKey? = nil) -> Tensor {
+        let t = Tensor.zeros(shape)
+        let p = t.pointer(Float.self)
+        let (c, h, w) = (channels, height, width)
+        images.withUnsafeBufferPointer { src in
+            for i in 0..<count {
+                let flip = flipKey.map { $0.word(i) & 1 == 1 } ?? false
+                for ch in 0..<c { for y in 0..<h {
+                    let row = ((i * c + ch) * h + y) * w
+                    for x in 0..<w { p[row + x] = Float(src[row + (flip ? w - 1 - x : x)]) * (1 / 127.5) - 1 }
+                } }
+            }
+        }
+        return t
+    }
+}
+
+extension Tensor {
+    /// Inverse of `ImageSet.tensor`: [N, C, H, W] in [−1, 1] → uint8 bytes (rounded, clamped).
+    public func imageBytes() -> [UInt8] {
+        doubles.map { UInt8(Swift.max(0, Swift.min(255, (($0 + 1) * 127.5).rounded()))) }
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import HDF5
+
+/// The HDF5 dataset store. One file holds one or more splits:
+///
+///     /train/images   uint8 [N, C, H, W]   chunked one image per chunk, deflate 4
+///     /train/labels   int64 [N]
+///     /test/…         the same for other splits
+///     /class_names    strings [K]
+///     attributes: format, source, source_sha256, import_command, eidetic_version
+///
+/// One-image chunks make a random minibatch one HDF5 read of the chosen rows.
+public final class DatasetFile {
+    public static let format = "eidetic.images/1"
+    public let path: String
+    let file: HDF5File
+    public let classNames: [String]
+    public let attributes: [String: AttributeValue]
+
+    /// Writes `splits` (name → images) and provenance attributes atomically.
+    public static func write(_ splits: [(String, ImageSet)], attributes: [String: AttributeValue], to path: String) throws {
+        precondition(!splits.isEmpty, "DatasetFile.write: no splits")
+        try writeAtomically(to: path) { tmp in
+            let f = try HDF5File.create(tmp)
+            try f.setAttribute("format", .string(format))
+            for (k, v) in attributes.sorted(by: { $0.key < $1.key }) { try f.setAttribute(k, v) }
+            try f.write("class_names", strings: splits[0].1.classNames)
+            for (name, set) in splits {
+                try f.write("\(name)/images", uint8: set.images, shape: set.shape, compression: 4, chunkRows: 1)
+                try f.write("\(name)/labels", int64: set.labels.map(Int64.init), shape: [set.count])
+            }
+            f.flush()
+        }
+    }
+
+    public init(_ path: String) throws {
+        self.path = path
+        do { file = try HDF5File.open(path) } catch { throw DataError.badFormat(file: path, detail: "not an HDF5 file (missing, truncated or another format)") }
+        let attrs = try file.attributes()
+        guard attrs["format"] == .string(DatasetFile.format) else {
+            throw DataError.badFormat(file: path, detail: "not an Eidetic image dataset (format attribute is \(attrs["format"]?.description ?? "missing"))")
+        }
+        attributes = attrs
+        classNames = try file.readStrings("class_names")
+    }
+
+    /// Split names in the file ("train", "test", …).
+    public var splits: [String] { file.datasetNames.filter { file.contains("\($0)/images") } }
+
+    public func shape(_ split: String) throws -> [Int] {
+        guard file.contains("\(split)/images") else { throw DataError.badFormat(file: path, detail: "no split '\(split)' (has: \(splits.joined(separator: ", ")))") }
+        return try file.info("\(split)/images").shape
+    }
+
+    /// The whole split in memory.
+    public func load(_ split: String) throws -> ImageSet {
+        let s = try shape(split)
+        guard s.count == 4 else { throw DataError.badFormat(file: path, detail: "\(split)/images has shape \(s), expected [N, C, H, W]") }
+        let (images, _) = try file.readUInt8(("\(split)/images"))
+        let (labels, lshape) = try file.readInt64("\(split)/labels")
+        guard lshape == [s[0]] else { throw DataError.badFormat(file: path, detail: "\(split)/labels has shape \(lshape), expected [\(s[0])]") }
+        return ImageSet(images: images, labels: labels.map { Int($0) }, channels: s[1], height: s[2], width: s[3], classNames: classNames)
+    }
+
+    /// Rows `indices` of a split, read without loading the rest.
+    public func read(_ split: String, indices: [Int]) throws -> ImageSet {
+        let s = try shape(split)
+        let images = try file.readUInt8Rows("\(split)/images", indices: indices)
+        let (labels, _) = try file.readInt64("\(split)/labels")
+        return ImageSet(images: images, labels: indices.map { Int(labels[$0]) }, channels: s[1], height: s[2], width: s[3], classNames: classNames)
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import Tensor
+
+/// Which data a plan was made from: the dataset file, the split, and a hash of that
+/// split's content (images and labels), so a plan cannot silently be applied to other data.
+public struct DatasetReference: Codable, Equatable, Sendable {
+    public var file: String
+    public var split: String
+    public var contentSHA256: String
+
+    public init(file: String, split: String, contentSHA256: String) {
+        self.file = file; self.split = split; self.contentSHA256 = contentSHA256
+    }
+
+    /// SHA-256 over an image set's shape, pixels and labels.
+    public static func contentHash(_ set: ImageSet) -> String {
+        var h = SHA256()
+        h.update(Array("\(set.shape)".utf8))
+        h.update(set.images)
+        for l in set.labels { h.update([UInt8(truncatingIfNeeded: l), UInt8(truncatingIfNeeded: l >> 8)]) }
+        return h.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// A training-set plan: everything needed to rebuild exactly which examples (and how many
+/// copies) a model trains on. Written as canonical JSON (sorted keys) wrapped with the
+/// SHA-256 of that JSON, so the same inputs and seed give a byte-identical file.
+public protocol Plan: Codable, Equatable {
+    static var kind: String { get }
+}
+
+private struct PlanKind: Codable { var kind: String }
+
+public enum PlanFile {
+    struct Envelope<P: Codable>: Codable {
+        var kind: String
+        var contentSHA256: String
+        var plan: P
+    }
+
+    static func canonical<T: Encodable>(_ value: T) throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return try e.encode(value)
+    }
+
+    /// The content hash of a plan (SHA-256 of its canonical JSON).
+    public static func hash<P: Plan>(_ plan: P) throws -> String { SHA256.hex([UInt8](try canonical(plan))) }
+
+    /// Writes atomically; returns the content hash.
+    @discardableResult
+    public static func write<P: Plan>(_ plan: P, to path: String) throws -> String {
+        let h = try hash(plan)
+        var data = try canonical(Envelope(kind: P.kind, contentSHA256: h, plan: plan))
+        data.append(0x0a)
+        try writeFileAtomically(data, to: path)
+        return h
+    }
+
+    /// Reads and verifies kind and hash.
+    public static func read<P: Plan>(_ type: P.Type, from path: String) throws -> P {
+        guard let data = FileManager.default.contents(atPath: path) else { throw DataError.unreadable(file: path, reason: "no such file") }
+        if data.isEmpty { throw DataError.empty(file: path) }
+        let kind: String
+        do { kind = try JSONDecoder().decode(PlanKind.self, from: data).kind } catch {
+            throw DataError.badFormat(file: path, detail: "not a plan file (expected JSON with a \"kind\" key)")
+        }
+        guard kind == P.kind else { throw DataError.badFormat(file: path, detail: "plan kind is '\(kind)', expected '\(P.kind)'") }
+        let env: Envelope<P>
+        do { env = try JSONDecoder().decode(Envelope<P>.self, from: data) } catch {
+            throw DataError.badFormat(file: path, detail: "malformed \(P.kind) plan: \(error)")
+        }
+        guard try hash(env.plan) == env.contentSHA256 else {
+            throw DataError.badFormat(file: path, detail: "content hash mismatch (the plan was edited after it was written)")
+        }
+        return env.plan
+    }
+}
+
+/// Writes bytes to `path` through a temporary file and rename.
+public func writeFileAtomically(_ data: Data, to path: String) throws {
+    let url = URL(fileURLWithPath: path)
+    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    do {
+        try data.write(to: tmp)
+        guard rename(tmp.path, path) == 0 else { throw DataError.unreadable(file: path, reason: "rename failed: \(String(cString: strerror(errno)))") }
+    } catch { unlink(tmp.path); throw error }
+}
+
+/// A class-balanced subset of `size` examples: ⌊size/K⌋ per class, the remainder going to
+/// the lowest-numbered classes; within a class, chosen by a seeded permutation.
+public struct SubsetPlan: Plan {
+    public static let kind = "subset"
+    public var dataset: DatasetReference
+    public var seed: UInt64
+    public var size: Int
+    public var perClass: [Int]
+    /// Indices into the split, ascending.
+    public var indices: [Int]
+
+    public init(dataset: DatasetReference, labels: [Int], classes: Int, size: Int, seed: UInt64) throws {
+        var byClass = [[Int]](repeating: [], count: classes)
+        for (i, l) in labels.enumerated() { byClass[l].append(i) }
+        let want = (0..<classes).map { size / classes + ($0 < size % classes ? 1 : 0) }
+        for c in 0..<classes where byClass[c].count < want[c] {
+            throw DataError.invalid("subset of \(size): class \(c) has only \(byClass[c].count) examples, needs \(want[c])")
+        }
+        let key = RandomKey(seed: seed).fold("subset")
+        var chosen: [Int] = []
+        for c in 0..<classes {
+            let p = randomPermutation(byClass[c].count, key: key.fold(UInt64(c)))
+            chosen += p.prefix(want[c]).map { byClass[c][$0] }
+        }
+        self.dataset = dataset; self.seed = seed; self.size = size; self.perClass = want; self.indices = chosen.sorted()
+    }
+}
+
+/// Membership plan for shadow-model attacks (LiRA; Carlini et al., 2022): K models over a
+/// pool of N examples; every example is a member of exactly K/2 models (a random half,
+/// drawn per example), so each model sees about N/2.
+public struct MembershipPlan: Plan {
+    public static let kind = "membership"
+    public var dataset: DatasetReference
+    public var seed: UInt64
+    public var models: Int
+    /// Pool indices into the split.
+    public var pool: [Int]
+    /// keep[m] is a string of N '0'/'1' characters: pool example i is in model m's set.
+    public var keep: [String]
+
+    public init(dataset: DatasetReference, pool: [Int], models: Int, seed: UInt64) throws {
+        guard models >= 2 && models % 2 == 0 else { throw DataError.invalid("membership plan: models must be even and ≥ 2, got \(models)") }
+        var bits = [[UInt8]](repeating: [UInt8](repeating: UInt8(ascii: "0"), count: pool.count), count: models)
+        let key = RandomKey(seed: seed).fold("membership")
+        for i in 0..<pool.count {
+            for m in randomPermutation(models, key: key.fold(UInt64(i))).prefix(models / 2) { bits[m][i] = UInt8(ascii: "1") }
+        }
+        self.dataset = dataset; self.seed = seed; self.models = models; self.pool = pool
+        keep = bits.map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Whether pool example i is in model m's training set.
+    public func isMember(model m: Int, poolIndex i: Int) -> Bool {
+        keep[m].utf8[keep[m].utf8.index(keep[m].utf8.startIndex, offsetBy: i)] == UInt8(ascii: "1")
+    }
+
+    /// Split indices of model m's training set (ascending pool order).
+    public func members(model m: Int) -> [Int] {
+        zip(keep[m].utf8, pool).compactMap { $0 == UInt8(ascii: "1") ? $1 : nil }
+    }
+}
+
+/// Duplication plan: from a base training set, choose canaries and repeat each one k times
+/// (physical copies: the canary occurs k times in `trainingIndices`).
+public struct DuplicationPlan: Plan {
+    public static let kind = "duplication"
+    public struct Canary: Codable, Equatable, Sendable { public var index: Int; public var copies: Int }
+    public var dataset: DatasetReference
+    public var seed: UInt64
+    public var base: [Int]
+    /// copies → how many canaries get that many copies.
+    public var canariesPerCopies: [String: Int]
+    public var canaries: [Canary]
+    /// The physical training list: the base set with each canary appearing `copies` times.
+    public var trainingIndices: [Int]
+
+    public init(dataset: DatasetReference, base: [Int], canariesPerCopies spec: [Int: Int], seed: UInt64) throws {
+        let total = spec.values.reduce(0, +)
+        guard spec.keys.allSatisfy({ $0 >= 1 }) else { throw DataError.invalid("duplication plan: copies must be ≥ 1") }
+        guard total <= base.count else { throw DataError.invalid("duplication plan: \(total) canaries from a base of \(base.count)") }
+        let order = randomPermutation(base.count, key: RandomKey(seed: seed).fold("canaries"))
+        var canaries: [Canary] = []
+        var next = 0
+        for copies in spec.keys.sorted() {
+            for _ in 0..<spec[copies]! { canaries.append(Canary(index: base[order[next]], copies: copies)); next += 1 }
+        }
+        var training = base
+        for c in canaries { training += [Int](repeating: c.index, count: c.copies - 1) }
+        self.dataset = dataset; self.seed = seed; self.base = base
+        canariesPerCopies = Dictionary(uniqueKeysWithValues: spec.map { (String($0.key), $0.value) })
+        self.canaries = canaries.sorted { ($0.copies, $0.index) < ($1.copies, $1.index) }
+        trainingIndices = training
+    }
+}
+
+/// Deduplication: exact duplicates (identical bytes, by SHA-256) and near-duplicates
+/// (normalized ℓ2 below `threshold`), merged into groups by union–find; `kept` holds the
+/// lowest index of every group plus all ungrouped examples.
+public struct DeduplicationPlan: Plan {
+    public static let kind = "dedup"
+    public var dataset: DatasetReference
+    public var candidates: [Int]
+    public var threshold: Double
+    public var exactGroups: [[Int]]
+    public var nearGroups: [[Int]]
+    public var kept: [Int]
+
+    public init(dataset: DatasetReference, images: ImageSet, candidates: [Int], threshold: Double) {
+        let sub = images.subset(candidates)
+        var parent = Array(0..<candidates.count)
+        func find(_ i: Int) -> Int { var i = i; while parent[i] != i { parent[i] = parent[parent[i]]; i = parent[i] }; return i }
+        func union(_ a: Int, _ b: Int) { let (ra, rb) = (find(a), find(b)); if ra != rb { parent[max(ra, rb)] = min(ra, rb) } }
+        var byHash: [String: [Int]] = [:]
+        for i in 0..<sub.count { byHash[SHA256.hex(sub.image(i)), default: []].append(i) }
+        let exact = byHash.values.filter { $0.count > 1 }.map { $0.map { candidates[$0] }.sorted() }.sorted { $0[0] < $1[0] }
+        for g in byHash.values where g.count > 1 { for j in g.dropFirst() { union(g[0], j) } }
+        for (i, j, _) in NearestNeighbors.pairsWithin(sub, threshold: threshold) { union(i, j) }
+        var groups: [Int: [Int]] = [:]
+        for i in 0..<sub.count { groups[find(i), default: []].append(candidates[i]) }
+        let all = groups.values.filter { $0.count > 1 }.map { $0.sorted() }.sorted { $0[0] < $1[0] }
+        self.dataset = dataset; self.candidates = candidates; self.threshold = threshold
+        exactGroups = exact
+        nearGroups = all
+        kept = groups.values.map { $0.min()! }.sorted()
+    }
+}
+
+/// Outlier score per example: the mean normalized ℓ2 to its `neighbors` nearest other
+/// examples in the pool (paper-spec §7; large = unusual).
+public struct OutlierScores: Plan {
+    public static let kind = "outliers"
+    public var dataset: DatasetReference
+    public var neighbors: Int
+    public var indices: [Int]
+    public var scores: [Double]
+
+    public init(dataset: DatasetReference, images: ImageSet, indices: [Int], neighbors: Int) {
+        let sub = images.subset(indices)
+        let nn = NearestNeighbors.search(queries: sub, references: sub, k: neighbors, excludeSelf: true)
+        self.dataset = dataset; self.neighbors = neighbors; self.indices = indices
+        scores = nn.map { list in list.isEmpty ? 0 : list.map(\.distance).reduce(0, +) / Double(list.count) }
+    }
+}

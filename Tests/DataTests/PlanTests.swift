@@ -1,0 +1,171 @@
+import Data
+import Foundation
+import Tensor
+import XCTest
+
+final class PlanTests: TempDirTestCase {
+    /// Random images with labels 0..<classes.
+    func randomSet(_ n: Int, classes: Int = 4, seed: UInt64 = 1, size: Int = 6) -> ImageSet {
+        let u = Tensor.uniform([n * 3 * size * size], low: 0, high: 256, key: RandomKey(seed: seed)).scalars
+        return ImageSet(images: u.map { UInt8(min(255, $0)) }, labels: (0..<n).map { $0 % classes },
+                        channels: 3, height: size, width: size, classNames: (0..<classes).map { "c\($0)" })
+    }
+    let ref = DatasetReference(file: "x.h5", split: "train", contentSHA256: "abc")
+
+    func testSubsetIsBalancedAndByteIdenticalForSameSeed() throws {
+        let labels = (0..<103).map { $0 % 4 }
+        let a = try SubsetPlan(dataset: ref, labels: labels, classes: 4, size: 42, seed: 7)
+        XCTAssertEqual(a.perClass, [11, 11, 10, 10])
+        var counts = [0, 0, 0, 0]; for i in a.indices { counts[labels[i]] += 1 }
+        XCTAssertEqual(counts, a.perClass)
+        XCTAssertEqual(Set(a.indices).count, 42)
+        try PlanFile.write(a, to: dir + "/a.json")
+        try PlanFile.write(try SubsetPlan(dataset: ref, labels: labels, classes: 4, size: 42, seed: 7), to: dir + "/b.json")
+        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/a.json"), FileManager.default.contents(atPath: dir + "/b.json"))
+        XCTAssertEqual(try PlanFile.read(SubsetPlan.self, from: dir + "/a.json"), a)
+        XCTAssertNotEqual(try SubsetPlan(dataset: ref, labels: labels, classes: 4, size: 42, seed: 8).indices, a.indices)
+        XCTAssertThrowsError(try SubsetPlan(dataset: ref, labels: labels, classes: 4, size: 200, seed: 7))
+    }
+
+    func testPlanFilesRejectTamperingAndWrongKinds() throws {
+        let a = try SubsetPlan(dataset: ref, labels: [0, 1, 0, 1], classes: 2, size: 2, seed: 1)
+        let path = dir + "/p.json"
+        try PlanFile.write(a, to: path)
+        var text = String(decoding: FileManager.default.contents(atPath: path)!, as: UTF8.self)
+        assertOneLineError(try PlanFile.read(MembershipPlan.self, from: path), names: "p.json", contains: "expected 'membership'")
+        text = text.replacingOccurrences(of: "\"seed\":1", with: "\"seed\":2")
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        assertOneLineError(try PlanFile.read(SubsetPlan.self, from: path), names: "p.json", contains: "hash mismatch")
+        let bad = try write(Array("{not json".utf8), "bad.json")
+        assertOneLineError(try PlanFile.read(SubsetPlan.self, from: bad), names: "bad.json")
+        let empty = try write([], "empty.json")
+        assertOneLineError(try PlanFile.read(SubsetPlan.self, from: empty), names: "empty.json", contains: "empty")
+    }
+
+    func testMembershipKeepMatrixIsBalanced() throws {
+        let pool = Array(stride(from: 0, to: 500, by: 2))
+        let plan = try MembershipPlan(dataset: ref, pool: pool, models: 16, seed: 3)
+        for i in 0..<pool.count { XCTAssertEqual((0..<16).filter { plan.isMember(model: $0, poolIndex: i) }.count, 8) }
+        for m in 0..<16 { XCTAssertEqual(Double(plan.members(model: m).count), 125, accuracy: 35) }
+        XCTAssertTrue(plan.members(model: 0).allSatisfy { $0 % 2 == 0 })
+        try PlanFile.write(plan, to: dir + "/m1.json")
+        try PlanFile.write(try MembershipPlan(dataset: ref, pool: pool, models: 16, seed: 3), to: dir + "/m2.json")
+        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/m1.json"), FileManager.default.contents(atPath: dir + "/m2.json"))
+        XCTAssertThrowsError(try MembershipPlan(dataset: ref, pool: pool, models: 3, seed: 3))
+    }
+
+    func testDuplicationPlanHasPhysicalCopies() throws {
+        let base = Array(0..<100)
+        let plan = try DuplicationPlan(dataset: ref, base: base, canariesPerCopies: [2: 5, 8: 3], seed: 4)
+        XCTAssertEqual(plan.canaries.count, 8)
+        XCTAssertEqual(plan.trainingIndices.count, 100 + 5 * 1 + 3 * 7)
+        for c in plan.canaries { XCTAssertEqual(plan.trainingIndices.filter { $0 == c.index }.count, c.copies) }
+        XCTAssertEqual(Set(plan.canaries.map(\.index)).count, 8)
+    }
+
+    func testDeduplicationFindsPlantedNearCopies() {
+        var set = randomSet(60)
+        let d = set.imageSize
+        // plant: 10 is an exact copy of 3; 20 is 5 plus small noise; 30 and 31 are near-copies of 7
+        func plant(_ target: Int, from src: Int, noise: Int) {
+            for k in 0..<d {
+                let v = Int(set.images[src * d + k]) + ((k * 7 + target) % (2 * noise + 1)) - noise
+                set.images[target * d + k] = UInt8(max(0, min(255, v)))
+            }
+        }
+        plant(10, from: 3, noise: 0); plant(20, from: 5, noise: 4); plant(30, from: 7, noise: 3); plant(31, from: 7, noise: 5)
+        XCTAssertLessThan(NearestNeighbors.normalizedL2(set.image(20), set.image(5)), 0.05)
+        let plan = DeduplicationPlan(dataset: ref, images: set, candidates: Array(0..<60), threshold: 0.05)
+        XCTAssertEqual(plan.exactGroups, [[3, 10]])
+        XCTAssertEqual(plan.nearGroups, [[3, 10], [5, 20], [7, 30, 31]])
+        XCTAssertEqual(plan.kept.count, 60 - 4)
+        XCTAssertFalse(plan.kept.contains(31))
+        // random images are far apart: nothing flagged at a strict threshold
+        XCTAssertEqual(DeduplicationPlan(dataset: ref, images: randomSet(40, seed: 9), candidates: Array(0..<40), threshold: 0.05).nearGroups, [])
+    }
+
+    func testNearestNeighborsMatchBruteForce() {
+        let refs = randomSet(300, seed: 2), queries = randomSet(17, seed: 3)
+        let nn = NearestNeighbors.search(queries: queries, references: refs, k: 5)
+        for q in 0..<queries.count {
+            let brute = (0..<refs.count).map { (NearestNeighbors.normalizedL2(queries.image(q), refs.image($0)), $0) }.sorted { $0 < $1 }.prefix(5)
+            XCTAssertEqual(nn[q].map(\.index), brute.map { $0.1 })
+            for (a, b) in zip(nn[q], brute) { XCTAssertEqual(a.distance, b.0, accuracy: 1e-12) }
+        }
+        // a query that is a training image is found at distance 0; excludeSelf skips it
+        let selfNN = NearestNeighbors.search(queries: refs, references: refs, k: 1, excludeSelf: true)
+        XCTAssertTrue(selfNN.enumerated().allSatisfy { $0.element[0].index != $0.offset && $0.element[0].distance > 0 })
+        let exact = NearestNeighbors.search(queries: refs.subset([42]), references: refs, k: 1)
+        XCTAssertEqual(exact[0][0].index, 42); XCTAssertEqual(exact[0][0].distance, 0)
+    }
+
+    func testOutlierScoreFlagsThePlantedOutlier() {
+        // a tight cluster of near-identical gray images and one white image
+        var imgs: [UInt8] = []
+        for i in 0..<30 { imgs += (0..<12).map { UInt8(100 + ($0 + i) % 5) } }
+        imgs += [UInt8](repeating: 255, count: 12)
+        let set = ImageSet(images: imgs, labels: [Int](repeating: 0, count: 31), channels: 3, height: 2, width: 2, classNames: ["x"])
+        let s = OutlierScores(dataset: ref, images: set, indices: Array(0..<31), neighbors: 5)
+        XCTAssertEqual(s.scores.firstIndex(of: s.scores.max()!), 30)
+        XCTAssertEqual(s.scores[30], Double(255 - 102) / 255, accuracy: 0.02)
+    }
+}
+
+final class GridTests: TempDirTestCase {
+    func testGridsRoundTripThroughPNG() throws {
+        let set = ImageSet(images: (0..<(5 * 3 * 4 * 4)).map { UInt8($0 % 256) }, labels: [0, 0, 0, 0, 0],
+                           channels: 3, height: 4, width: 4, classNames: ["x"])
+        let g = PNG.grid((0..<5).map { set.image($0) }, channels: 3, height: 4, width: 4, columns: 3)
+        XCTAssertEqual([g.width, g.height], [3 * 6 + 2, 2 * 6 + 2])
+        // image 4 sits in row 1, column 1: top-left pixel at (2 + 6, 2 + 6), red = its first byte
+        XCTAssertEqual(g.pixels[((8) * g.width + 8) * 3], Array(set.image(4))[0])
+        XCTAssertEqual(g.pixels[((8) * g.width + 8) * 3 + 1], Array(set.image(4))[16])
+        try PNG.write(g, to: dir + "/g.png")
+        XCTAssertEqual(try PNG.read(dir + "/g.png"), g)
+        let p = PNG.pairsGrid([(set.image(0), set.image(1)), (set.image(2), set.image(3))], channels: 3, height: 4, width: 4, pairsPerRow: 2)
+        XCTAssertEqual(p.height, 4 + 4)
+        XCTAssertEqual(p.pixels[(2 * p.width + 2 + 4 + 2) * 3], Array(set.image(1))[0])   // partner right of image 0
+    }
+}
+
+final class BatchingTests: XCTestCase {
+    func testScheduleCoversEachEpochAndResumes() throws {
+        var s = BatchSchedule(count: 10, batchSize: 3, key: RandomKey(seed: 5))
+        let epoch0 = (0..<3).flatMap { _ in s.next() }
+        XCTAssertEqual(Set(epoch0).count, 9)
+        let saved = try JSONEncoder().encode(s)
+        let a = (0..<5).map { _ in s.next() }
+        var r = try JSONDecoder().decode(BatchSchedule.self, from: saved)
+        XCTAssertEqual((0..<5).map { _ in r.next() }, a)
+        XCTAssertEqual(r.epoch, 2)
+    }
+
+    func testPoissonSampler() {
+        var p = PoissonSampler(count: 1000, rate: 0.05, key: RandomKey(seed: 6))
+        let sizes = (0..<200).map { _ in p.next().count }
+        XCTAssertEqual(Double(sizes.reduce(0, +)) / 200, 50, accuracy: 2)
+        var q = PoissonSampler(count: 1000, rate: 0.05, key: RandomKey(seed: 6))
+        XCTAssertEqual(q.next().count, sizes[0])
+        var tiny = PoissonSampler(count: 3, rate: 0.01, key: RandomKey(seed: 1))
+        XCTAssertTrue((0..<50).contains { _ in tiny.next().isEmpty })   // empty batches happen and are allowed
+    }
+
+    func testTensorViewAndFlips() {
+        let set = ImageSet(images: [0, 255, 128, 1, 2, 3], labels: [0, 1], channels: 1, height: 1, width: 3, classNames: ["a", "b"])
+        let t = set.tensor()
+        XCTAssertEqual(t.shape, [2, 1, 1, 3])
+        XCTAssertEqual(t.scalars[0], -1); XCTAssertEqual(t.scalars[1], 1)
+        XCTAssertEqual(t.imageBytes(), set.images)
+        let key = RandomKey(seed: 11)
+        let f = set.tensor(flipKey: key).imageBytes()
+        for i in 0..<2 {
+            let row = Array(set.images[(i * 3)..<(i * 3 + 3)]), got = Array(f[(i * 3)..<(i * 3 + 3)])
+            XCTAssertEqual(got, key.word(i) & 1 == 1 ? row.reversed() : row)
+        }
+        let many = ImageSet(images: [UInt8](repeating: 0, count: 400 * 2).enumerated().map { UInt8($0.offset % 2) }, labels: [Int](repeating: 0, count: 400),
+                            channels: 1, height: 1, width: 2, classNames: ["a"])
+        let flipped = many.tensor(flipKey: key).imageBytes()
+        let n = (0..<400).filter { flipped[$0 * 2] == 1 }.count
+        XCTAssertEqual(Double(n), 200, accuracy: 40)
+    }
+}
