@@ -45,7 +45,7 @@ let package = Package(
         ]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "NNTests", dependencies: ["Tensor", "NN", "Optim", "Examples"]),
-        .testTarget(name: "DataTests", dependencies: ["Tensor", "HDF5", "Data"]),
+        .testTarget(name: "DataTests", dependencies: ["Tensor", "HDF5", "Data", "CZlib"]),
         .testTarget(name: "HDF5Tests", dependencies: ["Tensor", "HDF5", "NN", "Optim"]),
     ],
     swiftLanguageModes: [.v5]

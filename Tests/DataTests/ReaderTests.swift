@@ -1,3 +1,4 @@
+import CZlib
 import Data
 import Foundation
 import HDF5
@@ -122,7 +123,10 @@ final class CIFARTests: TempDirTestCase {
     /// The real archive (../shared/datasets, present on the project's machines): counts per
     /// class, and pixel values of records checked against the raw bytes of the batch files.
     func testImportRealCIFAR10() throws {
-        let candidates = [ProcessInfo.processInfo.environment["EIDETIC_CIFAR10"], "../shared/datasets/cifar-10-binary.tar.gz"].compactMap { $0 }
+        let repoParent = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().path
+        let candidates = [ProcessInfo.processInfo.environment["EIDETIC_CIFAR10"], "../shared/datasets/cifar-10-binary.tar.gz",
+                          repoParent + "/shared/datasets/cifar-10-binary.tar.gz"].compactMap { $0 }
         guard let path = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
             throw XCTSkip("CIFAR-10 archive not found (set EIDETIC_CIFAR10)")
         }
@@ -218,6 +222,36 @@ final class PNGFolderTests: TempDirTestCase {
         XCTAssertEqual(Array(set.image(0).prefix(12)), gray.pixels)          // gray replicated into R
         XCTAssertEqual(Array(set.image(1))[12], rgb.pixels[1])                        // G plane, pixel 0
         XCTAssertEqual(Array(set.image(2))[0], rgba.pixels[0])                        // opaque alpha: unchanged
+    }
+
+    /// A minimal PNG encoder for formats our writer does not produce.
+    func rawPNG(width: Int, height: Int, bitDepth: UInt8, colorType: UInt8, rowBytes: Int, extra: [(String, [UInt8])] = []) -> [UInt8] {
+        func be32(_ v: Int) -> [UInt8] { [UInt8(v >> 24 & 255), UInt8(v >> 16 & 255), UInt8(v >> 8 & 255), UInt8(v & 255)] }
+        func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
+            let td = Array(type.utf8) + data
+            let crc = td.withUnsafeBufferPointer { crc32(0, $0.baseAddress, uInt($0.count)) }
+            return be32(data.count) + td + be32(Int(crc))
+        }
+        var raw: [UInt8] = []
+        for _ in 0..<height { raw += [0] + [UInt8](repeating: 1, count: rowBytes) }
+        var len = compressBound(uLong(raw.count))
+        var z = [UInt8](repeating: 0, count: Int(len))
+        _ = compress2(&z, &len, raw, uLong(raw.count), 6)
+        var out: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+        out += chunk("IHDR", be32(width) + be32(height) + [bitDepth, colorType, 0, 0, 0])
+        for (t, d) in extra { out += chunk(t, d) }
+        return out + chunk("IDAT", Array(z.prefix(Int(len)))) + chunk("IEND", [])
+    }
+
+    func testUnsupportedPNGFormatsAreRejected() throws {
+        let ok = try write(rawPNG(width: 2, height: 2, bitDepth: 8, colorType: 0, rowBytes: 2), "ok.png")
+        XCTAssertEqual(try PNG.read(ok).pixels, [1, 1, 1, 1])
+        let deep = try write(rawPNG(width: 2, height: 2, bitDepth: 16, colorType: 0, rowBytes: 4), "deep.png")
+        assertOneLineError(try PNG.read(deep), names: "deep.png", contains: "16-bit")
+        let palette = try write(rawPNG(width: 2, height: 2, bitDepth: 8, colorType: 3, rowBytes: 2, extra: [("PLTE", [0, 0, 0, 9, 9, 9])]), "pal.png")
+        assertOneLineError(try PNG.read(palette), names: "pal.png", contains: "palette")
+        let ga = try write(rawPNG(width: 2, height: 2, bitDepth: 8, colorType: 4, rowBytes: 4), "ga.png")
+        assertOneLineError(try PNG.read(ga), names: "ga.png", contains: "gray+alpha")
     }
 
     func testBadPNGsGiveClearErrors() throws {
