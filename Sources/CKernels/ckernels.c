@@ -12,8 +12,10 @@ void ek_tune_malloc(void) {
 #endif
 }
 
+/* target_clones picks by CPU features at load time ("arch=…" would pick by CPU model and
+   fall back to the generic clone on AMD). */
 #if defined(__x86_64__) && defined(__clang__)
-#define EK_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#define EK_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define EK_CLONES
 #endif
@@ -24,7 +26,8 @@ void ek_tune_malloc(void) {
 static inline float ek_expf1(float x) {
     x = x < -87.33654f ? -87.33654f : x;
     x = x > 88.72283f ? 88.72283f : x;
-    float k = __builtin_roundf(x * 1.44269504088896341f);
+    /* round to nearest by the 1.5·2^23 trick: vectorises without SSE4.1's roundps */
+    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - k * 0.693359375f;
     r = r - k * -2.12194440e-4f;
     float p = 1.9875691500e-4f;

@@ -230,8 +230,14 @@ extension Tensor {
         let g = ConvGeometry(channels: x.shape[1], height: x.shape[2], width: x.shape[3],
                              kernelH: weight.shape[2], kernelW: weight.shape[3], stride: stride, padding: padding)
         let out = Tensor(uninitialized: [x.shape[0], weight.shape[0], g.outH, g.outW], dtype: x.dtype)
+        let k0 = Profiler.enabled ? Profiler.now() : 0
         dispatch(x.dtype, { ConvKernels.forward(x, weight, bias, g, out, Float.self) },
                           { ConvKernels.forward(x, weight, bias, g, out, Double.self) })
+        if Profiler.enabled && Profiler.detailed {
+            let saved = Profiler.last
+            Profiler.charge("kernel conv \(g.channels)→\(weight.shape[0])@\(g.height)", since: k0)
+            Profiler.last = saved
+        }
         return record(.conv2d(g), bias.map { [x, weight, $0] } ?? [x, weight], out)
     }
 

@@ -1,10 +1,36 @@
 import ArgumentParser
 import Data
+import Diffusion
 import Foundation
+import Models
+import NN
+import Optim
 import Tensor
 
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Benchmarks.", subcommands: [Ops.self, DataReads.self])
+    static let configuration = CommandConfiguration(abstract: "Benchmarks.", subcommands: [Ops.self, DataReads.self, UNetBench.self])
+
+    /// The U-Net training step (forward, loss, backward, Adam) and a sampling forward pass.
+    struct UNetBench: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "unet", abstract: "U-Net training-step and sampling throughput.")
+        @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+        @Option(help: "Configurations: name-train-bB or name-sample-bB, comma-separated.")
+        var only: String = "unet-s-train-b64,unet-s-train-b128,unet-m-train-b64,unet-m-train-b128,unet-s-sample-b256,unet-m-sample-b256"
+        @Option(help: "Timed steps per configuration.") var steps: Int = 5
+        @Flag(help: "Print a per-op time profile of one training step.") var profile = false
+
+        func run() throws {
+            BLASThreads.count = threads
+            for name in only.split(separator: ",").map(String.init) {
+                let parts = name.split(separator: "-")
+                guard parts.count == 4, let config = UNetConfig.preset("\(parts[0])-\(parts[1])"), let batch = Int(parts[3].dropFirst()) else {
+                    throw ValidationError("unknown configuration \(name)")
+                }
+                let r = try UNetStepBenchmark.run(config: config, batch: batch, training: parts[2] == "train", steps: steps, profile: profile)
+                print(r.line(name: name, threads: threads))
+            }
+        }
+    }
 
     /// Dataset store speed: whole-split load and random minibatch reads.
     struct DataReads: ParsableCommand {
@@ -53,13 +79,15 @@ struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "sgemm and conv2d GFLOP/s.")
         @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
         @Option(help: "Seconds to spend per measurement.") var seconds: Double = 1.0
+        @Option(help: "Conv shapes N:C:O:HW, comma-separated (default: the reference set).") var shapes: String?
+        @Flag(help: "Skip the sgemm measurement (report conv GFLOP/s only).") var noSgemm = false
 
         func run() throws {
             BLASThreads.count = threads
             print("OpenBLAS \(BLASThreads.configuration); threads \(BLASThreads.count)")
             var peak = 0.0
             print("\nsgemm (row-major C = A·B, square):")
-            for n in [1024, 2048] {
+            for n in noSgemm ? [] : [1024, 2048] {
                 let a = Tensor.uniform([n, n], key: RandomKey(seed: 1)), b = Tensor.uniform([n, n], key: RandomKey(seed: 2))
                 let t = bestTime(seconds) { _ = Tensor.matmul(a, b) }
                 let gf = 2 * pow(Double(n), 3) / t / 1e9
@@ -70,7 +98,13 @@ struct Bench: ParsableCommand {
             print("conv2d 3×3 pad 1, forward + backward (dx, dW, db); FLOPs = 3 × 2·N·O·C·9·H·W:")
             print("  batch  C→O   H×W    fwd ms  fwd GF/s   f+b ms  f+b GF/s  of sgemm")
             var worst = Double.infinity
-            for (n, c, o, hw) in [(64, 32, 64, 32), (64, 32, 64, 16), (128, 32, 64, 32), (128, 32, 64, 16)] {
+            let list: [(Int, Int, Int, Int)] = try shapes.map { spec in try spec.split(separator: ",").map { item in
+                let v = item.split(separator: ":").compactMap { Int($0) }
+                guard v.count == 4 else { throw ValidationError("--shapes: '\(item)' is not N:C:O:HW") }
+                return (v[0], v[1], v[2], v[3])
+            } } ?? [(64, 32, 64, 32), (64, 32, 64, 16), (128, 32, 64, 32), (128, 32, 64, 16)]
+            if peak == 0 { peak = 200 }
+            for (n, c, o, hw) in list {
                 let x = Tensor.normal([n, c, hw, hw], key: RandomKey(seed: 3))
                 let w = Tensor.normal([o, c, 3, 3], std: 0.05, key: RandomKey(seed: 4)), bias = Tensor.zeros([o])
                 let gy = Tensor.normal([n, o, hw, hw], key: RandomKey(seed: 5))
@@ -99,5 +133,55 @@ struct Bench: ParsableCommand {
             }
             return best
         }
+    }
+}
+
+/// Times the reference DDPM training step or a sampling forward pass on random data.
+enum UNetStepBenchmark {
+    struct Result {
+        var secondsPerStep: Double, batch: Int, flopsPerStep: Double
+        func line(name: String, threads: Int) -> String {
+            String(format: "{\"name\": \"%@\", \"batch\": %d, \"threads\": %d, \"seconds_per_step\": %.4f, \"images_per_second\": %.1f, \"gflops\": %.1f}",
+                   name, batch, threads, secondsPerStep, Double(batch) / secondsPerStep, flopsPerStep / secondsPerStep / 1e9)
+        }
+    }
+
+    static func run(config: UNetConfig, batch: Int, training: Bool, steps: Int, profile: Bool = false) throws -> Result {
+        let model = try UNet(config, key: RandomKey(seed: 1))
+        let diffusion = GaussianDiffusion()
+        let opt = Adam(learningRate: 2e-4)
+        let x0 = Tensor.uniform([batch, config.imageChannels, config.imageSize, config.imageSize], low: -1, high: 1, key: RandomKey(seed: 2))
+        var times: [Double] = []
+        for s in 0..<(steps + 2) {
+            let key = RandomKey(seed: 3).fold(UInt64(s))
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            if training {
+                let t = diffusion.randomTimesteps(batch, key: key.fold("t"))
+                let noise = Tensor.normal(x0.shape, key: key.fold("noise"))
+                Profiler.enabled = profile && s == steps + 1
+                if Profiler.enabled { Profiler.reset(); Profiler.detailed = ProcessInfo.processInfo.environment["EIDETIC_PROFILE_DETAIL"] != nil }
+                let (_, g) = valueAndGradient(of: model) {
+                    diffusion.loss({ model($0, timesteps: $1.map(Double.init)) }, x0: x0, t: t, noise: noise)
+                }
+                let u0 = DispatchTime.now().uptimeNanoseconds
+                opt.update(model, gradients: g)
+                if Profiler.enabled {
+                    Profiler.enabled = false
+                    var rows = Profiler.report()
+                    rows.append(("adam", Double(DispatchTime.now().uptimeNanoseconds - u0) / 1e9, 1))
+                    let total = rows.reduce(0) { $0 + $1.1 }
+                    print("per-op profile of one step (\(String(format: "%.3f", total)) s):")
+                    for (n, sec, c) in rows.sorted(by: { $0.1 > $1.1 }).prefix(40) {
+                        print(String(format: "  %-22@ %8.2f ms  %5.1f%%  %4d calls", n as NSString, sec * 1e3, 100 * sec / total, c))
+                    }
+                }
+            } else {
+                _ = withoutGradient { model(x0, timesteps: [Double](repeating: 500, count: batch)) }
+            }
+            if s >= 2 { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
+        }
+        times.sort()
+        return Result(secondsPerStep: times[times.count / 2], batch: batch,
+                      flopsPerStep: Double(model.forwardFLOPs) * Double(batch) * (training ? 3 : 1))
     }
 }

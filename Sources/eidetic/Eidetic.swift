@@ -8,7 +8,7 @@ struct Eidetic: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eidetic",
         abstract: "Train small diffusion models and GANs and measure what they memorize.",
-        subcommands: [Quickstart.self, Example.self, DataCommand.self, Bench.self])
+        subcommands: [Quickstart.self, Train.self, Sample.self, DataCommand.self, Example.self, Bench.self])
 }
 
 /// The main job on an embedded default. Until the diffusion model lands this trains the

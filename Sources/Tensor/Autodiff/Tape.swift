@@ -50,7 +50,9 @@ func record(_ op: @autoclosure () -> Op, _ inputs: [Tensor], _ output: Tensor, s
     for t in inputs where tape.tracks(t) { any = true; break }
     guard any else { return output }
     tape.track(output)
-    tape.nodes.append(Node(op: op(), inputs: inputs, output: output, saved: saved))
+    let node = Node(op: op(), inputs: inputs, output: output, saved: saved)
+    if Profiler.enabled { Profiler.charge(Profiler.name(node.op), since: Profiler.last) }
+    tape.nodes.append(node)
     return output
 }
 
@@ -111,6 +113,8 @@ func backward(_ tape: Tape, _ grads: inout [Tensor?]) {
     for node in tape.nodes.reversed() {
         guard let g = grads[node.output.slot] else { continue }
         grads[node.output.slot] = nil
+        let start = Profiler.enabled ? Profiler.now() : 0
+        defer { if Profiler.enabled { Profiler.charge("∂" + Profiler.name(node.op), since: start) } }
         let needs = node.inputs.map { tape.tracks($0) }
         let inputGrads = vectorJacobianProducts(node, g, needs: needs)
         for (i, input) in node.inputs.enumerated() where needs[i] {

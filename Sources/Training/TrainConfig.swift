@@ -1,0 +1,172 @@
+import Data
+import Diffusion
+import Foundation
+import Models
+import TOML
+
+/// Everything that defines a DDPM training run. Written as TOML by people; every key has
+/// a default, unknown keys are errors, and the resolved config (all defaults filled in) is
+/// saved beside the run as JSON. Sections: [run] [data] [model] [diffusion] [train] [sample].
+public struct TrainConfig: Codable, Equatable, Sendable {
+    public struct Run: Codable, Equatable, Sendable {
+        public var name = "ddpm"
+        public var seed: UInt64 = 0
+        /// Parent folder of run directories.
+        public var out = "results/runs"
+    }
+    public struct DataSection: Codable, Equatable, Sendable {
+        public var file = "datasets/fashion-mnist-2k.h5"
+        public var split = "train"
+        /// Class-balanced subset of this many images (0: the whole split, or the plan's).
+        public var subset = 0
+        public var subsetSeed: UInt64 = 0
+        /// Optional plan file (subset or duplication) choosing the training examples.
+        public var plan = ""
+        /// Random horizontal flips.
+        public var flip = true
+    }
+    public struct Train: Codable, Equatable, Sendable {
+        public var batchSize = 64
+        /// Length of training in images seen (steps = images / batch size, rounded up).
+        public var images = 64_000
+        public var learningRate = 2e-4
+        public var warmupSteps = 0
+        public var gradClip = 1.0
+        public var emaDecay = 0.999
+        public var checkpointEvery = 500
+        public var logEvery = 50
+        /// BLAS/conv threads (0: all cores, or SLURM_CPUS_PER_TASK).
+        public var threads = 0
+        /// Probability of replacing the label with the null label (classifier-free guidance).
+        public var labelDropout = 0.1
+    }
+    public struct Sample: Codable, Equatable, Sendable {
+        public var count = 64
+        public var batchSize = 64
+        public var sampler = SamplerConfig()
+        public var useEMA = true
+    }
+    public struct DiffusionSection: Codable, Equatable, Sendable {
+        public var schedule = "linear"
+        public var timesteps = 1000
+        public var betaStart = 1e-4
+        public var betaEnd = 0.02
+        public var cosineOffset = 0.008
+
+        public var process: GaussianDiffusion {
+            GaussianDiffusion(schedule: schedule == "cosine" ? .cosine(offset: cosineOffset) : .linear(start: betaStart, end: betaEnd),
+                              timesteps: timesteps)
+        }
+    }
+
+    public var run = Run()
+    public var data = DataSection()
+    public var model = UNetConfig.unetS
+    /// The preset the model section started from ("" when fully custom).
+    public var modelPreset = "unet-s"
+    public var diffusion = DiffusionSection()
+    public var train = Train()
+    public var sample = Sample()
+
+    public init() {}
+
+    /// Total optimizer steps.
+    public var totalSteps: Int { (train.images + train.batchSize - 1) / train.batchSize }
+
+    /// Reads a TOML config strictly; `overrides` are `section.key=value` strings applied first.
+    public static func load(toml text: String, file: String, overrides: [String] = []) throws -> TrainConfig {
+        var table = try parseTOML(text, file: file)
+        for o in overrides { try table.set(override: o) }
+        let r = ConfigReader(table, file: file)
+        var c = TrainConfig()
+        let run = try r.section("run")
+        c.run.name = try run.string("name", c.run.name)
+        c.run.seed = UInt64(try run.int("seed", Int(c.run.seed), min: 0))
+        c.run.out = try run.string("out", c.run.out)
+
+        let d = try r.section("data")
+        c.data.file = try d.string("file", c.data.file)
+        c.data.split = try d.string("split", c.data.split)
+        c.data.subset = try d.int("subset", c.data.subset, min: 0)
+        c.data.subsetSeed = UInt64(try d.int("subset_seed", 0, min: 0))
+        c.data.plan = try d.string("plan", c.data.plan)
+        c.data.flip = try d.bool("flip", c.data.flip)
+
+        let m = try r.section("model")
+        c.modelPreset = try m.string("preset", c.modelPreset)
+        guard var mc = c.modelPreset.isEmpty ? UNetConfig() : UNetConfig.preset(c.modelPreset) else {
+            throw m.error("preset", "unknown preset \"\(c.modelPreset)\" (known: unet-s, unet-m, or \"\" for custom)")
+        }
+        mc.imageChannels = try m.int("image_channels", mc.imageChannels, min: 1)
+        mc.imageSize = try m.int("image_size", mc.imageSize, min: 1)
+        mc.baseChannels = try m.int("base_channels", mc.baseChannels, min: 1)
+        mc.channelMultipliers = try m.ints("channel_multipliers", mc.channelMultipliers)
+        mc.resBlocks = try m.int("res_blocks", mc.resBlocks, min: 1)
+        mc.attentionResolutions = try m.ints("attention_resolutions", mc.attentionResolutions)
+        mc.dropout = try m.double("dropout", mc.dropout, min: 0, max: 0.99)
+        mc.groups = try m.int("groups", mc.groups, min: 1)
+        mc.classes = try m.int("classes", mc.classes, min: 0)
+        mc.timeFeatures = try m.int("time_features", mc.timeFeatures, min: 2)
+        mc.embeddingDim = try m.int("embedding_dim", mc.embeddingDim, min: 1)
+        do { try mc.validate() } catch { throw TOMLError(file: file, line: 0, message: "\(error)") }
+        c.model = mc
+
+        let df = try r.section("diffusion")
+        c.diffusion.schedule = try df.choice("schedule", c.diffusion.schedule, ["linear", "cosine"])
+        c.diffusion.timesteps = try df.int("timesteps", c.diffusion.timesteps, min: 1)
+        c.diffusion.betaStart = try df.double("beta_start", c.diffusion.betaStart, min: 0, max: 1)
+        c.diffusion.betaEnd = try df.double("beta_end", c.diffusion.betaEnd, min: 0, max: 1)
+        c.diffusion.cosineOffset = try df.double("cosine_offset", c.diffusion.cosineOffset, min: 0)
+
+        let t = try r.section("train")
+        c.train.batchSize = try t.int("batch_size", c.train.batchSize, min: 1)
+        c.train.images = try t.int("images", c.train.images, min: 1)
+        c.train.learningRate = try t.double("lr", c.train.learningRate, min: 0)
+        c.train.warmupSteps = try t.int("warmup_steps", c.train.warmupSteps, min: 0)
+        c.train.gradClip = try t.double("grad_clip", c.train.gradClip, min: 0)
+        c.train.emaDecay = try t.double("ema_decay", c.train.emaDecay, min: 0, max: 1)
+        c.train.checkpointEvery = try t.int("checkpoint_every", c.train.checkpointEvery, min: 1)
+        c.train.logEvery = try t.int("log_every", c.train.logEvery, min: 1)
+        c.train.threads = try t.int("threads", c.train.threads, min: 0)
+        c.train.labelDropout = try t.double("label_dropout", c.train.labelDropout, min: 0, max: 1)
+
+        let s = try r.section("sample")
+        c.sample.count = try s.int("count", c.sample.count, min: 1)
+        c.sample.batchSize = try s.int("batch_size", c.sample.batchSize, min: 1)
+        c.sample.useEMA = try s.bool("ema", c.sample.useEMA)
+        c.sample.sampler.kind = SamplerConfig.Kind(rawValue: try s.choice("sampler", c.sample.sampler.kind.rawValue, ["ddpm", "ddim"]))!
+        c.sample.sampler.steps = try s.int("steps", c.sample.sampler.steps, min: 1)
+        c.sample.sampler.eta = try s.double("eta", c.sample.sampler.eta, min: 0)
+        c.sample.sampler.spacing = SamplerConfig.Spacing(rawValue: try s.choice("spacing", c.sample.sampler.spacing.rawValue, ["linspace", "leading", "trailing"]))!
+        c.sample.sampler.guidance = try s.double("guidance", c.sample.sampler.guidance, min: 0)
+        try r.finish()
+        return c
+    }
+
+    public static func load(file: String, overrides: [String] = []) throws -> TrainConfig {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw TOMLError(file: file, line: 0, message: "cannot read the config file")
+        }
+        return try load(toml: String(decoding: data, as: UTF8.self), file: file, overrides: overrides)
+    }
+
+    /// Canonical JSON (sorted keys): what is saved as config.resolved.json.
+    public func canonicalJSON() throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        return try e.encode(self)
+    }
+
+    /// Hash of what determines the results (the output folder, threads and logging
+    /// cadence excluded), for the run's id.
+    public func identityHash() throws -> String {
+        var c = self
+        c.run.out = ""; c.train.threads = 0; c.train.logEvery = 0; c.train.checkpointEvery = 0
+        c.sample = Sample()
+        let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]
+        return String(SHA256.hex([UInt8](try e.encode(c))).prefix(10))
+    }
+
+    /// `results/runs/<name>-<hash>`.
+    public func defaultRunDirectory() throws -> String { "\(run.out)/\(run.name)-\(try identityHash())" }
+}

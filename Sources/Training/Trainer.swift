@@ -1,0 +1,284 @@
+import Data
+import Diffusion
+import Foundation
+import HDF5
+import Models
+import NN
+import Optim
+import Tensor
+
+public enum TrainingError: Error, CustomStringConvertible {
+    case data(String)
+    case diverged(step: Int, loss: Double)
+    case runDirectory(String)
+    public var description: String {
+        switch self {
+        case .data(let m): return m
+        case .diverged(let s, let l): return "training diverged: loss \(l) at step \(s) (the last checkpoint is kept)"
+        case .runDirectory(let m): return m
+        }
+    }
+}
+
+/// The files of one run: `config.resolved.json`, `status.json`, `metrics.jsonl`,
+/// `log.txt`, `checkpoints/latest.h5`, `samples/`.
+public struct RunDirectory: Sendable {
+    public let path: String
+    public init(_ path: String) { self.path = path }
+    public var config: String { path + "/config.resolved.json" }
+    public var status: String { path + "/status.json" }
+    public var metrics: String { path + "/metrics.jsonl" }
+    public var log: String { path + "/log.txt" }
+    public var checkpoint: String { path + "/checkpoints/latest.h5" }
+    public var samples: String { path + "/samples" }
+
+    public func loadConfig() throws -> TrainConfig {
+        guard let d = FileManager.default.contents(atPath: config) else { throw TrainingError.runDirectory("\(path): no config.resolved.json (not a run directory?)") }
+        do { return try JSONDecoder().decode(TrainConfig.self, from: d) } catch {
+            throw TrainingError.runDirectory("\(config): unreadable resolved config: \(error)")
+        }
+    }
+
+    public func writeStatus(_ fields: [String: Any]) {
+        var f = fields
+        f["updated"] = ISO8601DateFormatter().string(from: Date())
+        if let d = try? JSONSerialization.data(withJSONObject: f, options: [.sortedKeys, .prettyPrinted]) {
+            try? writeFileAtomically(d, to: status)
+        }
+    }
+
+    public func appendLog(_ line: String) {
+        let s = line + "\n"
+        if let h = FileHandle(forWritingAtPath: log) { h.seekToEndOfFile(); h.write(Data(s.utf8)); try? h.close() }
+        else { try? Data(s.utf8).write(to: URL(fileURLWithPath: log)) }
+    }
+}
+
+/// The training examples a config selects: a plan file's indices, a class-balanced
+/// subset, or the whole split. Returns the images (physical copies included) and a
+/// description for the log.
+public func trainingSet(_ c: TrainConfig.DataSection, model: UNetConfig) throws -> (ImageSet, String) {
+    let ds = try DatasetFile(c.file)
+    let all = try ds.load(c.split)
+    var indices = Array(0..<all.count)
+    var what = "\(c.file) \(c.split): all \(all.count)"
+    if !c.plan.isEmpty {
+        if let p = try? PlanFile.read(DuplicationPlan.self, from: c.plan) { indices = p.trainingIndices }
+        else { indices = try PlanFile.read(SubsetPlan.self, from: c.plan).indices }
+        what = "\(c.file) \(c.split): plan \(c.plan) (\(indices.count) examples)"
+    }
+    if c.subset > 0 {
+        let labels = indices.map { all.labels[$0] }
+        let plan = try SubsetPlan(dataset: DatasetReference(file: c.file, split: c.split, contentSHA256: ""),
+                                  labels: labels, classes: all.classNames.count, size: c.subset, seed: c.subsetSeed)
+        indices = plan.indices.map { indices[$0] }
+        what += ", class-balanced subset of \(c.subset) (seed \(c.subsetSeed))"
+    }
+    let set = all.subset(indices)
+    guard set.channels == model.imageChannels, set.height == model.imageSize, set.width == model.imageSize else {
+        throw TrainingError.data("\(c.file): images are \(set.channels)×\(set.height)×\(set.width) but the model expects \(model.imageChannels)×\(model.imageSize)×\(model.imageSize) (model.image_channels / image_size)")
+    }
+    return (set, what)
+}
+
+/// DDPM training with Adam, EMA, warmup, gradient clipping and flips; resumes exactly
+/// from its last checkpoint. Every random stream is derived from (run seed, purpose, step),
+/// so a resumed run repeats the same batches, timesteps, noise and flips.
+public final class DDPMTrainer {
+    public let config: TrainConfig
+    public let directory: RunDirectory
+    public let model: UNet
+    public let ema: EMA
+    public let optimizer: Adam
+    public let diffusion: GaussianDiffusion
+    public let data: ImageSet
+    public private(set) var step = 0
+    public private(set) var schedule: BatchSchedule
+    let root: RandomKey
+    /// Receives progress and log lines.
+    public var output: (String) -> Void = { print($0) }
+
+    public init(config: TrainConfig, directory: String) throws {
+        self.config = config
+        self.directory = RunDirectory(directory)
+        root = RandomKey(seed: config.run.seed)
+        let (set, _) = try trainingSet(config.data, model: config.model)
+        guard config.train.batchSize <= set.count else {
+            throw TrainingError.data("train.batch_size \(config.train.batchSize) is larger than the \(set.count) training images")
+        }
+        data = set
+        model = try UNet(config.model, key: root.fold("init"))
+        ema = EMA(model.parameters(), decay: config.train.emaDecay)
+        optimizer = Adam(learningRate: config.train.learningRate)
+        diffusion = config.diffusion.process
+        schedule = BatchSchedule(count: set.count, batchSize: config.train.batchSize, key: root.fold("batches"))
+    }
+
+    static func threads(_ configured: Int) -> Int {
+        if configured > 0 { return configured }
+        if let s = ProcessInfo.processInfo.environment["SLURM_CPUS_PER_TASK"], let n = Int(s), n > 0 { return n }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    /// Creates the run directory or checks that it holds this same config, and restores
+    /// the last checkpoint if there is one. Returns whether it resumed.
+    @discardableResult
+    public func prepare() throws -> Bool {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: directory.path + "/checkpoints", withIntermediateDirectories: true)
+        let resolved = try config.canonicalJSON()
+        if let existing = fm.contents(atPath: directory.config) {
+            let old = try? JSONDecoder().decode(TrainConfig.self, from: existing)
+            guard let old, try old.identityHash() == config.identityHash() else {
+                throw TrainingError.runDirectory("\(directory.path) holds a run with a different config (see its config.resolved.json); choose another --run-dir")
+            }
+        }
+        try writeFileAtomically(resolved, to: directory.config)
+        guard fm.fileExists(atPath: directory.checkpoint) else { return false }
+        try restore()
+        return true
+    }
+
+    func restore() throws {
+        let (tree, attrs) = try TensorFile.load(directory.checkpoint)
+        func int(_ k: String) throws -> Int {
+            guard case .int(let v)? = attrs[k] else { throw TrainingError.runDirectory("\(directory.checkpoint): missing attribute \(k)") }
+            return Int(v)
+        }
+        try model.load(tree.subtree("model"))
+        try ema.load(tree.subtree("ema"))
+        try optimizer.load(stateTree: tree.subtree("optimizer"))
+        step = try int("step")
+        schedule = try BatchSchedule(restoring: schedule, epoch: int("schedule_epoch"), position: int("schedule_position"))
+        // metrics past the checkpoint were produced by steps that will run again
+        if let text = try? String(contentsOfFile: directory.metrics, encoding: .utf8) {
+            let kept = text.split(separator: "\n").filter { line in
+                guard let d = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
+                      let s = o["step"] as? Int else { return false }
+                return s <= step
+            }
+            try writeFileAtomically(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: directory.metrics)
+        }
+    }
+
+    func saveCheckpoint() throws {
+        var tree = model.state().prefixed("model")
+        tree.merge(ema.shadow.prefixed("ema"))
+        tree.merge(optimizer.stateTree().prefixed("optimizer"))
+        try TensorFile.save(tree, attributes: [
+            "step": .int(Int64(step)), "images_seen": .int(Int64(step * config.train.batchSize)),
+            "schedule_epoch": .int(Int64(schedule.epoch)), "schedule_position": .int(Int64(schedule.position)),
+            "seed": .int(Int64(bitPattern: config.run.seed)), "config_hash": .string(try config.identityHash()),
+            "rng": .string("Philox4x32-10; every stream is RandomKey(seed).fold(purpose).fold(step)"),
+        ], to: directory.checkpoint)
+    }
+
+    /// One optimizer step on the next batch; returns the loss.
+    func trainStep() throws -> Double {
+        let c = config.train
+        let key = root.fold("step").fold(UInt64(step))
+        optimizer.learningRate = c.warmupSteps > 0 ? c.learningRate * min(1, Double(step + 1) / Double(c.warmupSteps)) : c.learningRate
+        let idx = schedule.next()
+        let batch = data.subset(idx)
+        let x0 = batch.tensor(flipKey: config.data.flip ? key.fold("flip") : nil)
+        var labels: [Int]? = nil
+        if config.model.classes > 0 {
+            let drop = key.fold("label-dropout")
+            labels = batch.labels.enumerated().map { i, l in
+                Double(drop.word(i)) / 4_294_967_296.0 < c.labelDropout ? config.model.classes : l
+            }
+        }
+        let t = diffusion.randomTimesteps(idx.count, key: key.fold("t"))
+        let noise = Tensor.normal(x0.shape, key: key.fold("noise"))
+        let (loss, grads) = valueAndGradient(of: model) {
+            diffusion.loss({ model($0, timesteps: $1.map(Double.init), labels: labels, dropoutKey: key.fold("dropout")) },
+                           x0: x0, t: t, noise: noise)
+        }
+        let value = loss.item
+        guard value.isFinite else { throw TrainingError.diverged(step: step, loss: value) }
+        if c.gradClip > 0 { clipGlobalNorm(grads, maxNorm: c.gradClip) }
+        optimizer.update(model, gradients: grads)
+        ema.update(from: model.parameters())
+        step += 1
+        return value
+    }
+
+    /// Trains to the configured length (or `stopAfter` more steps), checkpointing every
+    /// `checkpoint_every` steps and at the end.
+    public func run(stopAfter: Int? = nil) throws {
+        BLASThreads.count = DDPMTrainer.threads(config.train.threads)
+        let resumed = try prepare()
+        let total = config.totalSteps
+        let (_, what) = try trainingSet(config.data, model: config.model)
+        let header = (resumed ? "resuming at step \(step)/\(total)" : "starting \(total) steps") +
+            " in \(directory.path); data \(what); model \(model.parameterCount) parameters, " +
+            String(format: "%.3f GFLOP/image forward; threads %d", Double(model.forwardFLOPs) / 1e9, BLASThreads.count)
+        output(header); directory.appendLog(header)
+        directory.writeStatus(["state": "running", "step": step, "total_steps": total])
+        let isTTY = isatty(STDOUT_FILENO) != 0
+        let start = Date()
+        let startStep = step
+        var recent: [Double] = []
+        let limit = stopAfter.map { min(total, step + $0) } ?? total
+        do {
+            while step < limit {
+                let loss = try trainStep()
+                recent.append(loss)
+                let elapsed = Date().timeIntervalSince(start)
+                let ips = Double((step - startStep) * config.train.batchSize) / max(elapsed, 1e-9)
+                let eta = Double(total - step) * Double(config.train.batchSize) / max(ips, 1e-9)
+                if step % config.train.logEvery == 0 || step == total {
+                    let mean = recent.reduce(0, +) / Double(recent.count); recent.removeAll()
+                    let line = String(format: "{\"step\": %d, \"images\": %d, \"loss\": %.6f, \"images_per_sec\": %.2f, \"lr\": %.6g, \"elapsed_s\": %.1f}",
+                                      step, step * config.train.batchSize, mean, ips, optimizer.learningRate, elapsed)
+                    directory.appendMetrics(line)
+                    let human = String(format: "step %d/%d  loss %.4f  %.1f img/s  ETA %@", step, total, mean, ips, formatDuration(eta))
+                    if !isTTY { output(human) }
+                    directory.appendLog(human)
+                }
+                if isTTY { print("\r" + String(format: "step %d/%d  loss %.4f  %.1f img/s  ETA %@   ", step, total, loss, ips, formatDuration(eta)), terminator: "") ; fflush(stdout) }
+                if step % config.train.checkpointEvery == 0 || step == total {
+                    try saveCheckpoint()
+                    directory.writeStatus(["state": step == total ? "done" : "running", "step": step, "total_steps": total])
+                }
+            }
+            if isTTY { print("") }
+            if step < total, step % config.train.checkpointEvery != 0 { try saveCheckpoint() }
+            directory.writeStatus(["state": step == total ? "done" : "stopped", "step": step, "total_steps": total])
+        } catch {
+            directory.writeStatus(["state": "failed", "step": step, "total_steps": total, "error": "\(error)"])
+            directory.appendLog("failed: \(error)")
+            throw error
+        }
+    }
+
+    /// The weights to sample from: the EMA (default) or the raw model.
+    public func samplingModel(useEMA: Bool) throws -> UNet {
+        if useEMA { try model.load(ema.shadow) }
+        return model
+    }
+}
+
+extension RunDirectory {
+    func appendMetrics(_ line: String) {
+        let s = line + "\n"
+        if let h = FileHandle(forWritingAtPath: metrics) { h.seekToEndOfFile(); h.write(Data(s.utf8)); try? h.close() }
+        else { try? Data(s.utf8).write(to: URL(fileURLWithPath: metrics)) }
+    }
+}
+
+func formatDuration(_ s: Double) -> String {
+    guard s.isFinite else { return "?" }
+    let t = Int(s.rounded())
+    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t / 60 % 60) : String(format: "%dm%02ds", t / 60, t % 60)
+}
+
+extension BatchSchedule {
+    /// A schedule at a saved cursor.
+    public init(restoring s: BatchSchedule, epoch: Int, position: Int) throws {
+        let data = try JSONEncoder().encode(s)
+        var obj = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        obj["epoch"] = epoch; obj["position"] = position
+        self = try JSONDecoder().decode(BatchSchedule.self, from: JSONSerialization.data(withJSONObject: obj))
+    }
+}

@@ -1,0 +1,61 @@
+import ArgumentParser
+import Data
+import Diffusion
+import Foundation
+import Training
+
+/// `eidetic train CONFIG`: starts the run the config describes, or resumes it.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a DDPM from a TOML config (resumes an interrupted run).")
+    @Argument(help: "Config file (TOML).") var config: String
+    @Option(name: .customLong("set"), help: "Override a config key: --set train.lr=1e-4 (repeatable).") var overrides: [String] = []
+    @Option(help: "Run directory (default: <run.out>/<run.name>-<config hash>).") var runDir: String?
+    @Option(help: "Stop after this many steps (the run can be resumed).") var stopAfter: Int?
+    @Flag(help: "Print the resolved config and the run directory, and exit.") var dryRun = false
+
+    func run() throws {
+        let c = try TrainConfig.load(file: config, overrides: overrides)
+        let dir = try runDir ?? c.defaultRunDirectory()
+        if dryRun {
+            print(String(decoding: try c.canonicalJSON(), as: UTF8.self))
+            print("run directory: \(dir)")
+            return
+        }
+        let trainer = try DDPMTrainer(config: c, directory: dir)
+        try trainer.run(stopAfter: stopAfter)
+        print("run directory: \(dir)")
+    }
+}
+
+/// `eidetic sample RUN`: draws samples from a run's checkpoint.
+struct Sample: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate samples from a run's checkpoint (HDF5 + PNG grid).")
+    @Argument(help: "Run directory.") var runDirectory: String
+    @Option(help: "Number of samples (default: the config's sample.count).") var count: Int?
+    @Option(help: "Batch size.") var batchSize: Int?
+    @Option(help: "ddpm or ddim.") var sampler: String?
+    @Option(help: "DDIM steps.") var steps: Int?
+    @Option(help: "DDIM eta.") var eta: Double?
+    @Option(help: "DDIM timestep spacing: linspace, leading or trailing.") var spacing: String?
+    @Option(help: "Classifier-free guidance scale (1: none).") var guidance: Double?
+    @Option(help: "Sample i uses seed first-seed + i.") var firstSeed: UInt64 = 0
+    @Flag(inversion: .prefixedNo, help: "Use the EMA weights.") var ema = true
+
+    func run() throws {
+        let dir = RunDirectory(runDirectory)
+        let c = try dir.loadConfig()
+        var s = c.sample.sampler
+        if let k = sampler { guard let v = SamplerConfig.Kind(rawValue: k) else { throw ValidationError("--sampler must be ddpm or ddim") }; s.kind = v }
+        if let v = steps { s.steps = v }
+        if let v = eta { s.eta = v }
+        if let v = spacing { guard let sp = SamplerConfig.Spacing(rawValue: v) else { throw ValidationError("--spacing must be linspace, leading or trailing") }; s.spacing = sp }
+        if let v = guidance { s.guidance = v }
+        let req = SampleRequest(count: count ?? c.sample.count, batchSize: batchSize ?? c.sample.batchSize, sampler: s, useEMA: ema, firstSeed: firstSeed)
+        let t0 = Date()
+        let (file, grid, _) = try generateSamples(run: dir, request: req) { done, total in
+            FileHandle.standardError.write(Data("\rsampled \(done)/\(total)".utf8))
+        }
+        FileHandle.standardError.write(Data("\n".utf8))
+        print(String(format: "wrote %@ and %@ (%.1f s)", file, grid, Date().timeIntervalSince(t0)))
+    }
+}
