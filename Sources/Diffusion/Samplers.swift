@@ -86,8 +86,8 @@ extension GaussianDiffusion {
         return uncond + (cond - uncond) * guidance
     }
 
-    /// One reverse step from timestep t to `prev` (−1 = the end).
-    func step(_ x: Tensor, eps: Tensor, t: Int, prev: Int, sampler: SamplerConfig, noise: Tensor) -> Tensor {
+    /// One reverse step from timestep t to `prev` (−1 = the end), given ε̂ and this step's noise.
+    public func step(_ x: Tensor, eps: Tensor, t: Int, prev: Int, sampler: SamplerConfig, noise: Tensor) -> Tensor {
         let ab = alphasCumprod[t], abPrev = prev >= 0 ? alphasCumprod[prev] : 1
         // x̂₀ = (x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t, clipped; ε re-derived from the clipped x̂₀
         let x0 = clamp((x - eps * (1 - ab).squareRoot()) * (1 / ab.squareRoot()), -1, 1)
