@@ -4,7 +4,7 @@ SWIFT ?= swift
 BUILD_FLAGS ?= -c release
 THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: deps build quickstart test bench clean
+.PHONY: deps build quickstart test bench bench-setup clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -24,10 +24,17 @@ test: deps
 ## CIFAR-10 archive for data benchmarks (the official file, or the project's shared copy).
 CIFAR10 ?= ../shared/datasets/cifar-10-binary.tar.gz
 
-## Benchmarks: sgemm and conv2d GFLOP/s at the reference U-Net's shapes; dataset reads
+## The PyTorch CPU reference (bench/.venv, git-ignored; torch from PyPI, ~5 GB).
+bench-setup:
+	@[ -x bench/.venv/bin/python ] && bench/.venv/bin/python -c "import torch" 2>/dev/null || \
+	  { python3 -m venv bench/.venv && bench/.venv/bin/pip install -q -r bench/requirements.txt; }
+
+## Benchmarks: sgemm and conv2d GFLOP/s at the reference U-Net's shapes; the U-Net training
+## step and sampling pass against PyTorch (same models, threads, machine, run); dataset reads
 ## (CIFAR-10 import time and random batches when the archive is there, else the embedded set).
-bench: build
+bench: build bench-setup
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench ops --threads $(THREADS)
+	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench unet --threads $(THREADS)
 	@if [ -f "$(CIFAR10)" ]; then \
 	  echo; echo "CIFAR-10 import:"; \
 	  /usr/bin/time -f "  import wall %e s, max RSS %M KB" .build/release/eidetic data import cifar10 --from "$(CIFAR10)" --out datasets/cifar10.h5 && \

@@ -102,10 +102,10 @@ public final class ResBlock: Module {
 
     /// x [B, cin, H, W]; embeddingActivation = SiLU(temb) [B, E].
     func callAsFunction(_ x: Tensor, _ embeddingActivation: Tensor, dropoutKey: RandomKey) -> Tensor {
-        var h = conv1(norm1(x).silu())
+        var h = conv1(norm1.silu(x))
         let e = embedding(embeddingActivation)                  // [B, cout]
         h = h + e.reshaped([e.shape[0], e.shape[1], 1, 1])
-        h = norm2(h).silu()
+        h = norm2.silu(h)
         if dropout.probability > 0 { h = dropout(h, key: dropoutKey) }
         h = conv2(h)
         return (skip.map { $0(x) } ?? x) + h
@@ -226,7 +226,7 @@ public final class UNet: Module {
                 h = s(Tensor.concat([h, skips.removeLast()], axis: 1), emb, dropoutKey: dropoutKey.fold(UInt64(1000 + i)))
             } else { h = (m as! Upsample2x)(h) }
         }
-        return outputConv(outputNorm(h).silu())
+        return outputConv(outputNorm.silu(h))
     }
 
     /// Forward FLOPs per image: 2 × multiply–adds of convolutions, linear layers and the

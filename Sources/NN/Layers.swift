@@ -88,6 +88,11 @@ public final class GroupNorm: Module, Layer {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         Tensor.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps)
     }
+
+    /// SiLU(GroupNorm(x)) in one fused op.
+    public func silu(_ x: Tensor) -> Tensor {
+        Tensor.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: true)
+    }
 }
 
 /// Batch normalization (Ioffe & Szegedy, 2015). Training mode normalises with batch

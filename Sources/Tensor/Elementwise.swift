@@ -85,8 +85,14 @@ func binaryKernel<T: TensorScalar>(_ k: BinaryKernel, _ a: Tensor, _ b: Tensor, 
 extension Tensor {
     func applyUnary(_ k: UnaryKernel) -> Tensor {
         let out = Tensor(uninitialized: shape, dtype: dtype)
-        dispatch(dtype, { unaryKernel(k, pointer(Float.self), out.pointer(Float.self), count) },
-                        { unaryKernel(k, pointer(Double.self), out.pointer(Double.self), count) })
+        let px = storage.pointer, py = out.storage.pointer, size = dtype.size, isFloat = dtype == .float32
+        Parallel.forRanges(count, cost: count * 2) { r in
+            if isFloat {
+                unaryKernel(k, (px + r.lowerBound * size).assumingMemoryBound(to: Float.self), (py + r.lowerBound * size).assumingMemoryBound(to: Float.self), r.count)
+            } else {
+                unaryKernel(k, (px + r.lowerBound * size).assumingMemoryBound(to: Double.self), (py + r.lowerBound * size).assumingMemoryBound(to: Double.self), r.count)
+            }
+        }
         return out
     }
 
@@ -94,6 +100,16 @@ extension Tensor {
         checkSameDType(a, b, name)
         let shape = a.shape == b.shape ? a.shape : broadcastShapes(a.shape, b.shape, op: name)
         let out = Tensor(uninitialized: shape, dtype: a.dtype)
+        if a.shape == b.shape, a.count > 400_000 {
+            // same shapes: split into contiguous pieces (views share storage, no copies)
+            let size = a.dtype.size
+            Parallel.forRanges(a.count, cost: a.count * 2) { r in
+                func view(_ t: Tensor) -> Tensor { Tensor(shape: [r.count], storage: Storage(borrowing: t.storage.pointer + r.lowerBound * size, count: r.count, dtype: t.dtype)) }
+                let (va, vb, vo) = (view(a), view(b), view(out))
+                dispatch(a.dtype, { binaryKernel(k, va, vb, vo, Float.self) }, { binaryKernel(k, va, vb, vo, Double.self) })
+            }
+            return out
+        }
         dispatch(a.dtype, { binaryKernel(k, a, b, out, Float.self) }, { binaryKernel(k, a, b, out, Double.self) })
         return out
     }

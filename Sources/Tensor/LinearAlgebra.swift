@@ -19,9 +19,21 @@ extension Tensor {
         let out = Tensor(uninitialized: batched ? [batch, m, n] : [m, n], dtype: a.dtype)
         func run<T: TensorScalar>(_: T.Type) {
             let pa = a.pointer(T.self), pb = b.pointer(T.self), pc = out.pointer(T.self)
-            for i in 0..<batch {
-                T.gemm(transA: transposeA, transB: transposeB, m: m, n: n, k: k, alpha: 1,
-                       a: pa + i * ar * ac, lda: ac, b: pb + i * br * bc, ldb: bc, beta: 0, c: pc + i * m * n, ldc: n)
+            if batch > 1 {
+                // independent products: split the batch over workers
+                Parallel.forRanges(batch, cost: batch * m * n * k / 4) { range in
+                    for i in range {
+                        T.gemm(transA: transposeA, transB: transposeB, m: m, n: n, k: k, alpha: 1,
+                               a: pa + i * ar * ac, lda: ac, b: pb + i * br * bc, ldb: bc, beta: 0, c: pc + i * m * n, ldc: n)
+                    }
+                }
+            } else {
+                // one product: split the rows of C (each row of C depends only on its row of op(A))
+                Parallel.forRanges(m, cost: m * n * k / 4) { rows in
+                    let aRow = transposeA ? rows.lowerBound : rows.lowerBound * ac
+                    T.gemm(transA: transposeA, transB: transposeB, m: rows.count, n: n, k: k, alpha: 1,
+                           a: pa + aRow, lda: ac, b: pb, ldb: bc, beta: 0, c: pc + rows.lowerBound * n, ldc: n)
+                }
             }
         }
         dispatch(a.dtype, { run(Float.self) }, { run(Double.self) })

@@ -8,13 +8,14 @@ import CKernels
 
 enum NormKernels {
     /// GroupNorm over [N, C, L] with G groups: statistics per (n, g) over (C/G)·L values.
-    static func groupForward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, groups G: Int, eps: Double,
+    static func groupForward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, groups G: Int, eps: Double, silu: Bool,
                                               _ out: Tensor, _ mean: Tensor, _ rstd: Tensor, _: T.Type) {
         let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let cg = c / G
         let px = x.pointer(T.self), py = out.pointer(T.self), pm = mean.pointer(T.self), pr = rstd.pointer(T.self)
         let pgam = gamma?.pointer(T.self), pbet = beta?.pointer(T.self)
+        Parallel.forRanges(n, cost: x.count * 6) { range in
         var scale = [T](repeating: 0, count: cg), shift = [T](repeating: 0, count: cg)
-        for i in 0..<n { for g in 0..<G {
+        for i in range { for g in 0..<G {
             let base = (i * c + g * cg) * l, m = cg * l
             var s: Double = 0, ss: Double = 0
             for j in 0..<m { let v = Double(px[base + j]); s += v }
@@ -32,30 +33,58 @@ enum NormKernels {
                     ek_channel_affine(UnsafeRawPointer(px + base).assumingMemoryBound(to: Float.self),
                                       UnsafeRawPointer(sc.baseAddress!).assumingMemoryBound(to: Float.self),
                                       UnsafeRawPointer(sh.baseAddress!).assumingMemoryBound(to: Float.self),
-                                      UnsafeMutableRawPointer(py + base).assumingMemoryBound(to: Float.self), 1, cg, l, 0)
+                                      UnsafeMutableRawPointer(py + base).assumingMemoryBound(to: Float.self), 1, cg, l, silu ? 1 : 0)
                 } }
             } else {
-                for k in 0..<cg { let a = scale[k], b = shift[k]; let o = base + k * l; for j in 0..<l { py[o + j] = px[o + j] * a + b } }
+                for k in 0..<cg {
+                    let a = scale[k], b = shift[k]; let o = base + k * l
+                    for j in 0..<l { let v = px[o + j] * a + b; py[o + j] = silu ? v / (1 + T.exp(-v)) : v }
+                }
             }
         } }
+        }
     }
 
-    static func groupBackward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ gy: Tensor, groups G: Int,
+    /// With `silu`, `gy` is the gradient of SiLU(GN(x)): the pre-activation gradient
+    /// dy·SiLU′(γx̂ + β) is rebuilt block by block (never stored) and fed to the GN rule.
+    static func groupBackward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, _ gy: Tensor, groups G: Int, silu: Bool,
                                                _ mean: Tensor, _ rstd: Tensor,
                                                dx: Tensor?, dgamma: Tensor?, dbeta: Tensor?, _: T.Type) {
         let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let cg = c / G
-        let px = x.pointer(T.self), pg = gy.pointer(T.self), pm = mean.pointer(T.self), pr = rstd.pointer(T.self)
-        let pgam = gamma?.pointer(T.self)
+        let px = x.pointer(T.self), pm = mean.pointer(T.self), pr = rstd.pointer(T.self)
+        let pgam = gamma?.pointer(T.self), pbet = beta?.pointer(T.self)
+        // pre-activation gradient, computed per image into this buffer when fused
+        let pre = silu ? Tensor(uninitialized: gy.shape, dtype: gy.dtype) : gy
+        let pg = UnsafePointer(pre.pointer(T.self))
         let pdg = dgamma?.pointer(T.self), pdb = dbeta?.pointer(T.self)
         for ch in 0..<c { pdg?[ch] = 0; pdb?[ch] = 0 }
-        for i in 0..<n { for g in 0..<G {
+        // per-image channel sums (summed over images afterwards, in image order)
+        var perImage = [T](repeating: 0, count: n * c * 2)
+        perImage.withUnsafeMutableBufferPointer { sums in
+        let ps = sums.baseAddress!
+        Parallel.forRanges(n, cost: x.count * 8) { range in
+        if silu {
+            let src = gy.pointer(T.self), dst = pre.pointer(T.self)
+            for i in range { for g in 0..<G {
+                let mu = pm[i * G + g], r = pr[i * G + g]
+                for k in 0..<cg {
+                    let ch = g * cg + k, o = (i * c + ch) * l, ga = pgam?[ch] ?? 1, be = pbet?[ch] ?? 0
+                    for j in 0..<l {
+                        let v = (px[o + j] - mu) * r * ga + be
+                        let sg = 1 / (1 + T.exp(-v))
+                        dst[o + j] = src[o + j] * (sg + v * sg * (1 - sg))
+                    }
+                }
+            } }
+        }
+        for i in range { for g in 0..<G {
             let mu = pm[i * G + g], r = pr[i * G + g]
             var sumD: T = 0, sumDX: T = 0
             for k in 0..<cg {
                 let ch = g * cg + k, o = (i * c + ch) * l, ga = pgam?[ch] ?? 1
                 var sg: T = 0, sgx: T = 0
                 for j in 0..<l { let xh = (px[o + j] - mu) * r; sg += pg[o + j]; sgx += pg[o + j] * xh }
-                pdg?[ch] += sgx; pdb?[ch] += sg
+                ps[(i * c + ch) * 2] = sgx; ps[(i * c + ch) * 2 + 1] = sg
                 sumD += sg * ga; sumDX += sgx * ga
             }
             guard let dx else { continue }
@@ -66,6 +95,9 @@ enum NormKernels {
                 for j in 0..<l { let xh = (px[o + j] - mu) * r; pdx[o + j] = r * (pg[o + j] * ga - a - xh * b) }
             }
         } }
+        }
+        for i in 0..<n { for ch in 0..<c { pdg?[ch] += ps[(i * c + ch) * 2]; pdb?[ch] += ps[(i * c + ch) * 2 + 1] } }
+        }
     }
 
     /// BatchNorm (training): statistics per channel over N and L.
@@ -107,17 +139,19 @@ enum NormKernels {
 extension Tensor {
     /// Group normalization of x [N, C, …] with `groups` groups, then the per-channel affine
     /// γ·x̂ + β when weight/bias ([C]) are given.
-    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor? = nil, bias: Tensor? = nil, eps: Double = 1e-5) -> Tensor {
+    /// - Parameter silu: apply SiLU to the result in the same pass (GN → SiLU is the
+    ///   U-Net's most common pair; fusing saves a read and write of the activation).
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor? = nil, bias: Tensor? = nil, eps: Double = 1e-5, silu: Bool = false) -> Tensor {
         precondition(x.rank >= 2 && groups >= 1 && x.shape[1] % groups == 0,
                      "groupNorm: \(x.shape[safe: 1] ?? 0) channels of \(x.shape) not divisible into \(groups) groups")
         for p in [weight, bias].compactMap({ $0 }) { precondition(p.shape == [x.shape[1]], "groupNorm: affine shape \(p.shape) must be [\(x.shape[1])]") }
         precondition((weight == nil) == (bias == nil), "groupNorm: give both weight and bias or neither")
         let out = Tensor(uninitialized: x.shape, dtype: x.dtype)
         let mean = Tensor(uninitialized: [x.shape[0], groups], dtype: x.dtype), rstd = Tensor(uninitialized: [x.shape[0], groups], dtype: x.dtype)
-        dispatch(x.dtype, { NormKernels.groupForward(x, weight, bias, groups: groups, eps: eps, out, mean, rstd, Float.self) },
-                          { NormKernels.groupForward(x, weight, bias, groups: groups, eps: eps, out, mean, rstd, Double.self) })
+        dispatch(x.dtype, { NormKernels.groupForward(x, weight, bias, groups: groups, eps: eps, silu: silu, out, mean, rstd, Float.self) },
+                          { NormKernels.groupForward(x, weight, bias, groups: groups, eps: eps, silu: silu, out, mean, rstd, Double.self) })
         let inputs = weight.map { [x, $0, bias!] } ?? [x]
-        return record(.groupNorm(groups: groups), inputs, out, saved: [mean, rstd])
+        return record(.groupNorm(groups: groups, silu: silu), inputs, out, saved: [mean, rstd])
     }
 
     /// Batch normalization with batch statistics (training mode) over N and the spatial

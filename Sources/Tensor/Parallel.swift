@@ -11,20 +11,17 @@ public enum Parallel {
     /// Images per chunk in batched kernels.
     static let imagesPerChunk = 4
 
-    /// Cores this process may use: the OpenBLAS thread setting, which callers set from
-    /// the run's configuration (`BLASThreads.count`).
-    static var budget: Int { max(1, BLASThreads.count) }
+    /// Cores this process may use (`Threads.count`).
+    static var budget: Int { max(1, Threads.count) }
 
     /// Number of workers `run(chunks:)` will use.
     static func workers(for chunks: Int) -> Int { max(1, min(budget, chunks)) }
 
     /// Runs `body(chunk, worker)` for every chunk in 0..<chunks. Worker w handles chunks
-    /// w, w + W, …; BLAS is single-threaded for the duration.
+    /// w, w + W, …; BLAS is single-threaded.
     static func run(chunks: Int, _ body: (_ chunk: Int, _ worker: Int) -> Void) {
+        Threads.pinBLAS()
         let w = workers(for: chunks)
-        let saved = Int(openblas_get_num_threads())
-        if saved != 1 { openblas_set_num_threads(1) }
-        defer { if saved != 1 { openblas_set_num_threads(Int32(saved)) } }
         if w == 1 {
             for c in 0..<chunks { body(c, 0) }
             return
@@ -41,6 +38,18 @@ public enum Parallel {
     }
 
     static func chunkCount(_ n: Int) -> Int { (n + imagesPerChunk - 1) / imagesPerChunk }
+
+    /// Splits 0..<n into about `Threads.count` contiguous ranges when the work (`cost`,
+    /// in rough element-operations) is worth a thread wake-up (~10 µs), and runs `body`
+    /// on each. Results must not depend on the split (each index written by one range).
+    static func forRanges(_ n: Int, cost: Int, _ body: (Range<Int>) -> Void) {
+        Threads.pinBLAS()
+        let w = min(budget, n, max(1, cost / 400_000))
+        if w <= 1 { body(0..<n); return }
+        DispatchQueue.concurrentPerform(iterations: w) { i in
+            body((i * n / w)..<((i + 1) * n / w))
+        }
+    }
 }
 
 /// Per-worker scratch buffers, freed together.

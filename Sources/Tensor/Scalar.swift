@@ -42,6 +42,7 @@ extension Float: TensorScalar {
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        Threads.pinBLAS()
         cblas_sgemm(CblasRowMajor, cblasTrans(transA), cblasTrans(transB), Int32(m), Int32(n), Int32(k),
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
@@ -75,19 +76,42 @@ extension Double: TensorScalar {
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
                             a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
                             beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        Threads.pinBLAS()
         cblas_dgemm(CblasRowMajor, cblasTrans(transA), cblasTrans(transB), Int32(m), Int32(n), Int32(k),
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 }
 
-/// Threads used by OpenBLAS (and so by every GEMM and convolution).
-public enum BLASThreads {
+/// The number of threads Eidetic's kernels use (convolutions, matrix products, norms and
+/// large pointwise ops split their work over this many workers). OpenBLAS itself is kept
+/// single-threaded: its idle pool threads spin and steal the cores our workers need, and
+/// two single-threaded GEMMs on two cores beat one two-threaded GEMM on conv shapes
+/// (platform-notes §3). Default: the number of cores.
+public enum Threads {
+    nonisolated(unsafe) static var value = ProcessInfo.processInfo.activeProcessorCount
+    nonisolated(unsafe) static var blasPinned = false
+
     public static var count: Int {
-        get { Int(openblas_get_num_threads()) }
-        set { openblas_set_num_threads(Int32(newValue)) }
+        get { value }
+        set { value = max(1, newValue); pinBLAS() }
     }
+
+    /// Keeps OpenBLAS at one thread (idempotent, cheap).
+    @inline(__always) static func pinBLAS() {
+        if !blasPinned { openblas_set_num_threads(1); blasPinned = true }
+    }
+
+    /// Runs `body` with OpenBLAS's own threading at `n` threads (used only to measure the
+    /// machine's native sgemm figure), then returns to single-threaded BLAS.
+    public static func withNativeBLAS<R>(threads n: Int, _ body: () throws -> R) rethrows -> R {
+        blasPinned = true
+        openblas_set_num_threads(Int32(n))
+        defer { openblas_set_num_threads(1) }
+        return try body()
+    }
+
     /// OpenBLAS's build configuration and the kernel family it picked for this CPU.
-    public static var configuration: String {
+    public static var blasConfiguration: String {
         String(cString: openblas_get_config()) + " core=" + String(cString: openblas_get_corename())
     }
 }

@@ -95,8 +95,8 @@ public final class DDPMTrainer {
     public private(set) var step = 0
     public private(set) var schedule: BatchSchedule
     let root: RandomKey
-    /// Receives progress and log lines.
-    public var output: (String) -> Void = { print($0) }
+    /// Receives progress and log lines (flushed, so redirected logs stay current).
+    public var output: (String) -> Void = { print($0); fflush(stdout) }
 
     public init(config: TrainConfig, directory: String) throws {
         self.config = config
@@ -206,13 +206,13 @@ public final class DDPMTrainer {
     /// Trains to the configured length (or `stopAfter` more steps), checkpointing every
     /// `checkpoint_every` steps and at the end.
     public func run(stopAfter: Int? = nil) throws {
-        BLASThreads.count = DDPMTrainer.threads(config.train.threads)
+        Threads.count = DDPMTrainer.threads(config.train.threads)
         let resumed = try prepare()
         let total = config.totalSteps
         let (_, what) = try trainingSet(config.data, model: config.model)
         let header = (resumed ? "resuming at step \(step)/\(total)" : "starting \(total) steps") +
             " in \(directory.path); data \(what); model \(model.parameterCount) parameters, " +
-            String(format: "%.3f GFLOP/image forward; threads %d", Double(model.forwardFLOPs) / 1e9, BLASThreads.count)
+            String(format: "%.3f GFLOP/image forward; threads %d", Double(model.forwardFLOPs) / 1e9, Threads.count)
         output(header); directory.appendLog(header)
         directory.writeStatus(["state": "running", "step": step, "total_steps": total])
         let isTTY = isatty(STDOUT_FILENO) != 0

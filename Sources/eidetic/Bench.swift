@@ -18,17 +18,50 @@ struct Bench: ParsableCommand {
         var only: String = "unet-s-train-b64,unet-s-train-b128,unet-m-train-b64,unet-m-train-b128,unet-s-sample-b256,unet-m-sample-b256"
         @Option(help: "Timed steps per configuration.") var steps: Int = 5
         @Flag(help: "Print a per-op time profile of one training step.") var profile = false
+        @Option(help: "Python with PyTorch for the reference (bench/bench_torch.py); \"none\" skips it.")
+        var torch: String = "bench/.venv/bin/python"
 
         func run() throws {
-            BLASThreads.count = threads
+            Threads.count = threads
+            let withTorch = torch != "none" && FileManager.default.isExecutableFile(atPath: torch)
+            if !withTorch && torch != "none" { print("(no PyTorch at \(torch): run `make bench-setup` for the reference ratios)") }
+            var rows: [(String, Double, Double?)] = []
             for name in only.split(separator: ",").map(String.init) {
                 let parts = name.split(separator: "-")
                 guard parts.count == 4, let config = UNetConfig.preset("\(parts[0])-\(parts[1])"), let batch = Int(parts[3].dropFirst()) else {
                     throw ValidationError("unknown configuration \(name)")
                 }
                 let r = try UNetStepBenchmark.run(config: config, batch: batch, training: parts[2] == "train", steps: steps, profile: profile)
-                print(r.line(name: name, threads: threads))
+                print(r.line(name: name, threads: threads)); fflush(stdout)
+                var reference: Double? = nil
+                if withTorch {
+                    let line = try runTorch(name)
+                    print("pytorch: " + line); fflush(stdout)
+                    if let d = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any] {
+                        reference = o["images_per_second"] as? Double
+                    }
+                }
+                rows.append((name, Double(batch) / r.secondsPerStep, reference))
             }
+            print("\nconfiguration          Eidetic img/s   PyTorch img/s   ratio (threads \(threads))")
+            for (name, ours, theirs) in rows {
+                let t = theirs.map { String(format: "%13.1f   %5.2f×", $0, ours / $0) } ?? "            –       –"
+                print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%13.1f   ", ours) + t)
+            }
+        }
+
+        /// Runs the PyTorch reference for one configuration; returns its JSON line.
+        func runTorch(_ name: String) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: torch)
+            p.arguments = ["bench/bench_torch.py", "--threads", String(threads), "--only", name, "--steps", String(steps)]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "{}"
         }
     }
 
@@ -83,13 +116,13 @@ struct Bench: ParsableCommand {
         @Flag(help: "Skip the sgemm measurement (report conv GFLOP/s only).") var noSgemm = false
 
         func run() throws {
-            BLASThreads.count = threads
-            print("OpenBLAS \(BLASThreads.configuration); threads \(BLASThreads.count)")
+            Threads.count = threads
+            print("OpenBLAS \(Threads.blasConfiguration); threads \(Threads.count)")
             var peak = 0.0
-            print("\nsgemm (row-major C = A·B, square):")
+            print("\nsgemm (row-major C = A·B, square; OpenBLAS's own \(threads)-thread sgemm):")
             for n in noSgemm ? [] : [1024, 2048] {
                 let a = Tensor.uniform([n, n], key: RandomKey(seed: 1)), b = Tensor.uniform([n, n], key: RandomKey(seed: 2))
-                let t = bestTime(seconds) { _ = Tensor.matmul(a, b) }
+                let t = Threads.withNativeBLAS(threads: threads) { bestTime(seconds) { _ = Tensor.matmul(a, b) } }
                 let gf = 2 * pow(Double(n), 3) / t / 1e9
                 peak = max(peak, gf)
                 print(String(format: "  %5d²   %8.2f ms   %7.1f GFLOP/s", n, t * 1e3, gf))

@@ -80,8 +80,8 @@ final class ConvolutionTests: XCTestCase {
     /// Batched kernels split the batch into fixed chunks, so results are bit-identical
     /// whatever the thread count.
     func testConvolutionResultsDoNotDependOnThreadCount() {
-        let saved = BLASThreads.count
-        defer { BLASThreads.count = saved }
+        let saved = Threads.count
+        defer { Threads.count = saved }
         let x = Tensor.normal([10, 4, 8, 8], key: RandomKey(seed: 10)), w = Tensor.normal([6, 4, 3, 3], key: RandomKey(seed: 11))
         let b = Tensor.normal([6], key: RandomKey(seed: 12)), wt = Tensor.normal([4, 3, 4, 4], key: RandomKey(seed: 13))
         func run() -> [[Float]] {
@@ -89,9 +89,9 @@ final class ConvolutionTests: XCTestCase {
             let (z, h) = valueAndGradients(wrt: [x, wt]) { Tensor.convTranspose2d(x, weight: wt, stride: 2, padding: 1).squared().sum() }
             return [y.scalars, z.scalars] + g.map { $0.scalars } + h.map { $0.scalars }
         }
-        BLASThreads.count = 1
+        Threads.count = 1
         let one = run()
-        BLASThreads.count = 2
+        Threads.count = 2
         XCTAssertEqual(one, run())
     }
 

@@ -158,6 +158,8 @@ final class GradientTests: XCTestCase {
         let x = rand([2, 6, 3, 2], 18), g = rand([6], 19), b = rand([6], 20)
         check("groupNorm affine", [x, g, b]) { Tensor.groupNorm($0[0], groups: 3, weight: $0[1], bias: $0[2]) }
         check("groupNorm plain", [x]) { Tensor.groupNorm($0[0], groups: 2) }
+        check("groupNorm+silu fused affine", [x, g, b]) { Tensor.groupNorm($0[0], groups: 3, weight: $0[1], bias: $0[2], silu: true) }
+        check("groupNorm+silu fused plain", [x]) { Tensor.groupNorm($0[0], groups: 2, silu: true) }
         check("batchNorm affine", [x, g, b]) { Tensor.batchNormTraining($0[0], weight: $0[1], bias: $0[2]).output }
         check("batchNorm plain 2d", [rand([5, 3], 21)]) { Tensor.batchNormTraining($0[0]).output }
         check("embedding", [rand([5, 3], 22)]) { Tensor.embedding($0[0], indices: [4, 0, 4, 2]) }

@@ -22,7 +22,7 @@ enum Op {
     case reshape, permute([Int]), concat(axis: Int), slice(axis: Int, start: Int), pad(axis: Int, before: Int, after: Int)
     // normalisation and lookup
     case softmax(axis: Int)
-    case groupNorm(groups: Int)   // saved: mean, rstd
+    case groupNorm(groups: Int, silu: Bool)   // saved: mean, rstd
     case batchNorm                // saved: mean, rstd
     case embedding(indices: [Int])
 }
@@ -96,11 +96,11 @@ func vectorJacobianProducts(_ node: Node, _ g: Tensor, needs: [Bool]) -> [Tensor
     case .pad(let axis, let before, _): return [g.sliced(axis: axis, start: before, length: x[0].shape[axis])]
 
     case .softmax(let axis): return [y * (g - (g * y).sum(axes: [axis], keepingDims: true))]
-    case .groupNorm(let groups):
-        let gamma = x.count > 1 ? x[1] : nil
+    case .groupNorm(let groups, let silu):
+        let (gamma, beta) = x.count > 1 ? (x[1], x[2]) : (nil, nil)
         return layerGradients(x, g, needs) { dx, dgam, dbet in
-            dispatch(g.dtype, { NormKernels.groupBackward(x[0], gamma, g, groups: groups, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Float.self) },
-                              { NormKernels.groupBackward(x[0], gamma, g, groups: groups, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Double.self) })
+            dispatch(g.dtype, { NormKernels.groupBackward(x[0], gamma, beta, g, groups: groups, silu: silu, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Float.self) },
+                              { NormKernels.groupBackward(x[0], gamma, beta, g, groups: groups, silu: silu, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Double.self) })
         }
     case .batchNorm:
         let gamma = x.count > 1 ? x[1] : nil
