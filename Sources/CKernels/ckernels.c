@@ -48,19 +48,33 @@ static inline float ek_expf1(float x) {
 
 static inline float ek_sigmoidf1(float x) { return 1.0f / (1.0f + ek_expf1(-x)); }
 
+/* Every loop below reads element i and writes element i only, so in-place calls (y == x)
+   are safe: the pragma tells clang so, instead of it falling back to scalar code when
+   its run-time alias check sees overlapping pointers. */
+#if defined(__clang__)
+#define EK_VECTOR _Pragma("clang loop vectorize(assume_safety)")
+#else
+#define EK_VECTOR
+#endif
+
 EK_CLONES void ek_exp(const float *x, float *y, size_t n) {
+    EK_VECTOR
     for (size_t i = 0; i < n; i++) y[i] = ek_expf1(x[i]);
 }
 EK_CLONES void ek_sigmoid(const float *x, float *y, size_t n) {
+    EK_VECTOR
     for (size_t i = 0; i < n; i++) y[i] = ek_sigmoidf1(x[i]);
 }
 EK_CLONES void ek_tanh(const float *x, float *y, size_t n) {
+    EK_VECTOR
     for (size_t i = 0; i < n; i++) y[i] = 2.0f * ek_sigmoidf1(2.0f * x[i]) - 1.0f;
 }
 EK_CLONES void ek_silu(const float *x, float *y, size_t n) {
+    EK_VECTOR
     for (size_t i = 0; i < n; i++) { float v = x[i]; y[i] = v * ek_sigmoidf1(v); }
 }
 EK_CLONES void ek_silu_backward(const float *x, const float *g, float *dx, size_t n) {
+    EK_VECTOR
     for (size_t i = 0; i < n; i++) {
         float v = x[i], s = ek_sigmoidf1(v);
         dx[i] = g[i] * (s + v * s * (1.0f - s));
@@ -74,8 +88,10 @@ EK_CLONES void ek_channel_affine(const float *x, const float *scale, const float
             const float *xp = x + (o * channels + c) * inner;
             float *yp = y + (o * channels + c) * inner;
             if (fuse_silu) {
+                EK_VECTOR
                 for (size_t i = 0; i < inner; i++) { float v = xp[i] * a + b; yp[i] = v * ek_sigmoidf1(v); }
             } else {
+                EK_VECTOR
                 for (size_t i = 0; i < inner; i++) yp[i] = xp[i] * a + b;
             }
         }

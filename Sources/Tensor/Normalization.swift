@@ -69,11 +69,9 @@ enum NormKernels {
                 let mu = pm[i * G + g], r = pr[i * G + g]
                 for k in 0..<cg {
                     let ch = g * cg + k, o = (i * c + ch) * l, ga = pgam?[ch] ?? 1, be = pbet?[ch] ?? 0
-                    for j in 0..<l {
-                        let v = (px[o + j] - mu) * r * ga + be
-                        let sg = 1 / (1 + T.exp(-v))
-                        dst[o + j] = src[o + j] * (sg + v * sg * (1 - sg))
-                    }
+                    let a = r * ga, b = be - mu * a
+                    for j in 0..<l { dst[o + j] = px[o + j] * a + b }          // pre-activation v
+                    T.vsiluBackward(dst + o, src + o, dst + o, l)                // dy · SiLU′(v), vectorised
                 }
             } }
         }

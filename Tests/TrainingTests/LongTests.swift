@@ -21,9 +21,10 @@ final class LongTests: XCTestCase {
             let (train, test) = try CIFAR10.load(archive)
             try DatasetFile.write([("train", train), ("test", test)], attributes: ["source": .string("cifar10")], to: dataset)
         }
-        var config = try TrainConfig.load(file: repo + "/experiments/cifar64-memorize.toml")
-        config.data.file = dataset
-        let dir = repo + "/results/long-tests/cifar64-memorize"
+        // paths in the config are relative to the repository (as for `eidetic train`)
+        FileManager.default.changeCurrentDirectoryPath(repo)
+        let config = try TrainConfig.load(file: "experiments/cifar64-memorize.toml")
+        let dir = "results/long-tests/cifar64-memorize"
         let trainer = try DDPMTrainer(config: config, directory: dir)
         try trainer.run()
         let req = SampleRequest(count: 256, batchSize: 128, sampler: config.sample.sampler, useEMA: true)
