@@ -39,12 +39,14 @@ func im2col<T: TensorScalar>(_ g: ConvGeometry, _ x: UnsafePointer<T>, _ col: Un
                     let ih = oh * s - p + kh
                     let d = dst + oh * OW
                     if ih < 0 || ih >= H || owLo >= owHi {
-                        d.update(repeating: 0, count: OW); continue
+                        for ow in 0..<OW { d[ow] = 0 }
+                        continue
                     }
-                    if owLo > 0 { d.update(repeating: 0, count: owLo) }
-                    if owHi < OW { (d + owHi).update(repeating: 0, count: OW - owHi) }
+                    for ow in 0..<owLo { d[ow] = 0 }
+                    for ow in owHi..<OW { d[ow] = 0 }
                     let src = xc + ih * W - p + kw
-                    if s == 1 { (d + owLo).update(from: src + owLo, count: owHi - owLo) }
+                    // rows are short (≤ 32 floats here): a plain loop beats a memcpy call
+                    if s == 1 { for ow in owLo..<owHi { d[ow] = src[ow] } }
                     else { for ow in owLo..<owHi { d[ow] = src[ow * s] } }
                 }
                 row += 1
