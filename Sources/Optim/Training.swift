@@ -20,6 +20,18 @@ public final class EMA {
         for (s, p) in zip(shadow.values, parameters.values) { s.lerpInPlace(toward: p, decay: decay) }
     }
 
+    /// The decay used at update number `step` (0-based) with warmup: min(decay, (1 + n)/(10 + n)),
+    /// so the average forgets the random initialisation early on (the TensorFlow / diffusers
+    /// EMA warmup) instead of keeping decay^n of it — 17 % after 1,750 steps at 0.999.
+    public func warmedDecay(step: Int) -> Double { min(decay, Double(1 + step) / Double(10 + step)) }
+
+    /// One update with the warmed-up decay for update number `step`.
+    public func update(from parameters: TensorTree, step: Int) {
+        precondition(parameters.keys == shadow.keys, "EMA: parameter keys changed")
+        let d = warmedDecay(step: step)
+        for (s, p) in zip(shadow.values, parameters.values) { s.lerpInPlace(toward: p, decay: d) }
+    }
+
     /// Restores a saved shadow (keys and shapes must match).
     public func load(_ tree: TensorTree) throws {
         for (k, s) in shadow {

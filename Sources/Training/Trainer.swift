@@ -47,10 +47,13 @@ public struct RunDirectory: Sendable {
         }
     }
 
-    public func appendLog(_ line: String) {
-        let s = line + "\n"
-        if let h = FileHandle(forWritingAtPath: log) { h.seekToEndOfFile(); h.write(Data(s.utf8)); try? h.close() }
-        else { try? Data(s.utf8).write(to: URL(fileURLWithPath: log)) }
+    public func appendLog(_ line: String) { append(line, to: log) }
+
+    /// Appends one line to a text file, creating it if needed.
+    func append(_ line: String, to file: String) {
+        let s = Data((line + "\n").utf8)
+        if let h = FileHandle(forWritingAtPath: file) { h.seekToEndOfFile(); h.write(s); try? h.close() }
+        else { try? s.write(to: URL(fileURLWithPath: file)) }
     }
 }
 
@@ -198,7 +201,7 @@ public final class DDPMTrainer {
         guard value.isFinite else { throw TrainingError.diverged(step: step, loss: value) }
         if c.gradClip > 0 { clipGlobalNorm(grads, maxNorm: c.gradClip) }
         optimizer.update(model, gradients: grads)
-        ema.update(from: model.parameters())
+        ema.update(from: model.parameters(), step: step)
         step += 1
         return value
     }
@@ -260,11 +263,7 @@ public final class DDPMTrainer {
 }
 
 extension RunDirectory {
-    func appendMetrics(_ line: String) {
-        let s = line + "\n"
-        if let h = FileHandle(forWritingAtPath: metrics) { h.seekToEndOfFile(); h.write(Data(s.utf8)); try? h.close() }
-        else { try? Data(s.utf8).write(to: URL(fileURLWithPath: metrics)) }
-    }
+    func appendMetrics(_ line: String) { append(line, to: metrics) }
 }
 
 func formatDuration(_ s: Double) -> String {

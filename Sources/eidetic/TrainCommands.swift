@@ -2,6 +2,8 @@ import ArgumentParser
 import Data
 import Diffusion
 import Foundation
+import Models
+import Tensor
 import Training
 
 /// `eidetic train CONFIG`: starts the run the config describes, or resumes it.
@@ -57,5 +59,17 @@ struct Sample: ParsableCommand {
         }
         FileHandle.standardError.write(Data("\n".utf8))
         print(String(format: "wrote %@ and %@ (%.1f s)", file, grid, Date().timeIntervalSince(t0)))
+    }
+}
+
+/// `eidetic describe unet-s` or `eidetic describe CONFIG.toml`: parameters and FLOPs.
+struct Describe: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Describe a model: a preset name (unet-s, unet-m) or a config file.")
+    @Argument(help: "unet-s, unet-m, or a TOML config.") var model: String
+
+    func run() throws {
+        let config: UNetConfig
+        if let preset = UNetConfig.preset(model) { config = preset } else { config = try TrainConfig.load(file: model).model }
+        print(try UNet(config, key: RandomKey(seed: 0)).describe())
     }
 }

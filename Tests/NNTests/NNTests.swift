@@ -153,6 +153,11 @@ final class OptimizerTests: XCTestCase {
         p.assign(Tensor([1, 2], shape: [2]))
         ema.update(from: TensorTree([("w", p)]))
         XCTAssertEqual(ema.shadow["w"]!.scalars, [0.1, 0.2])
+        // warmup: the first updates use a small decay (1/10, then 2/11, …), capped at decay
+        XCTAssertEqual(ema.warmedDecay(step: 0), 0.1, accuracy: 1e-12)
+        XCTAssertEqual(ema.warmedDecay(step: 1000), 0.9, accuracy: 1e-12)
+        ema.update(from: TensorTree([("w", Tensor([11.0, 12.0], shape: [2]))]), step: 0)
+        XCTAssertEqual(ema.shadow["w"]!.doubles[0], 0.1 * 0.1 + 0.9 * 11, accuracy: 1e-5)
 
         let g = TensorTree([("a", Tensor([3, 0], shape: [2])), ("b", Tensor([4], shape: [1]))])
         let norm = clipGlobalNorm(g, maxNorm: 1)

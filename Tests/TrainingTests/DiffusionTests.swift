@@ -32,6 +32,24 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(SamplerConfig(kind: .ddpm).timesteps(total: 5), [4, 3, 2, 1, 0])
     }
 
+    /// The per-example loss (the attack signal) is [B] and averages to the training loss;
+    /// with fixed t and noise it is deterministic.
+    func testPerExampleLoss() throws {
+        let model = try UNet(UNetConfig(imageChannels: 1, imageSize: 8, baseChannels: 8, channelMultipliers: [1, 2], groups: 4,
+                                        timeFeatures: 8, embeddingDim: 16), key: RandomKey(seed: 1))
+        let d = GaussianDiffusion()
+        let x0 = Tensor.uniform([5, 1, 8, 8], low: -1, high: 1, key: RandomKey(seed: 2))
+        let noise = Tensor.normal(x0.shape, key: RandomKey(seed: 3)), t = [0, 10, 100, 500, 999]
+        let f = { (x: Tensor, t: [Int]) in model(x, timesteps: t.map(Double.init)) }
+        let per = d.perExampleLoss(f, x0: x0, t: t, noise: noise)
+        XCTAssertEqual(per.shape, [5])
+        XCTAssertEqual(per.doubles.reduce(0, +) / 5, d.loss(f, x0: x0, t: t, noise: noise).item, accuracy: 1e-6)
+        XCTAssertEqual(per.scalars, d.perExampleLoss(f, x0: x0, t: t, noise: noise).scalars)
+        // example 2 alone gives the same value as in the batch
+        let one = d.perExampleLoss(f, x0: x0.sliced(axis: 0, start: 2, length: 1), t: [100], noise: noise.sliced(axis: 0, start: 2, length: 1))
+        XCTAssertEqual(one.scalars[0], per.scalars[2])
+    }
+
     func testQSampleMoments() {
         let d = GaussianDiffusion()
         let x0 = Tensor.full([20000], 0.5).reshaped([20000, 1, 1, 1])
