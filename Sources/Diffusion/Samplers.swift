@@ -49,8 +49,9 @@ extension GaussianDiffusion {
                        batchSize: Int = 128, progress: ((Int, Int) -> Void)? = nil) -> Tensor {
         let c = model.config
         precondition(labels == nil || labels!.count == seeds.count, "sample: \(labels!.count) labels for \(seeds.count) seeds")
+        let wasTraining = model.isTraining
         model.eval()
-        defer { model.train() }
+        defer { model.train(wasTraining) }
         let imageShape = [c.imageChannels, c.imageSize, c.imageSize]
         var batches: [Tensor] = []
         var done = 0

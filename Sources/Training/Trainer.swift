@@ -98,6 +98,8 @@ public final class DDPMTrainer {
     public private(set) var step = 0
     public private(set) var schedule: BatchSchedule
     let root: RandomKey
+    /// Which examples were selected, for the log.
+    let dataDescription: String
     /// Receives progress and log lines (flushed, so redirected logs stay current).
     public var output: (String) -> Void = { print($0); fflush(stdout) }
 
@@ -105,7 +107,8 @@ public final class DDPMTrainer {
         self.config = config
         self.directory = RunDirectory(directory)
         root = RandomKey(seed: config.run.seed)
-        let (set, _) = try trainingSet(config.data, model: config.model)
+        let (set, what) = try trainingSet(config.data, model: config.model)
+        dataDescription = what
         guard config.train.batchSize <= set.count else {
             throw TrainingError.data("train.batch_size \(config.train.batchSize) is larger than the \(set.count) training images")
         }
@@ -212,9 +215,8 @@ public final class DDPMTrainer {
         Threads.count = DDPMTrainer.threads(config.train.threads)
         let resumed = try prepare()
         let total = config.totalSteps
-        let (_, what) = try trainingSet(config.data, model: config.model)
         let header = (resumed ? "resuming at step \(step)/\(total)" : "starting \(total) steps") +
-            " in \(directory.path); data \(what); model \(model.parameterCount) parameters, " +
+            " in \(directory.path); data \(dataDescription); model \(model.parameterCount) parameters, " +
             String(format: "%.3f GFLOP/image forward; threads %d", Double(model.forwardFLOPs) / 1e9, Threads.count)
         output(header); directory.appendLog(header)
         directory.writeStatus(["state": "running", "step": step, "total_steps": total])
