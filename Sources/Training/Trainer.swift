@@ -134,9 +134,17 @@ public final class DDPMTrainer {
         try fm.createDirectory(atPath: directory.path + "/checkpoints", withIntermediateDirectories: true)
         let resolved = try config.canonicalJSON()
         if let existing = fm.contents(atPath: directory.config) {
+            // The same config, or the same one trained for more (or fewer) images: with a
+            // constant rate after warmup, a longer run is a continuation of a shorter one.
             let old = try? JSONDecoder().decode(TrainConfig.self, from: existing)
-            guard let old, try old.identityHash() == config.identityHash() else {
+            var a = old, b = config
+            a?.train.images = 0; b.train.images = 0
+            guard let a, try a.identityHash() == b.identityHash() else {
                 throw TrainingError.runDirectory("\(directory.path) holds a run with a different config (see its config.resolved.json); choose another --run-dir")
+            }
+            if let old, old.train.images != config.train.images {
+                let line = "train.images changed from \(old.train.images) to \(config.train.images): continuing the same run"
+                output(line); directory.appendLog(line)
             }
         }
         try writeFileAtomically(resolved, to: directory.config)

@@ -151,7 +151,13 @@ final class ResumeTests: XCTestCase {
         let ds = try DatasetFile(sampleFile)
         XCTAssertEqual(try ds.shape("samples"), [5, 1, 32, 32])
         XCTAssertEqual(ds.attributes["checkpoint_step"], .int(40))
-        try Data(config(steps: 50).utf8).write(to: URL(fileURLWithPath: cfg))
+        // training longer continues the same run
+        try Data(config(steps: 45).utf8).write(to: URL(fileURLWithPath: cfg))
+        let p5 = try launch(["train", cfg, "--run-dir", killed]); p5.waitUntilExit()
+        XCTAssertEqual(p5.terminationStatus, 0)
+        XCTAssertEqual(checkpointStep(killed), 45)
+        // any other change is refused
+        try Data(config(steps: 45).replacingOccurrences(of: "lr = 1e-3", with: "lr = 2e-3").utf8).write(to: URL(fileURLWithPath: cfg))
         let p4 = Process(); p4.executableURL = URL(fileURLWithPath: binary!); p4.arguments = ["train", cfg, "--run-dir", killed]
         let pipe = Pipe(); p4.standardError = pipe; p4.standardOutput = pipe
         try p4.run(); p4.waitUntilExit()
