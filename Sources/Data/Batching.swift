@@ -12,9 +12,12 @@ public struct BatchSchedule: Codable, Equatable, Sendable {
     public private(set) var epoch = 0
     public private(set) var position = 0
 
-    public init(count: Int, batchSize: Int, key: RandomKey) {
+    /// A schedule at cursor (epoch, position): a fresh one starts at (0, 0); a resumed run
+    /// passes the cursor from its checkpoint.
+    public init(count: Int, batchSize: Int, key: RandomKey, epoch: Int = 0, position: Int = 0) {
         precondition(batchSize >= 1 && batchSize <= count, "BatchSchedule: batch size \(batchSize) must be in 1...\(count)")
         self.count = count; self.batchSize = batchSize; self.key = key
+        self.epoch = epoch; self.position = position
     }
 
     /// The next batch of example indices.

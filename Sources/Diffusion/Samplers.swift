@@ -91,7 +91,7 @@ extension GaussianDiffusion {
     public func step(_ x: Tensor, eps: Tensor, t: Int, prev: Int, sampler: SamplerConfig, noise: Tensor) -> Tensor {
         let ab = alphasCumprod[t], abPrev = prev >= 0 ? alphasCumprod[prev] : 1
         // x̂₀ = (x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t, clipped; ε re-derived from the clipped x̂₀
-        let x0 = clamp((x - eps * (1 - ab).squareRoot()) * (1 / ab.squareRoot()), -1, 1)
+        let x0 = ((x - eps * (1 - ab).squareRoot()) * (1 / ab.squareRoot())).clamped(-1, 1)
         switch sampler.kind {
         case .ddpm:
             // posterior mean μ̃ = c₁ x̂₀ + c₂ x_t, variance β̃_t (no noise at t = 0)
@@ -114,8 +114,4 @@ public func stack(_ tensors: [Tensor]) -> Tensor {
     Tensor.concat(tensors.map { $0.reshaped([1] + $0.shape) }, axis: 0)
 }
 
-/// Elementwise clamp (not differentiable; used in sampling).
-public func clamp(_ x: Tensor, _ lo: Double, _ hi: Double) -> Tensor {
-    let v = x.scalars.map { Swift.min(Float(hi), Swift.max(Float(lo), $0)) }
-    return Tensor(v, shape: x.shape)
-}
+

@@ -4,7 +4,7 @@ import Foundation
 /// derivative table and are not recorded.
 enum UnaryKernel {
     case neg, exp, log, sqrt, abs, sign, tanh, sigmoid, relu, silu, gelu
-    case leakyRelu(Double), powScalar(Double), affine(scale: Double, shift: Double)
+    case leakyRelu(Double), powScalar(Double), affine(scale: Double, shift: Double), clamp(Double, Double)
 }
 
 /// Pointwise functions of two broadcast tensors. `*Grad` cases take (x, upstream gradient).
@@ -40,6 +40,7 @@ func unaryKernel<T: TensorScalar>(_ k: UnaryKernel, _ x: UnsafePointer<T>, _ y: 
         if p == 2 { for i in 0..<n { y[i] = x[i] * x[i] } }
         else { let e = T(p); for i in 0..<n { y[i] = T.pow(x[i], e) } }
     case .affine(let a, let b): let a = T(a), b = T(b); for i in 0..<n { y[i] = x[i] * a + b }
+    case .clamp(let lo, let hi): let lo = T(lo), hi = T(hi); for i in 0..<n { y[i] = x[i] < lo ? lo : (x[i] > hi ? hi : x[i]) }
     }
 }
 
@@ -162,6 +163,9 @@ extension Tensor {
     public func silu() -> Tensor { record(.silu, [self], applyUnary(.silu)) }
     /// x * Φ(x), the exact (erf) GELU (Hendrycks & Gimpel, 2016).
     public func gelu() -> Tensor { record(.gelu, [self], applyUnary(.gelu)) }
+
+    /// Not differentiable: each element limited to [lo, hi] (same dtype).
+    public func clamped(_ lo: Double, _ hi: Double) -> Tensor { applyUnary(.clamp(lo, hi)) }
 
     /// Not differentiable: sign(x) ∈ {-1, 0, 1}.
     public func sign() -> Tensor { applyUnary(.sign) }

@@ -163,7 +163,8 @@ public final class DDPMTrainer {
         try ema.load(tree.subtree("ema"))
         try optimizer.load(stateTree: tree.subtree("optimizer"))
         step = try int("step")
-        schedule = try BatchSchedule(restoring: schedule, epoch: int("schedule_epoch"), position: int("schedule_position"))
+        schedule = BatchSchedule(count: schedule.count, batchSize: schedule.batchSize, key: schedule.key,
+                                 epoch: try int("schedule_epoch"), position: try int("schedule_position"))
         // metrics past the checkpoint were produced by steps that will run again
         if let text = try? String(contentsOfFile: directory.metrics, encoding: .utf8) {
             let kept = text.split(separator: "\n").filter { line in
@@ -280,14 +281,4 @@ func formatDuration(_ s: Double) -> String {
     guard s.isFinite else { return "?" }
     let t = Int(s.rounded())
     return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t / 60 % 60) : String(format: "%dm%02ds", t / 60, t % 60)
-}
-
-extension BatchSchedule {
-    /// A schedule at a saved cursor.
-    public init(restoring s: BatchSchedule, epoch: Int, position: Int) throws {
-        let data = try JSONEncoder().encode(s)
-        var obj = try JSONSerialization.jsonObject(with: data) as! [String: Any]
-        obj["epoch"] = epoch; obj["position"] = position
-        self = try JSONDecoder().decode(BatchSchedule.self, from: JSONSerialization.data(withJSONObject: obj))
-    }
 }
