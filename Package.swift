@@ -5,7 +5,9 @@
 // Modules import only downward:
 //   CBLAS, CHDF5, CKernels  ->  Tensor (kernels + RNG + tape)  ->  NN  ->  Optim
 //   CHDF5 + Tensor -> HDF5 (named tensor trees on disk)
-//   HDF5 + CZlib + CPNG -> Data (readers, dataset store, plans, batching, PNG)  ->  eidetic (CLI)
+//   HDF5 + CZlib + CPNG -> Data (readers, dataset store, plans, batching, PNG, exact kNN)
+//   Models -> Diffusion -> Training (configs, runs, trainer, sampling) -> Evaluation (extraction,
+//   cliques, membership inference, inpainting, outliers, quality) -> eidetic (CLI)
 import PackageDescription
 
 /// C kernels (transcendentals, fused activations) are compiled at -O3; x86-64 gets AVX2/FMA clones
@@ -37,14 +39,15 @@ let package = Package(
         .target(name: "NN", dependencies: ["Tensor"]),
         .target(name: "Optim", dependencies: ["Tensor", "NN"]),
         .target(name: "HDF5", dependencies: ["CHDF5", "CZlib", "Tensor"]),
-        .target(name: "Data", dependencies: ["Tensor", "HDF5", "CHDF5", "CZlib", "CPNG"]),
+        .target(name: "Data", dependencies: ["Tensor", "CKernels", "HDF5", "CHDF5", "CZlib", "CPNG"]),
         .target(name: "TOML"),
         .target(name: "Models", dependencies: ["Tensor", "NN"]),
         .target(name: "Diffusion", dependencies: ["Tensor", "NN", "Models"]),
         .target(name: "Training", dependencies: ["Tensor", "NN", "Optim", "HDF5", "Data", "Models", "Diffusion", "TOML"]),
+        .target(name: "Evaluation", dependencies: ["Tensor", "CKernels", "NN", "Data", "HDF5", "Models", "Diffusion", "Training"]),
         .target(name: "Examples", dependencies: ["Tensor", "NN", "Optim"]),
         .executableTarget(name: "eidetic", dependencies: [
-            "Tensor", "NN", "Optim", "HDF5", "Data", "Models", "Diffusion", "Training", "TOML", "Examples",
+            "Tensor", "NN", "Optim", "HDF5", "Data", "Models", "Diffusion", "Training", "TOML", "Examples", "Evaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
@@ -52,6 +55,7 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Tensor", "HDF5", "Data", "CZlib"]),
         .testTarget(name: "ModelTests", dependencies: ["Tensor", "NN", "Models"]),
         .testTarget(name: "TrainingTests", dependencies: ["Tensor", "NN", "Models", "Diffusion", "Training", "TOML", "Data", "HDF5"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Tensor", "NN", "Data", "Models", "Diffusion", "Training", "Evaluation"]),
         .testTarget(name: "HDF5Tests", dependencies: ["Tensor", "HDF5", "NN", "Optim"]),
     ],
     swiftLanguageModes: [.v5]

@@ -97,3 +97,50 @@ EK_CLONES void ek_channel_affine(const float *x, const float *scale, const float
         }
     }
 }
+
+/* Σ (a_i − b_i)² over uint8 vectors, exactly (n < 2^47). Blocks of 4096 keep the 32-bit
+   lane sums from overflowing (4096 · 255² < 2^31). */
+EK_CLONES uint64_t ek_sqdist_u8(const uint8_t *a, const uint8_t *b, size_t n) {
+    uint64_t total = 0;
+    for (size_t s = 0; s < n; s += 4096) {
+        size_t e = n - s < 4096 ? n : s + 4096;
+        uint32_t acc = 0;
+        for (size_t i = s; i < e; i++) { int32_t d = (int32_t)a[i] - (int32_t)b[i]; acc += (uint32_t)(d * d); }
+        total += acc;
+    }
+    return total;
+}
+
+/* Offers row[j] + bias[j] (j < n, reference index first + j) to a max-heap of at most
+   `cap` (value, index) pairs holding the smallest values seen; `*count` is its size.
+   Most values fail the one comparison with the heap's root, which is what makes the
+   selection cheap next to the GEMM that produced the row. */
+void ek_heap_offer(const float *row, const float *bias, size_t n, int64_t first,
+                   float *hv, int64_t *hi, size_t cap, size_t *count) {
+    size_t c = *count;
+    for (size_t j = 0; j < n; j++) {
+        float v = row[j] + bias[j];
+        if (c == cap && !(v < hv[0])) continue;
+        size_t pos;
+        if (c < cap) {                       /* sift up from the new leaf */
+            pos = c++;
+            while (pos > 0) {
+                size_t parent = (pos - 1) / 2;
+                if (!(hv[parent] < v)) break;
+                hv[pos] = hv[parent]; hi[pos] = hi[parent]; pos = parent;
+            }
+        } else {                             /* replace the root and sift down */
+            pos = 0;
+            for (;;) {
+                size_t l = 2 * pos + 1, r = l + 1, m = pos;
+                float mv = v;
+                if (l < c && hv[l] > mv) { m = l; mv = hv[l]; }
+                if (r < c && hv[r] > mv) { m = r; }
+                if (m == pos) break;
+                hv[pos] = hv[m]; hi[pos] = hi[m]; pos = m;
+            }
+        }
+        hv[pos] = v; hi[pos] = first + (int64_t)j;
+    }
+    *count = c;
+}

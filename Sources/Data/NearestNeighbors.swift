@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Tensor
 
@@ -59,33 +60,15 @@ public enum NearestNeighbors {
         } } }
     }
 
-    /// The `k` nearest references of every query, nearest first, by normalized ℓ2.
-    /// With `excludeSelf`, queries and references are the same set and i is not its own neighbour.
+    /// The `k` nearest references of every query, nearest first, by normalized ℓ2 (ties by
+    /// index). With `excludeSelf`, queries and references are the same set and i is not its
+    /// own neighbour. Exact: see `ReferenceIndex`.
     public static func search(queries: ImageSet, references: ImageSet, k: Int, excludeSelf: Bool = false) -> [[Neighbor]] {
-        precondition(queries.imageSize == references.imageSize,
-                     "nearest neighbours: query images \(queries.channels)×\(queries.height)×\(queries.width) vs references \(references.channels)×\(references.height)×\(references.width)")
-        let d = queries.imageSize
+        precondition(!excludeSelf || queries.count == references.count, "nearest neighbours: excludeSelf needs queries == references")
         let kk = min(k, references.count - (excludeSelf ? 1 : 0))
-        var best = [[(Float, Int)]](repeating: [], count: queries.count)
-        forEachTile(queries: floats(queries), references: floats(references), dimension: d) { qs, qk, rs, rk, tile in
-            for i in 0..<qk {
-                var list = best[qs + i]
-                for j in 0..<rk {
-                    if excludeSelf && qs + i == rs + j { continue }
-                    let v = tile[i * rk + j]
-                    if list.count == kk, v >= list[kk - 1].0 { continue }
-                    var pos = list.count
-                    while pos > 0 && list[pos - 1].0 > v { pos -= 1 }
-                    list.insert((v, rs + j), at: pos)
-                    if list.count > kk { list.removeLast() }
-                }
-                best[qs + i] = list
-            }
-        }
-        return best.enumerated().map { qi, list in
-            list.map { Neighbor(index: $0.1, distance: normalizedL2(queries.image(qi), references.image($0.1))) }
-                .sorted { ($0.distance, $0.index) < ($1.distance, $1.index) }
-        }
+        guard kk >= 1 else { return Array(repeating: [], count: queries.count) }
+        let table = ReferenceIndex(references).search(queries, k: kk, selfOffset: excludeSelf ? 0 : nil)
+        return (0..<table.queries).map { table.neighbors(of: $0) }
     }
 
     /// All pairs (i < j) within one set whose normalized ℓ2 is below `threshold`.

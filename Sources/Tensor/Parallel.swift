@@ -19,7 +19,7 @@ public enum Parallel {
 
     /// Runs `body(chunk, worker)` for every chunk in 0..<chunks. Worker w handles chunks
     /// w, w + W, …; BLAS is single-threaded.
-    static func run(chunks: Int, _ body: (_ chunk: Int, _ worker: Int) -> Void) {
+    public static func run(chunks: Int, _ body: (_ chunk: Int, _ worker: Int) -> Void) {
         Threads.pinBLAS()
         let w = workers(for: chunks)
         if w == 1 {

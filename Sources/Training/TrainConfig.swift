@@ -22,8 +22,28 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         public var subsetSeed: UInt64 = 0
         /// Optional plan file (subset or duplication) choosing the training examples.
         public var plan = ""
+        /// With a membership plan: which model's half this run trains on.
+        public var planModel = -1
         /// Random horizontal flips.
         public var flip = true
+
+        enum CodingKeys: String, CodingKey { case file, split, subset, subsetSeed, plan, planModel, flip }
+        public init() {}
+        // `planModel` is written only when set, so configs (and run-directory hashes) from
+        // before it existed stay the same.
+        public init(from d: Decoder) throws {
+            let c = try d.container(keyedBy: CodingKeys.self)
+            file = try c.decode(String.self, forKey: .file); split = try c.decode(String.self, forKey: .split)
+            subset = try c.decode(Int.self, forKey: .subset); subsetSeed = try c.decode(UInt64.self, forKey: .subsetSeed)
+            plan = try c.decode(String.self, forKey: .plan); flip = try c.decode(Bool.self, forKey: .flip)
+            planModel = try c.decodeIfPresent(Int.self, forKey: .planModel) ?? -1
+        }
+        public func encode(to e: Encoder) throws {
+            var c = e.container(keyedBy: CodingKeys.self)
+            try c.encode(file, forKey: .file); try c.encode(split, forKey: .split); try c.encode(subset, forKey: .subset)
+            try c.encode(subsetSeed, forKey: .subsetSeed); try c.encode(plan, forKey: .plan); try c.encode(flip, forKey: .flip)
+            if planModel >= 0 { try c.encode(planModel, forKey: .planModel) }
+        }
     }
     public struct Train: Codable, Equatable, Sendable {
         public var batchSize = 64
@@ -90,6 +110,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         c.data.subset = try d.int("subset", c.data.subset, min: 0)
         c.data.subsetSeed = UInt64(try d.int("subset_seed", 0, min: 0))
         c.data.plan = try d.string("plan", c.data.plan)
+        c.data.planModel = try d.int("plan_model", c.data.planModel, min: -1)
         c.data.flip = try d.bool("flip", c.data.flip)
 
         let m = try r.section("model")

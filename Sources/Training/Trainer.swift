@@ -57,18 +57,29 @@ public struct RunDirectory: Sendable {
     }
 }
 
-/// The training examples a config selects: a plan file's indices, a class-balanced
-/// subset, or the whole split. Returns the images (physical copies included) and a
-/// description for the log.
-public func trainingSet(_ c: TrainConfig.DataSection, model: UNetConfig) throws -> (ImageSet, String) {
+/// The training examples a config selects: a plan file's indices (subset, duplication, or
+/// membership plan with `data.plan_model`), a class-balanced subset, or the whole split.
+/// Returns the whole split, the dataset index of every training example (physical copies
+/// repeated), and a description for the log.
+public func trainingSelection(_ c: TrainConfig.DataSection) throws -> (split: ImageSet, indices: [Int], description: String) {
     let ds = try DatasetFile(c.file)
     let all = try ds.load(c.split)
     var indices = Array(0..<all.count)
     var what = "\(c.file) \(c.split): all \(all.count)"
     if !c.plan.isEmpty {
         if let p = try? PlanFile.read(DuplicationPlan.self, from: c.plan) { indices = p.trainingIndices }
+        else if let p = try? PlanFile.read(MembershipPlan.self, from: c.plan) {
+            guard c.planModel >= 0 && c.planModel < p.models else {
+                throw TrainingError.data("\(c.plan): membership plan of \(p.models) models; set data.plan_model to 0…\(p.models - 1) (got \(c.planModel))")
+            }
+            indices = p.members(model: c.planModel)
+            what = "\(c.file) \(c.split): membership plan \(c.plan), model \(c.planModel) (\(indices.count) examples)"
+        }
         else { indices = try PlanFile.read(SubsetPlan.self, from: c.plan).indices }
-        what = "\(c.file) \(c.split): plan \(c.plan) (\(indices.count) examples)"
+        if !what.contains("membership") { what = "\(c.file) \(c.split): plan \(c.plan) (\(indices.count) examples)" }
+        if let bad = indices.first(where: { $0 < 0 || $0 >= all.count }) {
+            throw TrainingError.data("\(c.plan): index \(bad) is outside \(c.file) \(c.split) (\(all.count) images)")
+        }
     }
     if c.subset > 0 {
         let labels = indices.map { all.labels[$0] }
@@ -77,6 +88,12 @@ public func trainingSet(_ c: TrainConfig.DataSection, model: UNetConfig) throws 
         indices = plan.indices.map { indices[$0] }
         what += ", class-balanced subset of \(c.subset) (seed \(c.subsetSeed))"
     }
+    return (all, indices, what)
+}
+
+/// The training images a config selects (see `trainingSelection`), checked against the model.
+public func trainingSet(_ c: TrainConfig.DataSection, model: UNetConfig) throws -> (ImageSet, String) {
+    let (all, indices, what) = try trainingSelection(c)
     let set = all.subset(indices)
     guard set.channels == model.imageChannels, set.height == model.imageSize, set.width == model.imageSize else {
         throw TrainingError.data("\(c.file): images are \(set.channels)×\(set.height)×\(set.width) but the model expects \(model.imageChannels)×\(model.imageSize)×\(model.imageSize) (model.image_channels / image_size)")

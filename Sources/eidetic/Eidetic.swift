@@ -10,7 +10,7 @@ struct Eidetic: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eidetic",
         abstract: "Train small diffusion models and GANs and measure what they memorize.",
-        subcommands: [Quickstart.self, Train.self, Sample.self, Describe.self, DataCommand.self, Example.self, Bench.self])
+        subcommands: [Quickstart.self, Train.self, Sample.self, Describe.self, DataCommand.self, Eval.self, Example.self, Bench.self])
 }
 
 /// The main job on an embedded default: train a small DDPM on a few images of the

@@ -5,6 +5,7 @@
 #ifndef EIDETIC_CKERNELS_H
 #define EIDETIC_CKERNELS_H
 #include <stddef.h>
+#include <stdint.h>
 
 /* y = exp(x); relative error below 2e-7 over the float range, 0 for x < -87.3, inf past 88.7. */
 void ek_exp(const float *x, float *y, size_t n);
@@ -23,4 +24,10 @@ void ek_channel_affine(const float *x, const float *scale, const float *shift, f
 /* Keep freed buffers in the heap (no mmap per large tensor, no trimming), so a training
    step reuses memory instead of page-faulting fresh pages. No-op outside glibc. */
 void ek_tune_malloc(void);
+/* Exact Σ (a_i − b_i)² of two uint8 vectors. */
+uint64_t ek_sqdist_u8(const uint8_t *a, const uint8_t *b, size_t n);
+/* Top-k selection step: offers row[j] + bias[j] to a max-heap (hv, hi) of capacity cap
+   holding the smallest values seen so far; index recorded is first + j. */
+void ek_heap_offer(const float *row, const float *bias, size_t n, int64_t first,
+                   float *hv, int64_t *hi, size_t cap, size_t *count);
 #endif

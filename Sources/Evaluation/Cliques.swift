@@ -1,0 +1,118 @@
+import CKernels
+import Data
+import Foundation
+
+/// The black-box "clique" filter (Carlini et al., 2023, §4.2; paper-spec §2.1, §2.3): a
+/// model that memorized an image emits near-identical copies of it for many seeds, so among
+/// the generations for one prompt (here: one class label, or all of an unconditional pool)
+/// a large clique of mutually close images is evidence of memorization — found without
+/// looking at the training set. Closeness is the tiled ℓ2: the image is cut into a
+/// `tiles` × `tiles` grid and the distance is the largest per-tile normalized ℓ2, so two
+/// images are close only when every region is.
+public struct CliqueConfig: Codable, Equatable, Sendable {
+    /// Tiles per side (4 → 16 tiles, as the paper's 4×4 grid of 128-pixel tiles at 512²).
+    public var tiles = 4
+    /// Edge threshold δ on the tiled ℓ2 (paper-spec §2.1: 0.15 in the SD reimplementation).
+    public var threshold = 0.15
+    /// Smallest clique flagged (paper: 10).
+    public var minSize = 10
+    /// Refuse to enumerate more maximal cliques than this in one group.
+    public var maxCliques = 100_000
+    public init() {}
+}
+
+public struct Clique: Codable, Equatable, Sendable {
+    /// Group (class label, or -1 for the whole pool) and member generations (pool indices).
+    public var group: Int
+    public var members: [Int]
+    /// The member with the smallest summed tiled distance to the others: the candidate.
+    public var medoid: Int
+}
+
+public enum CliqueFilter {
+    /// Max over tiles of the per-tile normalized ℓ2 between two planar C×H×W uint8 images.
+    public static func tiledL2(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>, channels c: Int, height h: Int, width w: Int, tiles: Int) -> Double {
+        let tileOf = tileMap(channels: c, height: h, width: w, tiles: tiles)
+        var sums = [Int](repeating: 0, count: tiles * tiles), counts = [Int](repeating: 0, count: tiles * tiles)
+        var i = a.startIndex, j = b.startIndex
+        for p in 0..<tileOf.count {
+            let d = Int(a[i]) - Int(b[j]); sums[tileOf[p]] += d * d; counts[tileOf[p]] += 1; i += 1; j += 1
+        }
+        return (0..<sums.count).map { counts[$0] == 0 ? 0 : (Double(sums[$0]) / Double(counts[$0])).squareRoot() / 255 }.max() ?? 0
+    }
+
+    /// Tile id of every pixel value: rows and columns split into `tiles` near-equal bands.
+    static func tileMap(channels c: Int, height h: Int, width w: Int, tiles t: Int) -> [Int] {
+        precondition(t >= 1 && t <= min(h, w), "clique filter: \(t) tiles per side for \(h)×\(w) images")
+        var map = [Int](repeating: 0, count: c * h * w)
+        for ch in 0..<c { for y in 0..<h { for x in 0..<w { map[(ch * h + y) * w + x] = (y * t / h) * t + x * t / w } } }
+        return map
+    }
+
+    /// The graph on `members` of `set` with an edge where tiled ℓ2 ≤ threshold, and the distances.
+    static func graph(_ set: ImageSet, members: [Int], config: CliqueConfig) -> (adjacency: [[Bool]], distance: [[Double]]) {
+        let n = members.count
+        let tileOf = tileMap(channels: set.channels, height: set.height, width: set.width, tiles: config.tiles)
+        let nt = config.tiles * config.tiles
+        var counts = [Int](repeating: 0, count: nt)
+        for t in tileOf { counts[t] += 1 }
+        var dist = [[Double]](repeating: [Double](repeating: 0, count: n), count: n)
+        set.images.withUnsafeBufferPointer { px in
+            var sums = [Int](repeating: 0, count: nt)
+            let d = set.imageSize
+            for a in 0..<n {
+                let pa = px.baseAddress! + members[a] * d
+                for b in (a + 1)..<max(n, a + 1) {
+                    let pb = px.baseAddress! + members[b] * d
+                    for t in 0..<nt { sums[t] = 0 }
+                    for p in 0..<d { let x = Int(pa[p]) - Int(pb[p]); sums[tileOf[p]] += x * x }
+                    var m = 0.0
+                    for t in 0..<nt where counts[t] > 0 { m = max(m, Double(sums[t]) / Double(counts[t])) }
+                    dist[a][b] = m.squareRoot() / 255; dist[b][a] = dist[a][b]
+                }
+            }
+        }
+        let adj = (0..<n).map { a in (0..<n).map { b in a != b && dist[a][b] <= config.threshold } }
+        return (adj, dist)
+    }
+
+    /// Maximal cliques of size ≥ minSize among the generations, per group (Bron–Kerbosch with
+    /// Tomita pivoting). `groups` maps each generation to its prompt/class; nil: one group.
+    public static func find(_ generations: ImageSet, groups: [Int]? = nil, config: CliqueConfig = CliqueConfig()) throws -> [Clique] {
+        let g = groups ?? [Int](repeating: -1, count: generations.count)
+        precondition(g.count == generations.count, "clique filter: \(g.count) group labels for \(generations.count) generations")
+        var out: [Clique] = []
+        for label in Set(g).sorted() {
+            let members = (0..<generations.count).filter { g[$0] == label }
+            let (adj, dist) = graph(generations, members: members, config: config)
+            let neighbors = adj.map { row in Set(row.indices.filter { row[$0] }) }
+            var found: [[Int]] = []
+            var overflow = false
+            func expand(_ r: [Int], _ p: Set<Int>, _ x: Set<Int>) {
+                if overflow { return }
+                if p.isEmpty && x.isEmpty {
+                    if r.count >= config.minSize { found.append(r.sorted()); if found.count > config.maxCliques { overflow = true } }
+                    return
+                }
+                if r.count + p.count < config.minSize { return }   // cannot reach the size: prune
+                let pivot = p.union(x).max { neighbors[$0].intersection(p).count < neighbors[$1].intersection(p).count }!
+                var p = p, x = x
+                for v in p.subtracting(neighbors[pivot]).sorted() {
+                    expand(r + [v], p.intersection(neighbors[v]), x.intersection(neighbors[v]))
+                    p.remove(v); x.insert(v)
+                }
+            }
+            expand([], Set(0..<members.count), [])
+            if overflow {
+                throw EvaluationError.tooManyCliques(group: label, limit: config.maxCliques)
+            }
+            for c in found.sorted(by: { $0.count != $1.count ? $0.count > $1.count : $0.lexicographicallyPrecedes($1) }) {
+                let medoid = c.min { a, b in
+                    (c.reduce(0) { $0 + dist[a][$1] }, a) < (c.reduce(0) { $0 + dist[b][$1] }, b)
+                }!
+                out.append(Clique(group: label, members: c.map { members[$0] }, medoid: members[medoid]))
+            }
+        }
+        return out
+    }
+}

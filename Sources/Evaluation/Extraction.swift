@@ -1,0 +1,114 @@
+import Data
+import Foundation
+
+/// Untargeted extraction from a pool of generations (Carlini et al., 2023, §5.1; paper-spec
+/// §1.4–1.7, §2.3, §11.3): every generation is compared with the training set of the model
+/// under attack, by three rules computed from one exact kNN table.
+///
+/// - normalized ℓ2 (RMS over [0, 1] pixels) to the nearest training image below `l2Threshold`;
+/// - the paper's relative distance ℓ2(x̂, x) / (α · mean ℓ2 to x̂'s n nearest training images)
+///   below `relativeThreshold` — the mean includes the nearest image itself, and the reference
+///   set is the model's own training set, so flat images do not count as copies of everything;
+/// - Gu et al.'s ratio ℓ2(nearest) / ℓ2(second nearest) below `ratioThreshold`.
+///
+/// Generations are uint8 images (quantized exactly as saved), so distances are the ones a
+/// reader of the sample file would compute.
+public struct ExtractionConfig: Codable, Equatable, Sendable {
+    public var alpha = 0.5
+    public var neighbors = 50
+    public var relativeThreshold = 1.0
+    public var l2Threshold = 0.05
+    public var ratioThreshold = 1.0 / 3.0
+    public init() {}
+}
+
+/// Per-generation outcome and the counts over the pool.
+public struct ExtractionResult: Codable, Sendable {
+    public struct Sample: Codable, Equatable, Sendable {
+        /// Nearest training image: position in the training set and its dataset index.
+        public var nearest: Int
+        public var nearestDatasetIndex: Int
+        public var l2: Double
+        public var secondL2: Double
+        public var meanL2: Double
+        public var relative: Double
+        public var ratio: Double
+        /// Training images (physical copies included) within `l2Threshold` of the generation:
+        /// the k of (k, ℓ, δ)-eidetic memorization for an extracted image.
+        public var copiesWithin: Int
+    }
+    public var config: ExtractionConfig
+    public var samples: [Sample]
+    /// Neighbours actually used for the mean (n, or fewer for tiny training sets).
+    public var neighborsUsed: Int
+
+    public func extractedByRelative(_ s: Sample) -> Bool { s.relative < config.relativeThreshold }
+    public func extractedByL2(_ s: Sample) -> Bool { s.l2 < config.l2Threshold }
+    public func extractedByRatio(_ s: Sample) -> Bool { s.ratio < config.ratioThreshold }
+
+    /// Distinct training images (dataset indices, ascending) hit by the first `prefix`
+    /// generations under `rule`.
+    public func unique(_ rule: (Sample) -> Bool, prefix: Int? = nil) -> [Int] {
+        Array(Set(samples.prefix(prefix ?? samples.count).filter(rule).map(\.nearestDatasetIndex))).sorted()
+    }
+
+    /// Unique extractions (relative rule) against the number of generations: prefixes
+    /// 1, 2, 4, …, and the whole pool.
+    public var curve: [(samples: Int, unique: Int)] {
+        var sizes: [Int] = []
+        var p = 1
+        while p < samples.count { sizes.append(p); p *= 2 }
+        sizes.append(samples.count)
+        return sizes.map { ($0, unique(extractedByRelative, prefix: $0).count) }
+    }
+
+    public struct Summary: Codable, Sendable {
+        public var generations: Int
+        public var trainingImages: Int
+        public var neighborsUsed: Int
+        public var config: ExtractionConfig
+        public var extractedGenerations: [String: Int]
+        public var uniqueExtracted: [String: Int]
+        public var uniqueIndices: [String: [Int]]
+        public var curve: [[Int]]
+        public var l2Quantiles: [String: Double]
+    }
+
+    public func summary(trainingImages: Int) -> Summary {
+        let rules: [(String, (Sample) -> Bool)] = [("relative", extractedByRelative), ("l2", extractedByL2), ("ratio", extractedByRatio)]
+        let sorted = samples.map(\.l2).sorted()
+        func q(_ f: Double) -> Double { sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(f * Double(sorted.count - 1)))] }
+        return Summary(
+            generations: samples.count, trainingImages: trainingImages, neighborsUsed: neighborsUsed, config: config,
+            extractedGenerations: Dictionary(uniqueKeysWithValues: rules.map { ($0.0, samples.filter($0.1).count) }),
+            uniqueExtracted: Dictionary(uniqueKeysWithValues: rules.map { ($0.0, unique($0.1).count) }),
+            uniqueIndices: Dictionary(uniqueKeysWithValues: rules.map { ($0.0, unique($0.1)) }),
+            curve: curve.map { [$0.samples, $0.unique] },
+            l2Quantiles: ["min": q(0), "p10": q(0.1), "median": q(0.5), "p90": q(0.9), "max": q(1)])
+    }
+}
+
+public enum Extraction {
+    /// Scores `generations` against `training` (the model's own training set; physical
+    /// duplicates included). `datasetIndices[i]` names training image i in its dataset, so
+    /// copies of one image count once.
+    public static func evaluate(generations: ImageSet, training: ImageSet, datasetIndices: [Int]? = nil,
+                                config: ExtractionConfig = ExtractionConfig(), index: ReferenceIndex? = nil) -> (ExtractionResult, NeighborTable) {
+        precondition(training.count >= 2, "extraction: the training set needs at least 2 images (got \(training.count))")
+        let ids = datasetIndices ?? Array(0..<training.count)
+        precondition(ids.count == training.count, "extraction: \(ids.count) dataset indices for \(training.count) training images")
+        let n = min(config.neighbors, training.count)
+        let table = (index ?? ReferenceIndex(training)).search(generations, k: n)
+        let samples = (0..<generations.count).map { g -> ExtractionResult.Sample in
+            let d = (0..<n).map { table.distance(g, $0) }
+            let mean = d.reduce(0, +) / Double(n)
+            let nearest = table.index(g, 0)
+            return ExtractionResult.Sample(
+                nearest: nearest, nearestDatasetIndex: ids[nearest], l2: d[0], secondL2: d[1], meanL2: mean,
+                relative: mean > 0 ? d[0] / (config.alpha * mean) : (d[0] == 0 ? 0 : .infinity),
+                ratio: d[1] > 0 ? d[0] / d[1] : (d[0] == 0 ? 1 : .infinity),
+                copiesWithin: d.filter { $0 < config.l2Threshold }.count)
+        }
+        return (ExtractionResult(config: config, samples: samples, neighborsUsed: n), table)
+    }
+}

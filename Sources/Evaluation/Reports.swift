@@ -1,0 +1,136 @@
+import Data
+import Foundation
+import HDF5
+import Tensor
+import Training
+
+/// Shared plumbing of `eidetic eval …`: every evaluation writes one folder
+/// `<run>/eval/<name>/` holding `summary.json` (numbers + provenance), HDF5 arrays and figures.
+public enum EvalOutput {
+    /// Writes `value` as pretty, key-sorted JSON, atomically.
+    public static func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        var d = try e.encode(value); d.append(0x0a)
+        try writeFileAtomically(d, to: path)
+    }
+
+    /// Writes named arrays to one HDF5 file, atomically.
+    public static func writeArrays(_ arrays: [(String, Tensor)], int64: [(String, [Int64], [Int])] = [], attributes: [String: AttributeValue] = [:], to path: String) throws {
+        try writeAtomically(to: path) { tmp in
+            let f = try HDF5File.create(tmp)
+            for (k, v) in attributes.sorted(by: { $0.key < $1.key }) { try f.setAttribute(k, v) }
+            for (name, t) in arrays { try f.write(name, tensor: t) }
+            for (name, v, shape) in int64 { try f.write(name, int64: v, shape: shape) }
+            f.flush()
+        }
+    }
+
+    public static var command: String { (["eidetic"] + CommandLine.arguments.dropFirst()).joined(separator: " ") }
+}
+
+/// `eidetic eval extraction`: oracle extraction (relative ℓ2, ℓ2, Gu ratio) of a run's
+/// samples against the training set of a run (its own, or another's as a control), plus the
+/// black-box clique filter verified against that training set.
+public struct ExtractionReport: Codable, Sendable {
+    public struct CliqueSummary: Codable, Sendable {
+        public var config: CliqueConfig
+        public var grouped: Bool
+        public var flagged: Int
+        /// Flagged cliques whose medoid is an extraction (relative rule) of a training image.
+        public var verified: Int
+        public var precision: Double
+        public var uniqueVerified: Int
+        /// Unique verified images / unique images the oracle extracts from the same pool.
+        public var recallOfOracle: Double
+        public var cliques: [Clique]
+        public var verifiedTrainingIndices: [Int?]
+    }
+    public var samplesFile: String
+    public var samplesAttributes: [String: String]
+    public var trainingRun: String
+    public var training: String
+    public var extraction: ExtractionResult.Summary
+    public var cliques: CliqueSummary?
+    public var command: String
+    public var outputs: [String: String]
+
+    /// Runs the evaluation and writes `<run>/eval/<name>/`.
+    public static func run(run: RunDirectory, samplesFile: String, trainingRun: RunDirectory? = nil, config: ExtractionConfig = ExtractionConfig(),
+                           clique: CliqueConfig? = CliqueConfig(), name: String? = nil) throws -> ExtractionReport {
+        let samplesDS = try DatasetFile(samplesFile)
+        let gens = try samplesDS.load("samples")
+        let trainRun = trainingRun ?? run
+        let tc = try trainRun.loadConfig()
+        let (split, ids, description) = try trainingSelection(tc.data)
+        let training = split.subset(ids)
+        guard training.imageSize == gens.imageSize && training.channels == gens.channels else {
+            throw EvaluationError.input("\(samplesFile): samples are \(gens.channels)×\(gens.height)×\(gens.width) but \(trainRun.path) trains on \(training.channels)×\(training.height)×\(training.width) images")
+        }
+        let (result, table) = Extraction.evaluate(generations: gens, training: training, datasetIndices: ids, config: config)
+        let summary = result.summary(trainingImages: Set(ids).count)
+        let stem = ((samplesFile as NSString).lastPathComponent as NSString).deletingPathExtension
+        let folder = name ?? ("extraction-" + stem + (trainingRun.map { "-vs-" + ($0.path as NSString).lastPathComponent } ?? ""))
+        let out = run.path + "/eval/" + folder
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+
+        var cliqueSummary: CliqueSummary? = nil
+        if let cc = clique {
+            let conditional = samplesDS.attributes["conditional"] == .int(1)
+            let cl = try CliqueFilter.find(gens, groups: conditional ? gens.labels : nil, config: cc)
+            let verified: [Int?] = cl.map { c in
+                let s = result.samples[c.medoid]
+                return result.extractedByRelative(s) ? s.nearestDatasetIndex : nil
+            }
+            let uniq = Set(verified.compactMap { $0 }).count
+            let oracle = summary.uniqueExtracted["relative"] ?? 0
+            cliqueSummary = CliqueSummary(config: cc, grouped: conditional, flagged: cl.count, verified: verified.compactMap { $0 }.count,
+                                          precision: cl.isEmpty ? .nan : Double(verified.compactMap { $0 }.count) / Double(cl.count),
+                                          uniqueVerified: uniq, recallOfOracle: oracle == 0 ? .nan : Double(uniq) / Double(oracle),
+                                          cliques: cl, verifiedTrainingIndices: verified)
+        }
+
+        // arrays
+        let g = gens.count, k = table.k
+        let per = result.samples
+        try EvalOutput.writeArrays([
+            ("nearest/distances", Tensor(table.distances, shape: [g, k], dtype: .float64)),
+            ("samples/l2", Tensor(per.map(\.l2), shape: [g], dtype: .float64)),
+            ("samples/relative", Tensor(per.map(\.relative), shape: [g], dtype: .float64)),
+            ("samples/ratio", Tensor(per.map(\.ratio), shape: [g], dtype: .float64)),
+            ("samples/mean_l2", Tensor(per.map(\.meanL2), shape: [g], dtype: .float64)),
+        ], int64: [
+            ("nearest/positions", table.indices.map(Int64.init), [g, k]),
+            ("nearest/dataset_indices", table.indices.map { Int64(ids[Int($0)]) }, [g, k]),
+            ("samples/nearest_dataset_index", per.map { Int64($0.nearestDatasetIndex) }, [g]),
+            ("training/dataset_indices", ids.map(Int64.init), [ids.count]),
+        ], attributes: ["samples_file": .string(samplesFile), "training_run": .string(trainRun.path), "command": .string(EvalOutput.command)],
+           to: out + "/extraction.h5")
+
+        // pairs grid: the best generation of every extracted image, closest first (or the closest pairs if none)
+        var best: [Int: Int] = [:]
+        for (i, s) in per.enumerated() where result.extractedByRelative(s) {
+            if let j = best[s.nearestDatasetIndex], per[j].relative <= s.relative { continue }
+            best[s.nearestDatasetIndex] = i
+        }
+        var shown = best.values.sorted { (per[$0].relative, $0) < (per[$1].relative, $1) }
+        let none = shown.isEmpty
+        if none { shown = Array(per.indices.sorted { (per[$0].l2, $0) < (per[$1].l2, $1) }.prefix(32)) }
+        let pairs = shown.prefix(128).map { (gens.image($0), training.image(per[$0].nearest)) }
+        try PNG.write(PNG.pairsGrid(pairs, channels: gens.channels, height: gens.height, width: gens.width, pairsPerRow: 8), to: out + "/pairs.png")
+
+        var plot = SVGPlot(title: "Unique training images extracted", xLabel: "generations", yLabel: "unique extracted (relative ℓ2 < \(config.relativeThreshold))")
+        plot.logX = true
+        plot.series = [.init(name: "\(trainRun.path)", x: summary.curve.map { Double($0[0]) }, y: summary.curve.map { Double($0[1]) })]
+        try plot.write(to: out + "/curve.svg")
+
+        let report = ExtractionReport(
+            samplesFile: samplesFile, samplesAttributes: samplesDS.attributes.mapValues { $0.description },
+            trainingRun: trainRun.path, training: description, extraction: summary, cliques: cliqueSummary, command: EvalOutput.command,
+            outputs: ["arrays": out + "/extraction.h5", "pairs": out + "/pairs.png" + (none ? " (nothing extracted: the closest pairs)" : ""),
+                      "curve": out + "/curve.svg", "summary": out + "/summary.json"])
+        try EvalOutput.writeJSON(report, to: out + "/summary.json")
+        return report
+    }
+}

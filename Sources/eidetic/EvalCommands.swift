@@ -1,0 +1,157 @@
+import ArgumentParser
+import Data
+import Diffusion
+import Evaluation
+import Foundation
+import HDF5
+import Tensor
+import Training
+
+/// `eidetic eval …`: the shared evaluator. Each subcommand writes `<run>/eval/<name>/`
+/// (summary.json + HDF5 arrays + PNG/SVG figures) and prints the headline numbers.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure memorization: extraction, membership inference, nearest neighbours.",
+        subcommands: [EvalExtraction.self, EvalMIA.self, EvalKNN.self])
+}
+
+struct EvalExtraction: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "extraction",
+        abstract: "Extraction of training images from a run's samples (relative ℓ2, ℓ2, Gu ratio) and the black-box clique filter.")
+    @Argument(help: "Run directory.") var runDirectory: String
+    @Option(help: "Sample file (default: generate --count samples, or the newest file in <run>/samples).") var samples: String?
+    @Option(help: "Generate this many samples first (the run's [sample] sampler; seeds 0…N−1).") var count: Int?
+    @Option(help: "Sampling batch size.") var batchSize: Int = 128
+    @Option(help: "Score against the training set of this run instead (a control: a model trained on other data).") var against: String?
+    @Option(help: "Relative distance α.") var alpha = 0.5
+    @Option(help: "Neighbours n in the relative distance's mean.") var neighbors = 50
+    @Option(help: "Relative distance threshold.") var relativeThreshold = 1.0
+    @Option(help: "Normalized ℓ2 threshold (reported alongside).") var l2Threshold = 0.05
+    @Option(help: "Clique filter: tiled ℓ2 edge threshold.") var cliqueThreshold = 0.15
+    @Option(help: "Clique filter: tiles per side.") var cliqueTiles = 4
+    @Option(help: "Clique filter: smallest clique flagged.") var cliqueMin = 10
+    @Flag(help: "Skip the clique filter.") var noClique = false
+
+    func run() throws {
+        let dir = RunDirectory(runDirectory)
+        var file = samples
+        if file == nil, let n = count {
+            let c = try dir.loadConfig()
+            let req = SampleRequest(count: n, batchSize: batchSize, sampler: c.sample.sampler, useEMA: c.sample.useEMA)
+            let t0 = Date()
+            file = try generateSamples(run: dir, request: req) { done, total in
+                FileHandle.standardError.write(Data("\rsampled \(done)/\(total)".utf8))
+            }.file
+            FileHandle.standardError.write(Data("\n".utf8))
+            print(String(format: "generated %d samples in %.1f s: %@", n, Date().timeIntervalSince(t0), file!))
+        }
+        if file == nil {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.samples)) ?? []
+            let h5 = names.filter { $0.hasSuffix(".h5") }.map { dir.samples + "/" + $0 }
+            file = h5.max { (mtime($0), $0) < (mtime($1), $1) }
+            guard file != nil else { throw ValidationError("\(runDirectory): no sample files in \(dir.samples); pass --count N to generate, or --samples FILE") }
+        }
+        var ec = ExtractionConfig()
+        ec.alpha = alpha; ec.neighbors = neighbors; ec.relativeThreshold = relativeThreshold; ec.l2Threshold = l2Threshold
+        var cc = CliqueConfig()
+        cc.threshold = cliqueThreshold; cc.tiles = cliqueTiles; cc.minSize = cliqueMin
+        let t0 = Date()
+        let r = try ExtractionReport.run(run: dir, samplesFile: file!, trainingRun: against.map(RunDirectory.init), config: ec, clique: noClique ? nil : cc)
+        let e = r.extraction
+        print("samples \(file!) (\(e.generations)) against \(r.training)")
+        print(String(format: "nearest training image (normalized ℓ2): min %.4f, median %.4f, max %.4f", e.l2Quantiles["min"]!, e.l2Quantiles["median"]!, e.l2Quantiles["max"]!))
+        print("extracted (relative ℓ2 < \(relativeThreshold), α \(alpha), n \(e.neighborsUsed)): \(e.extractedGenerations["relative"]!) generations, \(e.uniqueExtracted["relative"]!) unique training images")
+        print("  ℓ2 < \(l2Threshold): \(e.uniqueExtracted["l2"]!) unique;  Gu ratio < 1/3: \(e.uniqueExtracted["ratio"]!) unique")
+        print("  unique vs generations: " + e.curve.map { "\($0[0]):\($0[1])" }.joined(separator: " "))
+        if let c = r.cliques {
+            print(String(format: "clique filter (tiled ℓ2 ≤ %.3f, %d×%d tiles, size ≥ %d%@): %d flagged, %d verified (precision %.3f), %d unique images",
+                         c.config.threshold, c.config.tiles, c.config.tiles, c.config.minSize, c.grouped ? ", per class" : "",
+                         c.flagged, c.verified, c.precision, c.uniqueVerified))
+        }
+        for k in r.outputs.keys.sorted() { print("\(k): \(r.outputs[k]!)") }
+        print(String(format: "evaluated in %.1f s", Date().timeIntervalSince(t0)))
+    }
+
+    func mtime(_ p: String) -> Date { ((try? FileManager.default.attributesOfItem(atPath: p))?[.modificationDate] as? Date) ?? .distantPast }
+}
+
+struct EvalMIA: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mia",
+        abstract: "Membership inference from per-example diffusion losses: one run (global loss threshold) or a membership plan's runs (LiRA variants, leave-one-model-out).")
+    @Argument(help: "Run directories: one run, or all runs of --plan.") var runs: [String]
+    @Option(help: "Membership plan the runs were trained on (plan mode).") var plan: String?
+    @Option(help: "Single-run mode: non-member images drawn from the same split.") var nonMembers = 512
+    @Option(help: "Timesteps of the loss, comma-separated.") var timesteps = "100"
+    @Option(help: "Noise draws per timestep (the same for every model).") var draws = 4
+    @Flag(help: "Also query the mirrored image.") var flip = false
+    @Option(help: "Seed of the noise draws and of the non-member choice.") var seed: UInt64 = 0
+    @Option(help: "Attacks (plan mode), comma-separated.") var attacks = MembershipAttack.allCases.map(\.rawValue).joined(separator: ",")
+    @Option(help: "Bootstrap resamples for the confidence intervals.") var bootstrap = 200
+    @Option(help: "Output folder (plan mode; default results/mia/<plan name>).") var out: String?
+    @Option(help: "Batch size of the loss evaluation.") var batchSize = 128
+    @Flag(inversion: .prefixedNo, help: "Use the EMA weights.") var ema = true
+
+    func run() throws {
+        var signal = LossSignalConfig()
+        signal.timesteps = try timesteps.split(separator: ",").map {
+            guard let t = Int($0.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--timesteps: '\($0)' is not an integer") }
+            return t
+        }
+        signal.draws = draws; signal.flip = flip; signal.seed = seed; signal.batchSize = batchSize
+        let report: MembershipReport
+        if let plan {
+            let list = try attacks.split(separator: ",").map { a -> MembershipAttack in
+                guard let v = MembershipAttack(rawValue: String(a)) else {
+                    throw ValidationError("--attacks: unknown '\(a)' (known: \(MembershipAttack.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                return v
+            }
+            let stem = ((plan as NSString).lastPathComponent as NSString).deletingPathExtension
+            report = try MembershipReport.withPlan(plan, runs: runs.map(RunDirectory.init), attacks: list, signal: signal, useEMA: ema,
+                                                   out: out ?? "results/mia/\(stem)/eval/mia", bootstrap: bootstrap)
+        } else {
+            guard runs.count == 1 else { throw ValidationError("without --plan, give exactly one run directory (got \(runs.count))") }
+            report = try MembershipReport.singleRun(RunDirectory(runs[0]), nonMembers: nonMembers, signal: signal, useEMA: ema, bootstrap: bootstrap)
+        }
+        print("\(report.mode): \(report.models.count) model(s), \(report.examples) examples (\(report.members) member trials); loss at t = \(signal.timesteps), \(signal.draws) draws\(signal.flip ? " + flip" : "")")
+        for r in report.results {
+            let m = r.metrics
+            let tpr = m.tprAtFPR.keys.sorted().map { k in String(format: "TPR@%@ %.3f [%.3f, %.3f]", k, m.tprAtFPR[k]!.value, m.tprAtFPR[k]!.low, m.tprAtFPR[k]!.high) }
+            print(String(format: "  %-24@ AUC %.3f [%.3f, %.3f]  ", r.attack.rawValue, m.auc.value, m.auc.low, m.auc.high) + tpr.joined(separator: "  "))
+        }
+        for k in report.outputs.keys.sorted() { print("\(k): \(report.outputs[k]!)") }
+    }
+}
+
+/// Exact kNN of one image file against another, streamed in blocks of queries, saved whole.
+struct EvalKNN: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "knn", abstract: "Exact k nearest neighbours (normalized ℓ2) of every query image, saved to HDF5.")
+    @Argument(help: "Query images: an Eidetic image/sample file.") var queries: String
+    @Argument(help: "Reference images: an Eidetic image file.") var references: String
+    @Option(help: "Query split.") var querySplit = "samples"
+    @Option(help: "Reference split.") var referenceSplit = "train"
+    @Option(help: "Neighbours per query.") var k = 50
+    @Option(help: "Queries per block (memory: block × D floats).") var block = 8192
+    @Option(help: "Output HDF5 file.") var out: String
+
+    func run() throws {
+        let refs = try DatasetFile(references).load(referenceSplit)
+        let qf = try DatasetFile(queries)
+        let n = try qf.shape(querySplit)[0]
+        let t0 = Date()
+        let index = ReferenceIndex(refs)
+        var table = NeighborTable(k: k)
+        for start in stride(from: 0, to: n, by: block) {
+            table.append(index.search(try qf.read(querySplit, indices: Array(start..<min(n, start + block))), k: k))
+            FileHandle.standardError.write(Data("\r\(table.queries)/\(n) queries".utf8))
+        }
+        FileHandle.standardError.write(Data("\n".utf8))
+        try EvalOutput.writeArrays([("distances", Tensor(table.distances, shape: [n, k], dtype: .float64))],
+                                   int64: [("indices", table.indices.map(Int64.init), [n, k])],
+                                   attributes: ["queries": .string("\(queries):\(querySplit)"), "references": .string("\(references):\(referenceSplit)"),
+                                                "metric": .string("normalized l2 (RMS over [0,1] pixels)"), "command": .string(EvalOutput.command)], to: out)
+        print(String(format: "%d × %d (k = %d) in %.1f s (%d queries needed the exact scan); wrote %@", n, refs.count, k, Date().timeIntervalSince(t0), table.exactScans, out))
+    }
+}

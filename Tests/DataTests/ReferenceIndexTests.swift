@@ -1,0 +1,72 @@
+import XCTest
+import Tensor
+import Data
+
+/// The exact kNN must equal brute force in integers, ties included, for any tiling and
+/// whether or not the GEMM candidates were certified.
+final class ReferenceIndexTests: XCTestCase {
+    func images(_ n: Int, seed: UInt64, levels: Int = 256, size: Int = 4) -> ImageSet {
+        var s = RandomStream(key: RandomKey(seed: seed))
+        let d = 3 * size * size
+        let px = (0..<(n * d)).map { _ in UInt8(s.nextInt(below: levels) * (255 / max(levels - 1, 1))) }
+        return ImageSet(images: px, labels: [Int](repeating: 0, count: n), channels: 3, height: size, width: size, classNames: ["x"])
+    }
+
+    func brute(_ q: ImageSet, _ r: ImageSet, k: Int, skipSelf: Bool = false) -> [[(Int, Int)]] {
+        (0..<q.count).map { i in
+            (0..<r.count).filter { !(skipSelf && $0 == i) }.map { j -> (Int, Int) in
+                (zip(q.image(i), r.image(j)).reduce(0) { $0 + (Int($1.0) - Int($1.1)) * (Int($1.0) - Int($1.1)) }, j)
+            }.sorted { $0 < $1 }.prefix(k).map { $0 }
+        }
+    }
+
+    func check(_ table: NeighborTable, _ expected: [[(Int, Int)]], d: Int, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(table.queries, expected.count, file: file, line: line)
+        for q in 0..<expected.count {
+            XCTAssertEqual((0..<table.k).map { table.index(q, $0) }, expected[q].map { $0.1 }, "query \(q)", file: file, line: line)
+            for (r, e) in expected[q].enumerated() {
+                XCTAssertEqual(table.distance(q, r), (Double(e.0) / Double(d)).squareRoot() / 255, accuracy: 1e-6, file: file, line: line)
+            }
+        }
+    }
+
+    func testMatchesBruteForceAcrossTiles() {
+        // 1,500 references span two reference tiles, 300 queries three query tiles
+        let refs = images(1500, seed: 1), queries = images(300, seed: 2)
+        let index = ReferenceIndex(refs)
+        let table = index.search(queries, k: 7)
+        check(table, brute(queries, refs, k: 7), d: refs.imageSize)
+        XCTAssertEqual(table.exactScans, 0, "random data should certify from the GEMM candidates")
+    }
+
+    func testTiesAndDuplicatesAreBrokenByIndex() {
+        // 4 gray levels: many exact ties and duplicate images; the certificate often fails
+        // with no margin, so the exact scan path is exercised and must agree too
+        let refs = images(400, seed: 3, levels: 2, size: 2), queries = images(50, seed: 4, levels: 2, size: 2)
+        let expected = brute(queries, refs, k: 10)
+        for margin in [0, 16] {
+            let index = ReferenceIndex(refs)
+            index.margin = margin
+            let table = index.search(queries, k: 10)
+            check(table, expected, d: refs.imageSize)
+            if margin == 0 { XCTAssertGreaterThan(table.exactScans, 0, "tied data with no margin must fall back to the exact scan") }
+        }
+    }
+
+    func testSelfExclusionAndBlocks() {
+        let refs = images(200, seed: 5)
+        let index = ReferenceIndex(refs)
+        check(index.search(refs, k: 3, selfOffset: 0), brute(refs, refs, k: 3, skipSelf: true), d: refs.imageSize)
+        // two query blocks appended equal one search
+        var blocks = index.search(refs.subset(Array(0..<130)), k: 3)
+        blocks.append(index.search(refs.subset(Array(130..<200)), k: 3))
+        XCTAssertEqual(blocks, index.search(refs, k: 3))
+        XCTAssertEqual(blocks.index(17, 0), 17)
+        XCTAssertEqual(blocks.distance(17, 0), 0)
+    }
+
+    func testAllReferencesWhenKIsLarge() {
+        let refs = images(20, seed: 6), queries = images(5, seed: 7)
+        check(ReferenceIndex(refs).search(queries, k: 20), brute(queries, refs, k: 20), d: refs.imageSize)
+    }
+}

@@ -1,0 +1,97 @@
+import Data
+import Evaluation
+import Tensor
+import XCTest
+
+/// Known answers for extraction and the clique filter: a "generator" that copies chosen
+/// training images (exactly or lightly noised) must have exactly those flagged; fresh
+/// images from the same distribution must not.
+final class ExtractionTests: XCTestCase {
+    /// Random 3×16×16 "blocky" images: a 4×4 grid of random colours plus pixel noise — many
+    /// independent directions, like small natural images, so fresh images are not near-copies.
+    func images(_ n: Int, seed: UInt64) -> ImageSet {
+        var s = RandomStream(key: RandomKey(seed: seed))
+        var px: [UInt8] = []
+        for _ in 0..<n {
+            let blocks = (0..<48).map { _ in s.nextUniform() * 255 }
+            for c in 0..<3 { for y in 0..<16 { for x in 0..<16 {
+                let v = blocks[c * 16 + (y / 4) * 4 + x / 4] + s.nextUniform() * 30 - 15
+                px.append(UInt8(max(0, min(255, v.rounded()))))
+            } } }
+        }
+        return ImageSet(images: px, labels: (0..<n).map { $0 % 4 }, channels: 3, height: 16, width: 16, classNames: ["a", "b", "c", "d"])
+    }
+
+    /// `set`'s image i with uniform noise of ±`amount` levels.
+    func noisy(_ set: ImageSet, _ i: Int, amount: Int, seed: UInt64) -> [UInt8] {
+        var s = RandomStream(key: RandomKey(seed: seed))
+        return set.image(i).map { UInt8(max(0, min(255, Int($0) + s.nextInt(below: 2 * amount + 1) - amount))) }
+    }
+
+    func testCopyingGeneratorIsFlaggedExactlyAndFreshImagesAreNot() {
+        let training = images(300, seed: 1)
+        let exact = [3, 50, 77], noised = [10, 123, 299]
+        var px: [UInt8] = []
+        for i in exact { px += training.image(i) }
+        for (k, i) in noised.enumerated() { px += noisy(training, i, amount: 6, seed: UInt64(k)) }
+        let fresh = images(200, seed: 2)
+        px += fresh.images
+        let gens = ImageSet(images: px, labels: [Int](repeating: 0, count: 206), channels: 3, height: 16, width: 16, classNames: ["x"])
+        // dataset indices of the training images: position + 1000 (a subset of a bigger split)
+        let (result, table) = Extraction.evaluate(generations: gens, training: training, datasetIndices: (0..<300).map { $0 + 1000 })
+        XCTAssertEqual(table.k, 50)
+        let expected = (exact + noised).map { $0 + 1000 }.sorted()
+        XCTAssertEqual(result.unique(result.extractedByRelative), expected, "precision and recall 1 under the relative distance")
+        XCTAssertEqual(result.unique(result.extractedByL2), expected)
+        XCTAssertEqual(result.unique(result.extractedByRatio), expected)
+        XCTAssertTrue(result.samples[6...].allSatisfy { !result.extractedByRelative($0) && !result.extractedByL2($0) && !result.extractedByRatio($0) })
+        XCTAssertEqual(result.samples[0].l2, 0); XCTAssertEqual(result.samples[0].relative, 0)
+        XCTAssertGreaterThan(result.samples[3].l2, 0.005)
+        // the curve counts unique images over prefixes 1, 2, 4, … and the whole pool
+        XCTAssertEqual(result.curve.map(\.samples), [1, 2, 4, 8, 16, 32, 64, 128, 206])
+        XCTAssertEqual(result.curve.map(\.unique), [1, 2, 4, 6, 6, 6, 6, 6, 6])
+        // two generations of one image count once
+        var twice = gens; twice.images += training.image(3); twice.labels.append(0)
+        XCTAssertEqual(Extraction.evaluate(generations: twice, training: training).0.unique { $0.relative < 1 }.count, 6)
+    }
+
+    func testRelativeDistanceUsesTheModelsOwnTrainingSet() {
+        // a flat gray generation is close in raw ℓ2 to flat training images, but the relative
+        // distance calibrates against its own neighbourhood: no extraction unless it is a copy
+        let training = images(100, seed: 3)
+        let gray = ImageSet(images: [UInt8](repeating: 128, count: 768), labels: [0], channels: 3, height: 16, width: 16, classNames: ["x"])
+        let (r, _) = Extraction.evaluate(generations: gray, training: training)
+        let s = r.samples[0]
+        XCTAssertEqual(s.relative, s.l2 / (0.5 * s.meanL2), accuracy: 1e-12)
+        XCTAssertFalse(r.extractedByRelative(s))
+    }
+
+    func testCliqueFilterFindsPlantedCliqueAndNothingInRandomData() throws {
+        let pool = images(120, seed: 4)
+        var config = CliqueConfig()
+        config.tiles = 4; config.threshold = 0.05; config.minSize = 8
+        XCTAssertEqual(try CliqueFilter.find(pool, config: config), [], "random images form no clique")
+        // plant 12 noisy copies of one image (the "memorized" one) among the 120
+        var planted = pool
+        var positions: [Int] = []
+        for k in 0..<12 {
+            let at = 7 + k * 9
+            positions.append(at)
+            planted.images.replaceSubrange((at * 768)..<((at + 1) * 768), with: noisy(pool, 0, amount: 5, seed: 100 + UInt64(k)))
+        }
+        let cliques = try CliqueFilter.find(planted, config: config)
+        XCTAssertEqual(cliques.count, 1)
+        // the original image 0 is in the pool too and belongs to its copies' clique
+        XCTAssertEqual(cliques.first?.members, [0] + positions)
+        XCTAssertTrue(([0] + positions).contains(cliques.first!.medoid))
+        // per group: split the pool into two classes; the clique lives in class 0 only if all members are there
+        let groups = (0..<120).map { $0 == 0 || positions.contains($0) ? 0 : 1 }
+        XCTAssertEqual(try CliqueFilter.find(planted, groups: groups, config: config).map(\.group), [0])
+        // tiled ℓ2 is the worst tile: damage one corner tile of a copy
+        var a = Array(pool.image(0)); let b = a
+        for y in 0..<4 { for x in 0..<4 { a[y * 16 + x] = 255 &- a[y * 16 + x] } }
+        let tiled = CliqueFilter.tiledL2(a[...], b[...], channels: 3, height: 16, width: 16, tiles: 4)
+        let global = NearestNeighbors.normalizedL2(a[...], b[...])
+        XCTAssertGreaterThan(tiled, 3 * global)
+    }
+}

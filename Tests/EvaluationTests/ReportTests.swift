@@ -1,0 +1,110 @@
+import Data
+import Diffusion
+import Evaluation
+import Foundation
+import Tensor
+import Training
+import XCTest
+
+/// End to end on tiny runs: a membership plan's models trained for a few steps, then
+/// `eval mia` (plan and single-run modes) and `eval extraction` write their folders — and
+/// refuse runs that do not match the plan.
+final class ReportTests: XCTestCase {
+    var dir: String!
+    override func setUp() { dir = NSTemporaryDirectory() + "eidetic-eval-\(UUID().uuidString)"; try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+    var repo: String { URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path }
+
+    func config(plan: String, model: Int, seed: Int = 0) -> String {
+        """
+        [run]
+        name = "mia-\(model)"
+        seed = \(seed)
+        [data]
+        file = "\(repo)/datasets/fashion-mnist-2k.h5"
+        plan = "\(plan)"
+        plan_model = \(model)
+        flip = false
+        [model]
+        preset = ""
+        image_channels = 1
+        image_size = 32
+        base_channels = 8
+        channel_multipliers = [1, 2]
+        groups = 4
+        time_features = 8
+        embedding_dim = 16
+        [train]
+        batch_size = 4
+        images = 24
+        lr = 1e-3
+        checkpoint_every = 6
+        log_every = 6
+        threads = 2
+        [sample]
+        steps = 2
+        """
+    }
+
+    func train(_ toml: String, _ name: String) throws -> RunDirectory {
+        let c = try TrainConfig.load(toml: toml, file: name + ".toml")
+        let path = dir + "/" + name
+        try DDPMTrainer(config: c, directory: path).run(stopAfter: nil)
+        return RunDirectory(path)
+    }
+
+    func testPlanModeSingleRunAndExtractionReports() throws {
+        let file = repo + "/datasets/fashion-mnist-2k.h5"
+        let split = try DatasetFile(file).load("train")
+        let ref = DatasetReference(file: file, split: "train", contentSHA256: DatasetReference.contentHash(split))
+        let planPath = dir + "/plan.json", otherPlan = dir + "/other.json"
+        let plan = try MembershipPlan(dataset: ref, pool: Array(100..<116), models: 4, seed: 1)
+        try PlanFile.write(plan, to: planPath)
+        try PlanFile.write(try MembershipPlan(dataset: ref, pool: Array(100..<116), models: 4, seed: 2), to: otherPlan)
+        let runs = try (0..<4).map { try train(config(plan: planPath, model: $0), "m\($0)") }
+        XCTAssertEqual(try trainingSelection(runs[2].loadConfig().data).indices, plan.members(model: 2))
+
+        var signal = LossSignalConfig()
+        signal.timesteps = [50, 200]; signal.draws = 2; signal.flip = true
+        let out = dir + "/mia"
+        let r = try MembershipReport.withPlan(planPath, runs: runs, attacks: [.globalThreshold, .onlineFixedVariance, .offlineFixedVariance],
+                                              signal: signal, out: out, bootstrap: 20, log: { _ in })
+        XCTAssertEqual(r.results.map(\.attack), [.globalThreshold, .onlineFixedVariance, .offlineFixedVariance])
+        XCTAssertEqual(r.results[0].metrics.trials, 4 * 16)
+        XCTAssertEqual(r.results[0].metrics.members, 4 * 8)
+        XCTAssertEqual(r.models.map(\.checkpointStep), [6, 6, 6, 6])
+        for f in ["summary.json", "mia.h5", "roc.svg"] { XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + f), f) }
+        // signals are cached per run and reused
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runs[0].path + "/eval").filter { $0.hasPrefix("signals-") }.count, 1)
+        let again = try MembershipReport.withPlan(planPath, runs: runs, attacks: [.globalThreshold], signal: signal, out: out, bootstrap: 20, log: { _ in })
+        XCTAssertEqual(again.results[0].metrics.auc, r.results[0].metrics.auc)
+
+        // refusals: a missing model, a run of another plan, a model trained twice
+        func message(_ body: () throws -> Void) -> String { do { try body(); return "no error" } catch { return "\(error)" } }
+        XCTAssertTrue(message { _ = try MembershipReport.withPlan(planPath, runs: Array(runs.prefix(3)), signal: signal, out: out, log: { _ in }) }
+            .contains("no run for plan model(s) 3"))
+        let stranger = try train(config(plan: otherPlan, model: 3), "other3")
+        XCTAssertTrue(message { _ = try MembershipReport.withPlan(planPath, runs: Array(runs.prefix(3)) + [stranger], signal: signal, out: out, log: { _ in }) }
+            .contains("differs from"))
+        let twin = try train(config(plan: planPath, model: 0, seed: 5), "twin0")
+        XCTAssertTrue(message { _ = try MembershipReport.withPlan(planPath, runs: runs + [twin], signal: signal, out: out, log: { _ in }) }
+            .contains("trained by both"))
+
+        // single-run mode: members are the run's half, non-members other images of the split
+        let single = try MembershipReport.singleRun(runs[0], nonMembers: 10, signal: signal, bootstrap: 20, log: { _ in })
+        let half = plan.members(model: 0).count
+        XCTAssertEqual(single.examples, half + 10); XCTAssertEqual(single.members, half)
+        XCTAssertEqual(single.results.map(\.attack), [.globalThreshold])
+
+        // extraction: samples of run 0 against its own and another run's training set
+        let samples = try generateSamples(run: runs[0], request: SampleRequest(count: 6, batchSize: 6, sampler: SamplerConfig(kind: .ddim, steps: 2))).file
+        let own = try ExtractionReport.run(run: runs[0], samplesFile: samples, config: ExtractionConfig(), clique: CliqueConfig())
+        XCTAssertEqual(own.extraction.generations, 6)
+        XCTAssertEqual(own.extraction.trainingImages, half)
+        XCTAssertEqual(own.extraction.neighborsUsed, half)
+        let vs = try ExtractionReport.run(run: runs[0], samplesFile: samples, trainingRun: runs[1])
+        XCTAssertTrue(vs.outputs["summary"]!.contains("-vs-m1/"))
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: own.outputs["summary"]!))) as! [String: Any]
+        XCTAssertNotNil(json["extraction"]); XCTAssertNotNil(json["samplesAttributes"])
+    }
+}
