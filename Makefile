@@ -27,20 +27,23 @@ CIFAR10 ?= ../shared/datasets/cifar-10-binary.tar.gz
 ## The PyTorch CPU reference (bench/.venv, git-ignored; torch from PyPI, ~5 GB).
 ## (Best effort: without PyTorch the benchmarks still run and print no ratios.)
 bench-setup:
-	@[ -x bench/.venv/bin/python ] && bench/.venv/bin/python -c "import torch" 2>/dev/null || \
+	@[ -x bench/.venv/bin/python ] && bench/.venv/bin/python -c "import torch, faiss, h5py" 2>/dev/null || \
 	  { python3 -m venv bench/.venv && bench/.venv/bin/pip install -q -r bench/requirements.txt; } || \
-	  echo "warning: could not install PyTorch into bench/.venv; benchmarks run without reference ratios"
+	  echo "warning: could not install PyTorch/faiss into bench/.venv; benchmarks run without reference ratios"
 
 ## Benchmarks: sgemm and conv2d GFLOP/s at the reference U-Net's shapes; the U-Net training
 ## step and sampling pass against PyTorch (same models, threads, machine, run); dataset reads
-## (CIFAR-10 import time and random batches when the archive is there, else the embedded set).
+## (CIFAR-10 import time and random batches when the archive is there, else the embedded set);
+## exact kNN against faiss IndexFlatL2 and PyTorch on CIFAR-10.
 bench: build bench-setup
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench ops --threads $(THREADS)
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench unet --threads $(THREADS)
 	@if [ -f "$(CIFAR10)" ]; then \
 	  echo; echo "CIFAR-10 import:"; \
 	  /usr/bin/time -f "  import wall %e s, max RSS %M KB" .build/release/eidetic data import cifar10 --from "$(CIFAR10)" --out datasets/cifar10.h5 && \
-	  .build/release/eidetic bench data datasets/cifar10.h5; \
+	  .build/release/eidetic bench data datasets/cifar10.h5 && \
+	  echo && echo "exact kNN, 10,000 CIFAR-10 test images against the 50,000 training images (k = 50):" && \
+	  .build/release/eidetic bench knn datasets/cifar10.h5 --threads $(THREADS); \
 	else .build/release/eidetic bench data datasets/fashion-mnist-2k.h5; fi
 
 clean:

@@ -62,6 +62,11 @@ public final class ReferenceIndex {
     let maxNorm: Float
     /// Extra candidates kept beyond k.
     public var margin = 16
+    /// Queries per GEMM tile (each tile re-reads all references, so larger is cheaper per
+    /// query; memory per worker is queryTile × (referenceTile + D) floats).
+    public var queryTile = 1024
+    /// References per GEMM tile.
+    public var referenceTile = 1024
 
     public init(_ references: ImageSet) {
         self.references = references
@@ -108,7 +113,8 @@ public final class ReferenceIndex {
         precondition(k >= 1 && k <= available, "nearest neighbours: k = \(k) but only \(available) references")
         let d = dimension, nq = queries.count, nr = references.count
         let cap = min(nr, k + margin + (selfOffset == nil ? 0 : 1))
-        let tileQ = 128, tileR = 1024
+        // big tiles, but at least one per worker so small query sets still use every core
+        let tileQ = max(16, min(queryTile, (nq + Threads.count - 1) / max(1, Threads.count))), tileR = max(1, referenceTile)
         let tiles = (nq + tileQ - 1) / tileQ
         var rows = [[(UInt64, Int)]](repeating: [], count: nq)
         var scanned = [Bool](repeating: false, count: nq)

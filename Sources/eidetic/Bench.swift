@@ -2,13 +2,14 @@ import ArgumentParser
 import Data
 import Diffusion
 import Foundation
+import HDF5
 import Models
 import NN
 import Optim
 import Tensor
 
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Benchmarks.", subcommands: [Ops.self, DataReads.self, UNetBench.self])
+    static let configuration = CommandConfiguration(abstract: "Benchmarks.", subcommands: [Ops.self, DataReads.self, UNetBench.self, KNNBench.self])
 
     /// The U-Net training step (forward, loss, backward, Adam) and a sampling forward pass.
     struct UNetBench: ParsableCommand {
@@ -62,6 +63,75 @@ struct Bench: ParsableCommand {
             let data = out.fileHandleForReading.readDataToEndOfFile()
             p.waitUntilExit()
             return String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "{}"
+        }
+    }
+
+    /// Exact kNN (the evaluator's extraction step) against faiss IndexFlatL2 / PyTorch on the
+    /// same data, threads and machine, in the same run, with the neighbours compared.
+    struct KNNBench: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "knn", abstract: "Exact k-nearest-neighbour search vs faiss / PyTorch.")
+        @Argument(help: "Image file (Eidetic HDF5).") var data = "datasets/cifar10.h5"
+        @Option(help: "Query split.") var queries = "test"
+        @Option(help: "Reference split.") var references = "train"
+        @Option(help: "Number of queries (a prefix of the split).") var numQueries = 10_000
+        @Option(help: "Number of references (a prefix of the split).") var numReferences = 50_000
+        @Option(help: "Neighbours.") var k = 50
+        @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+        @Option(help: "Reference backends for bench/knn_reference.py: faiss, torch or both; \"none\" skips.") var backend = "both"
+        @Option(help: "Python with faiss-cpu / torch / h5py.") var python = "bench/.venv/bin/python"
+        @Option(help: "Queries per GEMM tile.") var queryTile = 1024
+        @Option(help: "References per GEMM tile.") var referenceTile = 1024
+
+        func run() throws {
+            Threads.count = threads
+            let file = try DatasetFile(data)
+            let nq = min(numQueries, try file.shape(queries)[0]), nr = min(numReferences, try file.shape(references)[0])
+            let q = try file.read(queries, indices: Array(0..<nq)), r = try file.read(references, indices: Array(0..<nr))
+            let d = q.imageSize
+            let t0 = Date()
+            let index = ReferenceIndex(r)
+            index.queryTile = queryTile; index.referenceTile = referenceTile
+            let t1 = Date()
+            let table = index.search(q, k: k)
+            let t2 = Date()
+            let search = t2.timeIntervalSince(t1), flops = 2 * Double(nq) * Double(nr) * Double(d)
+            print(String(format: "eidetic: %d × %d × %d, k = %d, threads %d: search %.2f s (%.1f GFLOP/s), index build %.2f s, %d queries needed the exact scan",
+                         nq, nr, d, k, threads, search, flops / search / 1e9, t1.timeIntervalSince(t0), table.exactScans))
+            guard backend != "none", FileManager.default.isExecutableFile(atPath: python) else {
+                if backend != "none" { print("(no \(python): run `make bench-setup` for the faiss / PyTorch reference)") }
+                return
+            }
+            let out = NSTemporaryDirectory() + "eidetic-knn-ref-\(ProcessInfo.processInfo.processIdentifier).h5"
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: python)
+            p.arguments = ["bench/knn_reference.py", "--data", data, "--queries", queries, "--references", references,
+                           "--num-queries", "\(nq)", "--num-references", "\(nr)", "--k", "\(k)", "--threads", "\(threads)",
+                           "--backend", backend, "--out", out]
+            let pipe = Pipe(); p.standardOutput = pipe
+            try p.run()
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else { print("reference failed (exit \(p.terminationStatus))"); return }
+            let ref = try HDF5File.open(out)
+            for line in text.split(separator: "\n") {
+                guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      let name = o["backend"] as? String, let secs = o["seconds"] as? Double else { continue }
+                let (idx, _) = try ref.readInt64("\(name)/indices")
+                // same neighbour at every rank, or a different one at exactly our distance (a tie)
+                var same = 0, ties = 0, wrong = 0
+                for i in 0..<nq { for j in 0..<k {
+                    let theirs = Int(idx[i * k + j])
+                    if theirs == table.index(i, j) { same += 1; continue }
+                    let dist = NearestNeighbors.normalizedL2(q.image(i), r.image(theirs))
+                    if abs(dist - table.distance(i, j)) < 1e-12 { ties += 1 } else { wrong += 1 }
+                } }
+                let tolerant = (0..<nq).filter { i in
+                    Set((0..<k).map { Int(idx[i * k + $0]) }) == Set((0..<k).map { table.index(i, $0) })
+                }.count
+                print(String(format: "%@ %@: search %.2f s (%.1f GFLOP/s) → Eidetic / %@ time %.2f× (goal ≤ 1.0×); neighbours: %d of %d identical, %d differ only at exact ties, %d differ (Float32 near-ties on their side); identical sets for %d of %d queries",
+                             name, (o["version"] as? String) ?? "", secs, flops / secs / 1e9, name, search / secs, same, nq * k, ties, wrong, tolerant, nq))
+            }
         }
     }
 
