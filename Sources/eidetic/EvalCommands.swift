@@ -12,7 +12,7 @@ import Training
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure memorization: extraction, membership inference, nearest neighbours.",
-        subcommands: [EvalExtraction.self, EvalMIA.self, EvalKNN.self])
+        subcommands: [EvalExtraction.self, EvalMIA.self, EvalOutliers.self, EvalKNN.self])
 }
 
 struct EvalExtraction: ParsableCommand {
@@ -153,5 +153,28 @@ struct EvalKNN: ParsableCommand {
                                    attributes: ["queries": .string("\(queries):\(querySplit)"), "references": .string("\(references):\(referenceSplit)"),
                                                 "metric": .string("normalized l2 (RMS over [0,1] pixels)"), "command": .string(EvalOutput.command)], to: out)
         print(String(format: "%d × %d (k = %d) in %.1f s (%d queries needed the exact scan); wrote %@", n, refs.count, k, Date().timeIntervalSince(t0), table.exactScans, out))
+    }
+}
+
+struct EvalOutliers: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "outliers",
+        abstract: "Correlate per-example outlier scores with membership-attack scores and extraction outcomes (Spearman ρ, decile table).")
+    @Option(help: "Outlier scores (`eidetic data plan outliers` output).") var scores: String
+    @Option(help: "An `eval mia` folder (its mia.h5).") var mia: String?
+    @Option(help: "Attack whose scores to use.") var attack = "online-fixed-variance"
+    @Option(help: "An `eval extraction` folder (its extraction.h5).") var extraction: String?
+    @Option(help: "Output folder.") var out: String
+
+    func run() throws {
+        let plan = try PlanFile.read(OutlierScores.self, from: scores)
+        let m = mia.map { $0.hasSuffix(".h5") ? $0 : $0 + "/mia.h5" }
+        let e = extraction.map { $0.hasSuffix(".h5") ? $0 : $0 + "/extraction.h5" }
+        let r = try OutlierReport.run(outliers: plan, outlierFile: scores, mia: m, attack: attack, extraction: e, out: out)
+        for j in r.joins {
+            print(String(format: "%@: Spearman ρ = %.3f over %d examples; decile means %@", j.quantity, j.spearman, j.examples,
+                         j.deciles.map { String(format: "%.3g", $0[3]) }.joined(separator: " ")))
+        }
+        for k in r.outputs.keys.sorted() { print("\(k): \(r.outputs[k]!)") }
     }
 }

@@ -76,7 +76,7 @@ final class ReportTests: XCTestCase {
         for f in ["summary.json", "mia.h5", "roc.svg"] { XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + f), f) }
         // signals are cached per run and reused
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runs[0].path + "/eval").filter { $0.hasPrefix("signals-") }.count, 1)
-        let again = try MembershipReport.withPlan(planPath, runs: runs, attacks: [.globalThreshold], signal: signal, out: out, bootstrap: 20, log: { _ in })
+        let again = try MembershipReport.withPlan(planPath, runs: runs, attacks: [.globalThreshold], signal: signal, out: out + "-again", bootstrap: 20, log: { _ in })
         XCTAssertEqual(again.results[0].metrics.auc, r.results[0].metrics.auc)
 
         // refusals: a missing model, a run of another plan, a model trained twice
@@ -106,5 +106,17 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(vs.outputs["summary"]!.contains("-vs-m1/"))
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: own.outputs["summary"]!))) as! [String: Any]
         XCTAssertNotNil(json["extraction"]); XCTAssertNotNil(json["samplesAttributes"])
+
+        // outliers: the pool's outlier scores joined with the plan attack and run 0's extraction
+        let scores = OutlierScores(dataset: ref, images: split, indices: plan.pool, neighbors: 5)
+        let joined = try OutlierReport.run(outliers: scores, outlierFile: "pool-outliers", mia: out + "/mia.h5", attack: "online-fixed-variance",
+                                           extraction: own.outputs["arrays"]!, out: dir + "/outliers")
+        XCTAssertEqual(joined.joins.map(\.examples), [16, 16, half, half])
+        XCTAssertTrue(joined.joins.allSatisfy { $0.spearman.isNaN || abs($0.spearman) <= 1 })
+        XCTAssertEqual(joined.joins[0].deciles.map { Int($0[2]) }.reduce(0, +), 16)
+        // scores of another pool share no examples: refused
+        let elsewhere = OutlierScores(dataset: ref, images: split, indices: Array(500..<520), neighbors: 5)
+        XCTAssertTrue(message { _ = try OutlierReport.run(outliers: elsewhere, outlierFile: "other", mia: out + "/mia.h5", attack: "global-threshold", extraction: nil, out: dir + "/o2") }
+            .contains("examples in common"))
     }
 }
