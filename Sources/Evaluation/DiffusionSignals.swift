@@ -26,32 +26,40 @@ public struct LossSignalConfig: Codable, Equatable, Sendable {
 
 public enum DiffusionSignals {
     /// Losses [examples × queries] of `model` on `images` (dataset indices `ids` key the noise).
+    /// Class-conditional models see each image's own label.
     public static func losses(model: UNet, process: GaussianDiffusion, images: ImageSet, ids: [Int],
                               config c: LossSignalConfig, progress: ((Int, Int) -> Void)? = nil) -> [Double] {
-        precondition(ids.count == images.count, "loss signals: \(ids.count) ids for \(images.count) images")
-        precondition(c.timesteps.allSatisfy { $0 >= 0 && $0 < process.timesteps }, "loss signals: timesteps \(c.timesteps) outside 0..<\(process.timesteps)")
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
+        let conditional = model.config.classes > 0
+        return losses(predict: { x, t, labels in model(x, timesteps: t.map(Double.init), labels: conditional ? labels : nil) },
+                      process: process, images: images, ids: ids, config: c, progress: progress)
+    }
+
+    /// The same for any ε predictor `predict(x_t, t, labels)` (the model in evaluation mode).
+    public static func losses(predict: (Tensor, [Int], [Int]) -> Tensor, process: GaussianDiffusion, images: ImageSet, ids: [Int],
+                              config c: LossSignalConfig, progress: ((Int, Int) -> Void)? = nil) -> [Double] {
+        precondition(ids.count == images.count, "loss signals: \(ids.count) ids for \(images.count) images")
+        precondition(c.timesteps.allSatisfy { $0 >= 0 && $0 < process.timesteps }, "loss signals: timesteps \(c.timesteps) outside 0..<\(process.timesteps)")
         let shape = [images.channels, images.height, images.width]
         let key = RandomKey(seed: c.seed).fold("membership-noise")
         let flips = c.flip ? [false, true] : [false]
         var out = [Double](repeating: 0, count: images.count * c.queries)
-        let labels: [Int]? = model.config.classes > 0 ? images.labels : nil
         var done = 0
         for start in stride(from: 0, to: images.count, by: max(1, c.batchSize)) {
             let idx = Array(start..<min(images.count, start + c.batchSize))
             let batch = images.subset(idx)
             let x = batch.tensor()
             let xf = c.flip ? mirrored(x) : x
-            let lab = labels.map { l in idx.map { l[$0] } }
+            let lab = batch.labels
             withoutGradient {
                 var q = 0
                 for t in c.timesteps {
                     for r in 0..<c.draws {
                         let noise = stack(idx.map { Tensor.normal(shape, key: key.fold(UInt64(ids[$0])).fold(UInt64(t)).fold(UInt64(r))) })
                         for f in flips {
-                            let l = process.perExampleLoss({ model($0, timesteps: $1.map(Double.init), labels: lab) },
+                            let l = process.perExampleLoss({ predict($0, $1, lab) },
                                                            x0: f ? xf : x, t: [Int](repeating: t, count: idx.count), noise: noise).doubles
                             for (j, i) in idx.enumerated() { out[i * c.queries + q] = l[j] }
                             q += 1

@@ -12,7 +12,7 @@ import Training
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure memorization: extraction, membership inference, nearest neighbours.",
-        subcommands: [EvalExtraction.self, EvalMIA.self, EvalOutliers.self, EvalKNN.self])
+        subcommands: [EvalExtraction.self, EvalMIA.self, EvalInpaint.self, EvalOutliers.self, EvalKNN.self])
 }
 
 struct EvalExtraction: ParsableCommand {
@@ -175,6 +175,46 @@ struct EvalOutliers: ParsableCommand {
             print(String(format: "%@: Spearman ρ = %.3f over %d examples; decile means %@", j.quantity, j.spearman, j.examples,
                          j.deciles.map { String(format: "%.3g", $0[3]) }.joined(separator: " ")))
         }
+        for k in r.outputs.keys.sorted() { print("\(k): \(r.outputs[k]!)") }
+    }
+}
+
+struct EvalInpaint: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inpaint",
+        abstract: "Inpainting attack: hide half of each target, complete it many times, keep the lowest-loss completions, and compare members with non-members.")
+    @Argument(help: "Run directories: one run, or the runs of --plan.") var runs: [String]
+    @Option(help: "Membership plan (IN vs OUT models per target).") var plan: String?
+    @Option(help: "Targets per group (single run: members and as many non-members; plan: pool examples).") var targets = 16
+    @Option(help: "Completions per target.") var count = 64
+    @Option(help: "Completions kept by the model's own loss.") var keep = 10
+    @Option(help: "Hidden half: left, right, top, bottom.") var hidden = "right"
+    @Option(help: "Sampler steps (stochastic DDIM, eta 1).") var steps = 50
+    @Option(help: "RePaint resampling jumps per step.") var jumps = 0
+    @Option(help: "Timestep of the ranking loss.") var rankTimestep = 100
+    @Option(help: "Noise draws of the ranking loss.") var rankDraws = 4
+    @Option(help: "Seed.") var seed: UInt64 = 0
+    @Option(help: "Output folder (default: <first run>/eval/inpaint-…).") var out: String?
+
+    func run() throws {
+        var c = InpaintConfig()
+        guard let h = InpaintConfig.Half(rawValue: hidden) else { throw ValidationError("--hidden must be left, right, top or bottom") }
+        c.hidden = h; c.count = count; c.keep = min(keep, count); c.jumps = jumps; c.seed = seed
+        c.sampler = SamplerConfig(kind: .ddim, steps: steps, eta: 1)
+        c.rank.timesteps = [rankTimestep]; c.rank.draws = rankDraws; c.rank.seed = seed
+        let dirs = runs.map(RunDirectory.init)
+        let cases: [(Int, RunDirectory, Bool)]
+        let mode: String
+        if let plan { cases = try InpaintReport.planCases(plan, runs: dirs, targets: targets); mode = "plan" }
+        else {
+            guard dirs.count == 1 else { throw ValidationError("without --plan, give exactly one run directory") }
+            cases = try InpaintReport.singleRunCases(dirs[0], targets: targets, seed: seed); mode = "single-run"
+        }
+        let folder = out ?? "\(dirs[0].path)/eval/inpaint-\(mode)-\(hidden)-n\(targets)-c\(count)-s\(steps)"
+        let r = try InpaintReport.run(cases: cases, mode: mode, config: c, out: folder)
+        print(String(format: "hidden-half ℓ2 of the %d kept completions: members mean %.4f (median %.4f), non-members mean %.4f (median %.4f); AUC of −distance %.3f",
+                     c.keep, r.memberKeptMean["mean"] ?? .nan, r.memberKeptMean["median"] ?? .nan,
+                     r.nonMemberKeptMean["mean"] ?? .nan, r.nonMemberKeptMean["median"] ?? .nan, r.auc))
         for k in r.outputs.keys.sorted() { print("\(k): \(r.outputs[k]!)") }
     }
 }

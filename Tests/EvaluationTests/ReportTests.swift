@@ -107,6 +107,23 @@ final class ReportTests: XCTestCase {
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: own.outputs["summary"]!))) as! [String: Any]
         XCTAssertNotNil(json["extraction"]); XCTAssertNotNil(json["samplesAttributes"])
 
+        // inpainting: single-run and plan cases, tiny settings
+        var ic = InpaintConfig()
+        ic.count = 3; ic.keep = 2; ic.sampler = SamplerConfig(kind: .ddim, steps: 3, eta: 1); ic.rank.draws = 1
+        let singleCases = try InpaintReport.singleRunCases(runs[0], targets: 2, seed: 0)
+        XCTAssertEqual(singleCases.map(\.2), [true, true, false, false])
+        XCTAssertTrue(singleCases.prefix(2).allSatisfy { plan.members(model: 0).contains($0.0) })
+        let ip = try InpaintReport.run(cases: singleCases, mode: "single-run", config: ic, out: dir + "/inpaint", log: { _ in })
+        XCTAssertEqual(ip.cases.count, 4); XCTAssertEqual(ip.cases[0].outcome.kept.count, 2)
+        XCTAssertEqual(ip.memberKeptMean["count"], 2)
+        let pc = try InpaintReport.planCases(planPath, runs: runs, targets: 3)
+        XCTAssertEqual(pc.count, 6)
+        for (n, (id, run, member)) in pc.enumerated() {
+            XCTAssertEqual(id, plan.pool[n / 2])
+            let m = try run.loadConfig().data.planModel
+            XCTAssertEqual(plan.isMember(model: m, poolIndex: n / 2), member)
+        }
+
         // outliers: the pool's outlier scores joined with the plan attack and run 0's extraction
         let scores = OutlierScores(dataset: ref, images: split, indices: plan.pool, neighbors: 5)
         let joined = try OutlierReport.run(outliers: scores, outlierFile: "pool-outliers", mia: out + "/mia.h5", attack: "online-fixed-variance",
