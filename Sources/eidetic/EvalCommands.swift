@@ -12,7 +12,7 @@ import Training
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure memorization: extraction, membership inference, nearest neighbours.",
-        subcommands: [EvalExtraction.self, EvalMIA.self, EvalInpaint.self, EvalOutliers.self, EvalKNN.self])
+        subcommands: [EvalExtraction.self, EvalMIA.self, EvalInpaint.self, EvalOutliers.self, EvalQuality.self, EvalQualityClassifier.self, EvalKNN.self])
 }
 
 struct EvalExtraction: ParsableCommand {
@@ -216,5 +216,51 @@ struct EvalInpaint: ParsableCommand {
                      c.keep, r.memberKeptMean["mean"] ?? .nan, r.memberKeptMean["median"] ?? .nan,
                      r.nonMemberKeptMean["mean"] ?? .nan, r.nonMemberKeptMean["median"] ?? .nan, r.auc))
         for k in r.outputs.keys.sorted() { print("\(k): \(r.outputs[k]!)") }
+    }
+}
+
+struct EvalQuality: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quality",
+        abstract: "Sample quality proxy: Fréchet and kernel classifier distances (FCD, KCD — not FID) in the features of an Eidetic-trained classifier.")
+    @Argument(help: "Run directory.") var runDirectory: String
+    @Option(help: "Sample file (default: the newest in <run>/samples).") var samples: String?
+    @Option(help: "Feature classifier (`eidetic eval quality-classifier`).") var classifier = "results/quality/cifar10-classifier.h5"
+    @Option(help: "Reference split of the run's dataset.") var referenceSplit = "test"
+
+    func run() throws {
+        let dir = RunDirectory(runDirectory)
+        var file = samples
+        if file == nil {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.samples)) ?? []
+            file = names.filter { $0.hasSuffix(".h5") }.sorted().last.map { dir.samples + "/" + $0 }
+            guard file != nil else { throw ValidationError("\(runDirectory): no sample files; run `eidetic sample` or pass --samples") }
+        }
+        guard FileManager.default.fileExists(atPath: classifier) else {
+            throw ValidationError("no classifier at \(classifier): train one with `eidetic eval quality-classifier --data DATASET --out \(classifier)`")
+        }
+        let r = try QualityReport.run(run: dir, samplesFile: file!, classifierPath: classifier, referenceSplit: referenceSplit)
+        print(String(format: "%@ (%d samples) vs %@ (%d images), classifier test accuracy %.2f%%:", file!, r.samples, r.reference, r.referenceImages, r.classifier.testAccuracy * 100))
+        print(String(format: "  FCD %.3f (real-vs-real floor %.3f);  KCD×1000 %.3f ± %.3f (floor %.3f)", r.fcd, r.fcdRealFloor, r.kcd * 1000, r.kcdStd * 1000, r.kcdRealFloor * 1000))
+        print("summary: \(r.outputs["summary"]!)")
+    }
+}
+
+struct EvalQualityClassifier: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "quality-classifier", abstract: "Train the feature classifier that FCD/KCD use.")
+    @Option(help: "Dataset file.") var data = "datasets/cifar10.h5"
+    @Option(help: "Training split.") var trainSplit = "train"
+    @Option(help: "Test split (accuracy is recorded).") var testSplit = "test"
+    @Option(help: "Epochs.") var epochs = 8
+    @Option(help: "Batch size.") var batchSize = 128
+    @Option(help: "Seed.") var seed: UInt64 = 0
+    @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Output checkpoint.") var out = "results/quality/cifar10-classifier.h5"
+
+    func run() throws {
+        Threads.count = threads
+        try FileManager.default.createDirectory(atPath: (out as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let r = try QualityClassifier.train(dataFile: data, trainSplit: trainSplit, testSplit: testSplit, epochs: epochs, batchSize: batchSize, seed: seed, out: out)
+        print(String(format: "wrote %@ (sha256 %@); test accuracy %.2f%%", out, r.checkpointSHA256 ?? "?", r.testAccuracy * 100))
     }
 }

@@ -124,6 +124,15 @@ final class ReportTests: XCTestCase {
             XCTAssertEqual(plan.isMember(model: m, poolIndex: n / 2), member)
         }
 
+        // quality: a classifier trained one epoch on the embedded set; the barely trained model's
+        // samples are far from real images, real training images sit at the floor
+        let clf = dir + "/clf.h5"
+        let record = try QualityClassifier.train(dataFile: file, epochs: 1, batchSize: 64, out: clf, log: { _ in })
+        XCTAssertGreaterThan(record.testAccuracy, 0.3)
+        let q = try QualityReport.run(run: runs[0], samplesFile: samples, classifierPath: clf, maxReference: 200)
+        XCTAssertEqual(q.classifier.checkpointSHA256, try QualityClassifier.fileSHA256(clf))
+        XCTAssertGreaterThan(q.fcd, 2 * q.fcdRealFloor)
+
         // outliers: the pool's outlier scores joined with the plan attack and run 0's extraction
         let scores = OutlierScores(dataset: ref, images: split, indices: plan.pool, neighbors: 5)
         let joined = try OutlierReport.run(outliers: scores, outlierFile: "pool-outliers", mia: out + "/mia.h5", attack: "online-fixed-variance",

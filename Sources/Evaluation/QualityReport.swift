@@ -1,0 +1,57 @@
+import Data
+import Foundation
+import Tensor
+import Training
+
+/// `eidetic eval quality`: FCD and KCD of a run's samples against real images of the run's
+/// dataset (default: its test split), in the features of an Eidetic-trained classifier,
+/// with the real-vs-real floor (training images against the same reference) alongside.
+public struct QualityReport: Codable, Sendable {
+    public var samplesFile: String
+    public var samples: Int
+    public var reference: String
+    public var referenceImages: Int
+    public var classifier: ClassifierRecord
+    public var classifierPath: String
+    /// Fréchet classifier distance (not FID) of samples vs reference, and of as many real
+    /// training images vs reference (the floor a perfect generator would reach).
+    public var fcd: Double
+    public var fcdRealFloor: Double
+    /// Kernel classifier distance (KID-style, ×1000 is customary for display), mean and std over subsets.
+    public var kcd: Double
+    public var kcdStd: Double
+    public var kcdRealFloor: Double
+    public var command: String
+    public var outputs: [String: String]
+
+    public static func run(run: RunDirectory, samplesFile: String, classifierPath: String, referenceSplit: String = "test",
+                           maxReference: Int = 10_000, out: String? = nil) throws -> QualityReport {
+        let (model, record) = try QualityClassifier.load(classifierPath)
+        let gens = try DatasetFile(samplesFile).load("samples")
+        let c = try run.loadConfig()
+        let ds = try DatasetFile(c.data.file)
+        let refAll = try ds.load(referenceSplit)
+        guard refAll.channels == gens.channels && refAll.height == gens.height && refAll.width == gens.width else {
+            throw EvaluationError.input("\(samplesFile): samples \(gens.channels)×\(gens.height)×\(gens.width) vs reference \(c.data.file) \(referenceSplit) \(refAll.channels)×\(refAll.height)×\(refAll.width)")
+        }
+        let trainSplit = try ds.load(c.data.split)
+        if DatasetReference.contentHash(trainSplit) != record.datasetSHA256 {
+            throw EvaluationError.mismatch("\(classifierPath) was trained on \(record.dataset) \(record.trainSplit), not on \(c.data.file) (content hashes differ)")
+        }
+        let ref = refAll.subset(Array(0..<min(maxReference, refAll.count)))
+        let real = trainSplit.subset(Array(randomPermutation(trainSplit.count, key: RandomKey(seed: 0).fold("quality-floor")).prefix(gens.count)))
+        let d = FeatureClassifier.featureDimension
+        let fg = QualityClassifier.features(model, gens), fr = QualityClassifier.features(model, ref), ft = QualityClassifier.features(model, real)
+        let kg = FeatureDistance.kernel(fg, fr, dimension: d), kt = FeatureDistance.kernel(ft, fr, dimension: d)
+        let stem = ((samplesFile as NSString).lastPathComponent as NSString).deletingPathExtension
+        let folder = out ?? run.path + "/eval/quality-" + stem
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let report = QualityReport(samplesFile: samplesFile, samples: gens.count, reference: "\(c.data.file) \(referenceSplit)", referenceImages: ref.count,
+                                   classifier: record, classifierPath: classifierPath,
+                                   fcd: FeatureDistance.frechet(fg, fr, dimension: d), fcdRealFloor: FeatureDistance.frechet(ft, fr, dimension: d),
+                                   kcd: kg.mean, kcdStd: kg.std, kcdRealFloor: kt.mean, command: EvalOutput.command,
+                                   outputs: ["summary": folder + "/summary.json"])
+        try EvalOutput.writeJSON(report, to: folder + "/summary.json")
+        return report
+    }
+}
