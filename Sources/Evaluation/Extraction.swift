@@ -97,17 +97,19 @@ public enum Extraction {
         precondition(training.count >= 2, "extraction: the training set needs at least 2 images (got \(training.count))")
         let ids = datasetIndices ?? Array(0..<training.count)
         precondition(ids.count == training.count, "extraction: \(ids.count) dataset indices for \(training.count) training images")
-        let n = min(config.neighbors, training.count)
-        let table = (index ?? ReferenceIndex(training)).search(generations, k: n)
+        let n = min(max(config.neighbors, 1), training.count)
+        // at least 2 neighbours for the Gu ratio
+        let table = (index ?? ReferenceIndex(training)).search(generations, k: max(n, 2))
         let samples = (0..<generations.count).map { g -> ExtractionResult.Sample in
-            let d = (0..<n).map { table.distance(g, $0) }
-            let mean = d.reduce(0, +) / Double(n)
+            let all = (0..<table.k).map { table.distance(g, $0) }
+            let d = Array(all.prefix(n)) + (n < 2 ? [all[1]] : [])
+            let mean = d.prefix(n).reduce(0, +) / Double(n)
             let nearest = table.index(g, 0)
             return ExtractionResult.Sample(
                 nearest: nearest, nearestDatasetIndex: ids[nearest], l2: d[0], secondL2: d[1], meanL2: mean,
                 relative: mean > 0 ? d[0] / (config.alpha * mean) : (d[0] == 0 ? 0 : .infinity),
                 ratio: d[1] > 0 ? d[0] / d[1] : (d[0] == 0 ? 1 : .infinity),
-                copiesWithin: d.filter { $0 < config.l2Threshold }.count)
+                copiesWithin: d.prefix(n).filter { $0 < config.l2Threshold }.count)
         }
         return (ExtractionResult(config: config, samples: samples, neighborsUsed: n), table)
     }
