@@ -131,7 +131,8 @@ public struct MembershipReport: Codable, Sendable {
         guard missing.isEmpty else {
             throw EvaluationError.mismatch("\(planPath): no run for plan model(s) \(missing.map(String.init).joined(separator: ", ")) (\(runs.count) runs given, the plan has \(plan.models) models)")
         }
-        var records: [ModelRecord] = [], values: [Double] = []
+        // load and check everything before the expensive part
+        var loaded: [(RunDirectory, ModelRecord, UNet, TrainConfig)] = []
         var split: ImageSet? = nil
         for r in byModel.map({ $0! }) {
             let (rec, model, c) = try record(r, useEMA: useEMA)
@@ -139,8 +140,18 @@ public struct MembershipReport: Codable, Sendable {
             guard DatasetReference.contentHash(split!) == plan.dataset.contentSHA256 || plan.dataset.contentSHA256.isEmpty else {
                 throw EvaluationError.mismatch("\(r.path): dataset \(c.data.file) \(c.data.split) is not the data \(planPath) was made from (content hash)")
             }
+            loaded.append((r, rec, model, c))
+        }
+        // shadow models stand in for the target only if they were trained alike: same budget
+        let records = loaded.map(\.1)
+        guard Set(records.map(\.checkpointStep)).count == 1 else {
+            let list = records.map { "\($0.run) at step \($0.checkpointStep)" }.joined(separator: ", ")
+            throw EvaluationError.mismatch("\(planPath): the runs are at different checkpoint steps (\(list)); finish or align them first")
+        }
+        var values: [Double] = []
+        for (r, rec, model, c) in loaded {
             let losses = try signals(run: r, record: rec, model: model, config: c, images: split!.subset(plan.pool), ids: plan.pool, signal: signal, log: log)
-            records.append(rec); values += losses.map { -$0 }
+            values += losses.map { -$0 }
         }
         let keep = (0..<plan.models).map { m in (0..<plan.pool.count).map { plan.isMember(model: m, poolIndex: $0) } }
         let s = MembershipSignals(models: plan.models, examples: plan.pool.count, queries: signal.queries, values: values, keep: keep).averaged()

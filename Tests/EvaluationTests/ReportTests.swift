@@ -90,6 +90,10 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(message { _ = try MembershipReport.withPlan(planPath, runs: runs + [twin], signal: signal, out: out, log: { _ in }) }
             .contains("trained by both"))
 
+        let longer = try train(config(plan: planPath, model: 1).replacingOccurrences(of: "images = 24", with: "images = 32"), "longer1")
+        XCTAssertTrue(message { _ = try MembershipReport.withPlan(planPath, runs: [runs[0], longer, runs[2], runs[3]], signal: signal, out: out, log: { _ in }) }
+            .contains("different checkpoint steps"))
+
         // single-run mode: members are the run's half, non-members other images of the split
         let single = try MembershipReport.singleRun(runs[0], nonMembers: 10, signal: signal, bootstrap: 20, log: { _ in })
         let half = plan.members(model: 0).count
