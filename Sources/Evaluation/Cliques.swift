@@ -49,31 +49,19 @@ public enum CliqueFilter {
         return map
     }
 
-    /// The graph on `members` of `set` with an edge where tiled ℓ2 ≤ threshold, and the distances.
-    static func graph(_ set: ImageSet, members: [Int], config: CliqueConfig) -> (adjacency: [[Bool]], distance: [[Double]]) {
-        let n = members.count
-        let tileOf = tileMap(channels: set.channels, height: set.height, width: set.width, tiles: config.tiles)
-        let nt = config.tiles * config.tiles
-        var counts = [Int](repeating: 0, count: nt)
-        for t in tileOf { counts[t] += 1 }
-        var dist = [[Double]](repeating: [Double](repeating: 0, count: n), count: n)
-        set.images.withUnsafeBufferPointer { px in
-            var sums = [Int](repeating: 0, count: nt)
-            let d = set.imageSize
-            for a in 0..<n {
-                let pa = px.baseAddress! + members[a] * d
-                for b in (a + 1)..<max(n, a + 1) {
-                    let pb = px.baseAddress! + members[b] * d
-                    for t in 0..<nt { sums[t] = 0 }
-                    for p in 0..<d { let x = Int(pa[p]) - Int(pb[p]); sums[tileOf[p]] += x * x }
-                    var m = 0.0
-                    for t in 0..<nt where counts[t] > 0 { m = max(m, Double(sums[t]) / Double(counts[t])) }
-                    dist[a][b] = m.squareRoot() / 255; dist[b][a] = dist[a][b]
-                }
+    /// The graph on `members` of `set`: an edge where the tiled ℓ2 is ≤ threshold. The
+    /// global normalized ℓ2 never exceeds the tiled one (a weighted mean of the per-tile mean
+    /// squares is at most their maximum), so candidate pairs come from the GEMM-speed
+    /// all-pairs search at the same threshold and only those are measured tile by tile.
+    static func graph(_ set: ImageSet, members: [Int], config: CliqueConfig) -> [Set<Int>] {
+        let sub = set.subset(members)
+        var adjacency = [Set<Int>](repeating: [], count: members.count)
+        for (a, b, _) in NearestNeighbors.pairsWithin(sub, threshold: config.threshold * (1 + 1e-9) + 1e-12) {
+            if tiledL2(sub.image(a), sub.image(b), channels: set.channels, height: set.height, width: set.width, tiles: config.tiles) <= config.threshold {
+                adjacency[a].insert(b); adjacency[b].insert(a)
             }
         }
-        let adj = (0..<n).map { a in (0..<n).map { b in a != b && dist[a][b] <= config.threshold } }
-        return (adj, dist)
+        return adjacency
     }
 
     /// Maximal cliques of size ≥ minSize among the generations, per group (Bron–Kerbosch with
@@ -84,8 +72,7 @@ public enum CliqueFilter {
         var out: [Clique] = []
         for label in Set(g).sorted() {
             let members = (0..<generations.count).filter { g[$0] == label }
-            let (adj, dist) = graph(generations, members: members, config: config)
-            let neighbors = adj.map { row in Set(row.indices.filter { row[$0] }) }
+            let neighbors = graph(generations, members: members, config: config)
             var found: [[Int]] = []
             var overflow = false
             func expand(_ r: [Int], _ p: Set<Int>, _ x: Set<Int>) {
@@ -107,9 +94,9 @@ public enum CliqueFilter {
                 throw EvaluationError.tooManyCliques(group: label, limit: config.maxCliques)
             }
             for c in found.sorted(by: { $0.count != $1.count ? $0.count > $1.count : $0.lexicographicallyPrecedes($1) }) {
-                let medoid = c.min { a, b in
-                    (c.reduce(0) { $0 + dist[a][$1] }, a) < (c.reduce(0) { $0 + dist[b][$1] }, b)
-                }!
+                let (ch, h, w, t) = (generations.channels, generations.height, generations.width, config.tiles)
+                let total = c.map { a in c.reduce(0.0) { $0 + tiledL2(generations.image(members[a]), generations.image(members[$1]), channels: ch, height: h, width: w, tiles: t) } }
+                let medoid = c.indices.min { (total[$0], c[$0]) < (total[$1], c[$1]) }.map { c[$0] }!
                 out.append(Clique(group: label, members: c.map { members[$0] }, medoid: members[medoid]))
             }
         }
