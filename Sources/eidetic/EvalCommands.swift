@@ -64,6 +64,7 @@ struct EvalExtraction: ParsableCommand {
         print("extracted (relative ℓ2 < \(relativeThreshold), α \(alpha), n \(e.neighborsUsed)): \(e.extractedGenerations["relative"]!) generations, \(e.uniqueExtracted["relative"]!) unique training images")
         print("  ℓ2 < \(l2Threshold): \(e.uniqueExtracted["l2"]!) unique;  Gu ratio < 1/3: \(e.uniqueExtracted["ratio"]!) unique")
         print("  unique vs generations: " + e.curve.map { "\($0[0]):\($0[1])" }.joined(separator: " "))
+        for n in e.notes { print("  note: \(n)") }
         if let c = r.cliques {
             print(String(format: "clique filter (tiled ℓ2 ≤ %.3f, %d×%d tiles, size ≥ %d%@): %d flagged, %d verified (precision %.3f), %d unique images",
                          c.config.threshold, c.config.tiles, c.config.tiles, c.config.minSize, c.grouped ? ", per class" : "",
