@@ -49,7 +49,7 @@ struct EvalExtraction: ParsableCommand {
         if file == nil {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.samples)) ?? []
             let h5 = names.filter { $0.hasSuffix(".h5") }.map { dir.samples + "/" + $0 }
-            file = h5.max { (mtime($0), $0) < (mtime($1), $1) }
+            file = h5.max { (EvalExtraction.mtime($0), $0) < (EvalExtraction.mtime($1), $1) }
             guard file != nil else { throw ValidationError("\(runDirectory): no sample files in \(dir.samples); pass --count N to generate, or --samples FILE") }
         }
         var ec = ExtractionConfig()
@@ -74,7 +74,7 @@ struct EvalExtraction: ParsableCommand {
         print(String(format: "evaluated in %.1f s", Date().timeIntervalSince(t0)))
     }
 
-    func mtime(_ p: String) -> Date { ((try? FileManager.default.attributesOfItem(atPath: p))?[.modificationDate] as? Date) ?? .distantPast }
+    static func mtime(_ p: String) -> Date { ((try? FileManager.default.attributesOfItem(atPath: p))?[.modificationDate] as? Date) ?? .distantPast }
 }
 
 struct EvalMIA: ParsableCommand {
@@ -234,7 +234,8 @@ struct EvalQuality: ParsableCommand {
         var file = samples
         if file == nil {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.samples)) ?? []
-            file = names.filter { $0.hasSuffix(".h5") }.sorted().last.map { dir.samples + "/" + $0 }
+            let h5 = names.filter { $0.hasSuffix(".h5") }.map { dir.samples + "/" + $0 }
+            file = h5.max { (EvalExtraction.mtime($0), $0) < (EvalExtraction.mtime($1), $1) }
             guard file != nil else { throw ValidationError("\(runDirectory): no sample files; run `eidetic sample` or pass --samples") }
         }
         guard FileManager.default.fileExists(atPath: classifier) else {
@@ -261,7 +262,8 @@ struct EvalQualityClassifier: ParsableCommand {
     func run() throws {
         Threads.count = threads
         try FileManager.default.createDirectory(atPath: (out as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let r = try QualityClassifier.train(dataFile: data, trainSplit: trainSplit, testSplit: testSplit, epochs: epochs, batchSize: batchSize, seed: seed, out: out)
+        let r = try QualityClassifier.train(dataFile: data, trainSplit: trainSplit, testSplit: testSplit, epochs: epochs, batchSize: batchSize,
+                                            seed: seed, out: out, log: { print($0); fflush(stdout) })
         print(String(format: "wrote %@ (sha256 %@); test accuracy %.2f%%", out, r.checkpointSHA256 ?? "?", r.testAccuracy * 100))
     }
 }
