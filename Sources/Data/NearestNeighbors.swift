@@ -25,41 +25,6 @@ public enum NearestNeighbors {
         return (s / Double(max(a.count, 1))).squareRoot() / 255
     }
 
-    /// Rows of uint8 images as Float in [0, 1].
-    static func floats(_ set: ImageSet) -> [Float] { set.images.map { Float($0) * (1 / 255) } }
-
-    /// Calls `visit(qStart, qCount, rStart, rCount, d²)` for tiles of the Q×R matrix of
-    /// squared (unnormalised, [0,1]-scaled) distances; `d²` is row-major qCount×rCount.
-    static func forEachTile(queries q: [Float], references r: [Float], dimension d: Int,
-                            visit: (Int, Int, Int, Int, UnsafePointer<Float>) -> Void) {
-        let nq = q.count / d, nr = r.count / d
-        guard nq > 0 && nr > 0 else { return }
-        var mean = [Float](repeating: 0, count: d)
-        for j in 0..<nr { for k in 0..<d { mean[k] += r[j * d + k] } }
-        for k in 0..<d { mean[k] /= Float(nr) }
-        let qc = (0..<q.count).map { q[$0] - mean[$0 % d] }, rc = (0..<r.count).map { r[$0] - mean[$0 % d] }
-        func norms(_ x: [Float], _ n: Int) -> [Float] { (0..<n).map { i in var s: Float = 0; for k in 0..<d { s += x[i * d + k] * x[i * d + k] }; return s } }
-        let qn = norms(qc, nq), rn = norms(rc, nr)
-        let tq = 256, tr = 2048
-        var tile = [Float](repeating: 0, count: tq * tr)
-        qc.withUnsafeBufferPointer { qp in rc.withUnsafeBufferPointer { rp in tile.withUnsafeMutableBufferPointer { tp in
-            var qs = 0
-            while qs < nq {
-                let qk = min(tq, nq - qs)
-                var rs = 0
-                while rs < nr {
-                    let rk = min(tr, nr - rs)
-                    Float.gemm(transA: false, transB: true, m: qk, n: rk, k: d, alpha: -2, a: qp.baseAddress! + qs * d, lda: d,
-                               b: rp.baseAddress! + rs * d, ldb: d, beta: 0, c: tp.baseAddress!, ldc: rk)
-                    for i in 0..<qk { for j in 0..<rk { tp[i * rk + j] = max(0, tp[i * rk + j] + qn[qs + i] + rn[rs + j]) } }
-                    visit(qs, qk, rs, rk, UnsafePointer(tp.baseAddress!))
-                    rs += rk
-                }
-                qs += qk
-            }
-        } } }
-    }
-
     /// The `k` nearest references of every query, nearest first, by normalized ℓ2 (ties by
     /// index). With `excludeSelf`, queries and references are the same set and i is not its
     /// own neighbour. Exact: see `ReferenceIndex`.
@@ -71,16 +36,31 @@ public enum NearestNeighbors {
         return (0..<table.queries).map { table.neighbors(of: $0) }
     }
 
-    /// All pairs (i < j) within one set whose normalized ℓ2 is below `threshold`.
+    /// All pairs (i < j) within one set whose normalized ℓ2 is below `threshold`: Float32
+    /// GEMM tiles on or above the diagonal (the centred rows and norms of `ReferenceIndex`)
+    /// give candidates with slack for rounding; each is confirmed exactly in integers.
     public static func pairsWithin(_ set: ImageSet, threshold: Double) -> [(Int, Int, Double)] {
-        let d = set.imageSize
-        // squared, [0,1]-scaled distance bound, with slack for Float32 rounding; confirmed exactly below
+        let d = set.imageSize, n = set.count
+        guard n > 1 else { return [] }
+        let index = ReferenceIndex(set)
+        // squared, [0,1]-scaled distance bound, with slack for Float32 rounding
         let bound = Float(threshold * threshold * Double(d)) * 1.01 + 1e-3
         var candidates: [(Int, Int)] = []
-        let x = floats(set)
-        forEachTile(queries: x, references: x, dimension: d) { qs, qk, rs, rk, tile in
-            for i in 0..<qk { for j in 0..<rk where qs + i < rs + j && tile[i * rk + j] <= bound { candidates.append((qs + i, rs + j)) } }
-        }
+        let t = 1024
+        var tile = [Float](repeating: 0, count: t * t)
+        index.centred.withUnsafeBufferPointer { c in index.norms.withUnsafeBufferPointer { nr in tile.withUnsafeMutableBufferPointer { tp in
+            for qs in stride(from: 0, to: n, by: t) {
+                let qk = min(t, n - qs)
+                for rs in stride(from: qs, to: n, by: t) {
+                    let rk = min(t, n - rs)
+                    Float.gemm(transA: false, transB: true, m: qk, n: rk, k: d, alpha: -2, a: c.baseAddress! + qs * d, lda: d,
+                               b: c.baseAddress! + rs * d, ldb: d, beta: 0, c: tp.baseAddress!, ldc: rk)
+                    for i in 0..<qk { for j in 0..<rk where qs + i < rs + j && tp[i * rk + j] + nr[qs + i] + nr[rs + j] <= bound {
+                        candidates.append((qs + i, rs + j))
+                    } }
+                }
+            }
+        } } }
         return candidates.compactMap { i, j in
             let dist = normalizedL2(set.image(i), set.image(j))
             return dist < threshold ? (i, j, dist) : nil

@@ -115,8 +115,7 @@ public enum Extraction {
         // at least 2 neighbours for the Gu ratio
         let table = (index ?? ReferenceIndex(training)).search(generations, k: max(n, 2))
         let samples = (0..<generations.count).map { g -> ExtractionResult.Sample in
-            let all = (0..<table.k).map { table.distance(g, $0) }
-            let d = Array(all.prefix(n)) + (n < 2 ? [all[1]] : [])
+            let d = (0..<table.k).map { table.distance(g, $0) }
             let mean = d.prefix(n).reduce(0, +) / Double(n)
             let nearest = table.index(g, 0)
             return ExtractionResult.Sample(

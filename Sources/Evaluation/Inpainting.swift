@@ -71,8 +71,8 @@ public enum Inpainting {
     {
         let single = ImageSet(images: Array(target), labels: [0], channels: c, height: h, width: w, classNames: [])
         let x0 = single.tensor()
-        let mask = Tensor(config.knownMask(channels: c, height: h, width: w), shape: [1, c, h, w])
-        let inverse = Tensor(config.knownMask(channels: c, height: h, width: w).map { 1 - $0 }, shape: [1, c, h, w])
+        let known = config.knownMask(channels: c, height: h, width: w)
+        let mask = Tensor(known, shape: [1, c, h, w]), inverse = Tensor(known.map { 1 - $0 }, shape: [1, c, h, w])
         let shape = [c, h, w]
         let key = RandomKey(seed: config.seed).fold("inpaint").fold(UInt64(targetID))
         let schedule = config.sampler.timesteps(total: process.timesteps)
@@ -91,12 +91,12 @@ public enum Inpainting {
                         let eps = model(x, [Int](repeating: t, count: n))
                         let noise = stack(keys.map { Tensor.normal(shape, key: $0.fold("step").fold(tag)) })
                         let unknown = process.step(x, eps: eps, t: t, prev: prev, sampler: config.sampler, noise: noise)
-                        let known: Tensor
+                        let knownPart: Tensor
                         if prev >= 0 {
                             let kn = stack(keys.map { Tensor.normal(shape, key: $0.fold("known").fold(tag)) })
-                            known = process.qSample(truth, t: [Int](repeating: prev, count: n), noise: kn)
-                        } else { known = truth }
-                        x = known * mask + unknown * inverse
+                            knownPart = process.qSample(truth, t: [Int](repeating: prev, count: n), noise: kn)
+                        } else { knownPart = truth }
+                        x = knownPart * mask + unknown * inverse
                         if jump < (prev >= 0 ? config.jumps : 0) {
                             // re-noise x_prev back to x_t: q(x_t | x_prev) = N(√(ᾱ_t/ᾱ_prev) x_prev, (1 − ᾱ_t/ᾱ_prev) I)
                             let ratio = process.alphasCumprod[t] / process.alphasCumprod[prev]
@@ -118,7 +118,7 @@ public enum Inpainting {
                                             ids: [Int](repeating: targetID, count: idx.count), config: config.rank)
             for j in idx.indices { losses.append((0..<q).reduce(0) { $0 + v[j * q + $1] } / Double(q)) }
         }
-        let hiddenIdx = config.knownMask(channels: c, height: h, width: w).enumerated().filter { $0.element == 0 }.map(\.offset)
+        let hiddenIdx = known.indices.filter { known[$0] == 0 }
         let truthBytes = Array(target)
         let distances = (0..<config.count).map { i -> Double in
             let img = completions.image(i)

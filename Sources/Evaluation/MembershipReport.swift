@@ -136,9 +136,14 @@ public struct MembershipReport: Codable, Sendable {
         var split: ImageSet? = nil
         for r in byModel.map({ $0! }) {
             let (rec, model, c) = try record(r, useEMA: useEMA)
-            if split == nil { split = try DatasetFile(c.data.file).load(c.data.split) }
-            guard DatasetReference.contentHash(split!) == plan.dataset.contentSHA256 || plan.dataset.contentSHA256.isEmpty else {
-                throw EvaluationError.mismatch("\(r.path): dataset \(c.data.file) \(c.data.split) is not the data \(planPath) was made from (content hash)")
+            if split == nil {
+                // every run's data reference is checked to match the first's; the first's content against the plan's hash
+                split = try DatasetFile(c.data.file).load(c.data.split)
+                guard plan.dataset.contentSHA256.isEmpty || DatasetReference.contentHash(split!) == plan.dataset.contentSHA256 else {
+                    throw EvaluationError.mismatch("\(r.path): dataset \(c.data.file) \(c.data.split) is not the data \(planPath) was made from (content hash)")
+                }
+            } else if let first = loaded.first?.3.data, (first.file, first.split) != (c.data.file, c.data.split) {
+                throw EvaluationError.mismatch("\(r.path): trains on \(c.data.file) \(c.data.split), \(loaded[0].0.path) on \(first.file) \(first.split)")
             }
             loaded.append((r, rec, model, c))
         }

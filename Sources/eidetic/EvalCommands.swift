@@ -15,6 +15,13 @@ struct Eval: ParsableCommand {
         subcommands: [EvalExtraction.self, EvalMIA.self, EvalInpaint.self, EvalOutliers.self, EvalQuality.self, EvalQualityClassifier.self, EvalKNN.self])
 }
 
+/// The most recently written `.h5` in a run's samples folder.
+func newestSampleFile(_ run: RunDirectory) -> String? {
+    func mtime(_ p: String) -> Date { ((try? FileManager.default.attributesOfItem(atPath: p))?[.modificationDate] as? Date) ?? .distantPast }
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: run.samples)) ?? []
+    return names.filter { $0.hasSuffix(".h5") }.map { run.samples + "/" + $0 }.max { (mtime($0), $0) < (mtime($1), $1) }
+}
+
 struct EvalExtraction: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "extraction",
@@ -47,9 +54,7 @@ struct EvalExtraction: ParsableCommand {
             print(String(format: "generated %d samples in %.1f s: %@", n, Date().timeIntervalSince(t0), file!))
         }
         if file == nil {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.samples)) ?? []
-            let h5 = names.filter { $0.hasSuffix(".h5") }.map { dir.samples + "/" + $0 }
-            file = h5.max { (EvalExtraction.mtime($0), $0) < (EvalExtraction.mtime($1), $1) }
+            file = newestSampleFile(dir)
             guard file != nil else { throw ValidationError("\(runDirectory): no sample files in \(dir.samples); pass --count N to generate, or --samples FILE") }
         }
         var ec = ExtractionConfig()
@@ -74,7 +79,6 @@ struct EvalExtraction: ParsableCommand {
         print(String(format: "evaluated in %.1f s", Date().timeIntervalSince(t0)))
     }
 
-    static func mtime(_ p: String) -> Date { ((try? FileManager.default.attributesOfItem(atPath: p))?[.modificationDate] as? Date) ?? .distantPast }
 }
 
 struct EvalMIA: ParsableCommand {
@@ -233,9 +237,7 @@ struct EvalQuality: ParsableCommand {
         let dir = RunDirectory(runDirectory)
         var file = samples
         if file == nil {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.samples)) ?? []
-            let h5 = names.filter { $0.hasSuffix(".h5") }.map { dir.samples + "/" + $0 }
-            file = h5.max { (EvalExtraction.mtime($0), $0) < (EvalExtraction.mtime($1), $1) }
+            file = newestSampleFile(dir)
             guard file != nil else { throw ValidationError("\(runDirectory): no sample files; run `eidetic sample` or pass --samples") }
         }
         guard FileManager.default.fileExists(atPath: classifier) else {
