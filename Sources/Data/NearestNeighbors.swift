@@ -42,7 +42,7 @@ public enum NearestNeighbors {
     public static func pairsWithin(_ set: ImageSet, threshold: Double) -> [(Int, Int, Double)] {
         let d = set.imageSize, n = set.count
         guard n > 1 else { return [] }
-        let index = ReferenceIndex(set)
+        let index = ReferenceIndex(set, kernel: .float32)  // the threshold search below reads its Float32 tiles
         // squared, [0,1]-scaled distance bound, with slack for Float32 rounding
         let bound = Float(threshold * threshold * Double(d)) * 1.01 + 1e-3
         var candidates: [(Int, Int)] = []

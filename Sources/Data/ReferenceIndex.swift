@@ -39,39 +39,76 @@ public struct NeighborTable: Equatable, Sendable {
 }
 
 /// Exact k-nearest-neighbour search by pixel ℓ2 over a fixed reference set, at GEMM speed
-/// and with bounded memory (queries come in blocks; only the references stay resident,
-/// as uint8 and as centred Float32).
+/// and with bounded memory (queries come in blocks; only the references stay resident).
+/// ‖q − r‖² = ‖q‖² + ‖r‖² − 2 q·r on tiles; each query keeps a max-heap of its smallest
+/// values. Two kernels give the same answer, ties broken by the smaller index:
 ///
-/// 1. Candidates: ‖q − r‖² = ‖q‖² + ‖r‖² − 2 q·r on tiles (sgemm, both sides centred on the
-///    references' mean to limit cancellation); each query keeps a max-heap of its k + m
-///    smallest values.
-/// 2. Exact ranking: the candidates' squared distances are recomputed in integers from the
-///    uint8 pixels and sorted by (distance, index).
-/// 3. Certificate: the Float32 value of any pair is within τ = 2.5·γ_D·(‖q‖² + max‖r‖²) of
-///    the truth (γ_D = D·u/(1 − D·u), the classic dot-product error bound for any summation
-///    order). Every reference outside the heap had a value ≥ the heap's largest W, so if
-///    W − τ exceeds the exact k-th distance no outsider can belong to the top k. A query
-///    that fails the test (rare: a crowd of references within τ of its k-th neighbour) is
-///    scanned exactly over all references. The answer is therefore always the exact one.
+/// - `.int8` (CPUs with AVX-512 VNNI): the dot products of uint8 images are computed
+///   exactly in int32 (64 multiply-adds per instruction), so the distances are exact
+///   integers and the heap is the answer. References are kept packed as uint8.
+/// - `.float32` (any CPU): sgemm on Float32 images centred on the references' mean.
+///   1. Candidates: each query keeps its k + m smallest Float32 values.
+///   2. Exact ranking: the candidates' squared distances are recomputed in integers from
+///      the uint8 pixels and sorted by (distance, index).
+///   3. Certificate: the Float32 value of any pair is within τ = 2.5·γ_D·(‖q‖² + max‖r‖²)
+///      of the truth (γ_D = D·u/(1 − D·u), the classic dot-product error bound for any
+///      summation order). Every reference outside the heap had a value ≥ the heap's
+///      largest W, so if W − τ exceeds the exact k-th distance no outsider can belong to
+///      the top k. A query that fails the test (rare: a crowd of references within τ of
+///      its k-th neighbour) is scanned exactly over all references.
 public final class ReferenceIndex {
+    public enum Kernel: String, Sendable, CaseIterable {
+        case int8 = "int8-vnni", float32
+        /// Whether this CPU can run the kernel.
+        public var isAvailable: Bool { self == .float32 || ek_vnni_available() != 0 }
+        /// The fastest kernel this CPU runs.
+        public static var best: Kernel { Kernel.int8.isAvailable ? .int8 : .float32 }
+    }
     public let references: ImageSet
+    public let kernel: Kernel
     let dimension: Int
+    // .float32: centred references, their squared norms and the largest of those
     let mean: [Float]
     let centred: [Float]
     let norms: [Float]
     let maxNorm: Float
-    /// Extra candidates kept beyond k.
+    // .int8: references packed in EK_DOT_NR-row panels, and Σr² − 256·Σr per reference
+    let packed: [UInt8]
+    let referenceTerms: [Int64]
+    /// Extra candidates kept beyond k (`.float32`).
     public var margin = 16
-    /// Queries per GEMM tile (each tile re-reads all references, so larger is cheaper per
-    /// query; memory per worker is queryTile × (referenceTile + D) floats).
+    /// Queries per tile (each tile re-reads all references, so larger is cheaper per
+    /// query; memory per worker is about queryTile × (referenceTile + D) floats).
     public var queryTile = 1024
-    /// References per GEMM tile.
+    /// References per GEMM tile (`.float32`; the int8 kernel blocks by itself).
     public var referenceTile = 1024
 
-    public init(_ references: ImageSet) {
+    /// `kernel` defaults to the fastest this CPU runs; asking for `.int8` on a CPU without
+    /// AVX-512 VNNI, or with images over 65,536 values, is a programming error.
+    public init(_ references: ImageSet, kernel: Kernel? = nil) {
         self.references = references
         let d = references.imageSize, n = references.count
+        let kernel = kernel ?? (d <= 65_536 && n < Int(Int32.max) ? Kernel.best : .float32)
+        precondition(kernel.isAvailable, "ReferenceIndex: the int8 kernel needs AVX-512 VNNI, which this CPU lacks")
+        precondition(kernel != .int8 || d <= 65_536, "ReferenceIndex: the int8 kernel handles images of at most 65,536 values, not \(d)")
+        self.kernel = kernel
         dimension = d
+        if kernel == .int8 {
+            var p = [UInt8](repeating: 0, count: ek_panel_bytes(n, d, Int(EK_DOT_NR)))
+            var terms = [Int64](repeating: 0, count: n)
+            references.images.withUnsafeBufferPointer { x in
+                p.withUnsafeMutableBufferPointer { ek_pack_panels(x.baseAddress!, n, d, Int(EK_DOT_NR), 0, $0.baseAddress!) }
+                for j in 0..<n {
+                    var sq: Int64 = 0, sum: Int64 = 0
+                    for t in 0..<d { let v = Int64(x[j * d + t]); sq += v * v; sum += v }
+                    terms[j] = sq - 256 * sum
+                }
+            }
+            packed = p; referenceTerms = terms
+            mean = []; centred = []; norms = []; maxNorm = 0
+            return
+        }
+        packed = []; referenceTerms = []
         var m = [Double](repeating: 0, count: d)
         references.images.withUnsafeBufferPointer { p in
             for j in 0..<n { for t in 0..<d { m[t] += Double(p[j * d + t]) } }
@@ -112,10 +149,11 @@ public final class ReferenceIndex {
         let available = references.count - (selfOffset == nil ? 0 : 1)
         precondition(k >= 1 && k <= available, "nearest neighbours: k = \(k) but only \(available) references")
         let d = dimension, nq = queries.count, nr = references.count
-        let cap = min(nr, k + margin + (selfOffset == nil ? 0 : 1))
         // big tiles, but at least one per worker so small query sets still use every core
         let tileQ = max(16, min(queryTile, (nq + Threads.count - 1) / max(1, Threads.count))), tileR = max(1, referenceTile)
         let tiles = (nq + tileQ - 1) / tileQ
+        if kernel == .int8 { return searchInt8(queries, k: k, selfOffset: selfOffset, tileQ: tileQ, tiles: tiles) }
+        let cap = min(nr, k + margin + (selfOffset == nil ? 0 : 1))
         var rows = [[(UInt64, Int)]](repeating: [], count: nq)
         var scanned = [Bool](repeating: false, count: nq)
         let gammaD = Double(d) * 0x1p-24 / (1 - Double(d) * 0x1p-24)
@@ -173,6 +211,42 @@ public final class ReferenceIndex {
         var table = NeighborTable(k: k)
         for r in rows { table.appendRow(r, dimension: d) }
         table.addExactScans(scanned.filter { $0 }.count)
+        return table
+    }
+
+    /// The `.int8` kernel: exact distances throughout, so each query's heap is its answer.
+    func searchInt8(_ queries: ImageSet, k: Int, selfOffset: Int?, tileQ: Int, tiles: Int) -> NeighborTable {
+        let d = dimension, nq = queries.count, nr = references.count
+        var rows = [[(UInt64, Int)]](repeating: [], count: nq)
+        rows.withUnsafeMutableBufferPointer { rowsP in
+        queries.images.withUnsafeBufferPointer { qBytes in packed.withUnsafeBufferPointer { rp in
+        referenceTerms.withUnsafeBufferPointer { rt in
+            Parallel.run(chunks: tiles) { tile, _ in
+                let qs = tile * tileQ, qk = min(tileQ, nq - qs)
+                let mr = Int(EK_DOT_MR), qPadded = (qk + mr - 1) / mr * mr
+                let a = UnsafeMutablePointer<UInt8>.allocate(capacity: ek_panel_bytes(qk, d, mr))
+                let qn = UnsafeMutablePointer<Int64>.allocate(capacity: qk)
+                let heap = UnsafeMutablePointer<UInt64>.allocate(capacity: qk * k)
+                let counts = UnsafeMutablePointer<Int>.allocate(capacity: qk)
+                let buf = UnsafeMutablePointer<Int32>.allocate(capacity: qPadded * Int(EK_REF_BLOCK))
+                defer { a.deallocate(); qn.deallocate(); heap.deallocate(); counts.deallocate(); buf.deallocate() }
+                let x = qBytes.baseAddress! + qs * d
+                ek_pack_panels(x, qk, d, mr, 1, a)
+                for i in 0..<qk {
+                    var s: Int64 = 0
+                    for t in 0..<d { let v = Int64(x[i * d + t]); s += v * v }
+                    qn[i] = s
+                }
+                ek_knn_exact_tile(a, qk, qn, rp.baseAddress!, nr, rt.baseAddress!, d,
+                                  Int64(selfOffset.map { $0 + qs } ?? -1), heap, k, counts, buf)
+                for i in 0..<qk {
+                    let keys = UnsafeBufferPointer(start: heap + i * k, count: counts[i]).sorted()
+                    rowsP[qs + i] = keys.map { ($0 >> 32, Int($0 & 0xffff_ffff)) }
+                }
+            }
+        } } } }
+        var table = NeighborTable(k: k)
+        for r in rows { table.appendRow(r, dimension: d) }
         return table
     }
 

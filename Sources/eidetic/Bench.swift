@@ -80,7 +80,8 @@ struct Bench: ParsableCommand {
         @Option(help: "Reference backends for bench/knn_reference.py: faiss, torch or both; \"none\" skips.") var backend = "both"
         @Option(help: "Python with faiss-cpu / torch / h5py.") var python = "bench/.venv/bin/python"
         @Option(help: "Queries per GEMM tile.") var queryTile = 1024
-        @Option(help: "References per GEMM tile.") var referenceTile = 1024
+        @Option(help: "References per GEMM tile (float32 kernel).") var referenceTile = 1024
+        @Option(help: "Kernel: int8-vnni (exact integer dot products; CPUs with AVX-512 VNNI) or float32; default the fastest available.") var kernel: String?
 
         func run() throws {
             Threads.count = threads
@@ -89,14 +90,20 @@ struct Bench: ParsableCommand {
             let q = try file.read(queries, indices: Array(0..<nq)), r = try file.read(references, indices: Array(0..<nr))
             let d = q.imageSize
             let t0 = Date()
-            let index = ReferenceIndex(r)
+            let chosen = try kernel.map { name -> ReferenceIndex.Kernel in
+                guard let k = ReferenceIndex.Kernel(rawValue: name), k.isAvailable else {
+                    throw ValidationError("--kernel \(name): choose from \(ReferenceIndex.Kernel.allCases.filter { $0.isAvailable }.map(\.rawValue).joined(separator: ", ")) on this CPU")
+                }
+                return k
+            }
+            let index = ReferenceIndex(r, kernel: chosen)
             index.queryTile = queryTile; index.referenceTile = referenceTile
             let t1 = Date()
             let table = index.search(q, k: k)
             let t2 = Date()
             let search = t2.timeIntervalSince(t1), flops = 2 * Double(nq) * Double(nr) * Double(d)
-            print(String(format: "eidetic: %d × %d × %d, k = %d, threads %d: search %.2f s (%.1f GFLOP/s), index build %.2f s, %d queries needed the exact scan",
-                         nq, nr, d, k, threads, search, flops / search / 1e9, t1.timeIntervalSince(t0), table.exactScans))
+            print(String(format: "eidetic (%@ kernel): %d × %d × %d, k = %d, threads %d: search %.2f s (%.1f GFLOP/s), index build %.2f s, %d queries needed the exact scan",
+                         index.kernel.rawValue, nq, nr, d, k, threads, search, flops / search / 1e9, t1.timeIntervalSince(t0), table.exactScans))
             guard backend != "none", FileManager.default.isExecutableFile(atPath: python) else {
                 if backend != "none" { print("(no \(python): run `make bench-setup` for the faiss / PyTorch reference)") }
                 return

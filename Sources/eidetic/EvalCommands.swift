@@ -156,8 +156,10 @@ struct EvalKNN: ParsableCommand {
         try EvalOutput.writeArrays([("distances", Tensor(table.distances, shape: [n, k], dtype: .float64))],
                                    int64: [("indices", table.indices.map(Int64.init), [n, k])],
                                    attributes: ["queries": .string("\(queries):\(querySplit)"), "references": .string("\(references):\(referenceSplit)"),
-                                                "metric": .string("normalized l2 (RMS over [0,1] pixels)"), "command": .string(EvalOutput.command)], to: out)
-        print(String(format: "%d × %d (k = %d) in %.1f s (%d queries needed the exact scan); wrote %@", n, refs.count, k, Date().timeIntervalSince(t0), table.exactScans, out))
+                                                "metric": .string("normalized l2 (RMS over [0,1] pixels)"), "kernel": .string(index.kernel.rawValue),
+                                                "command": .string(EvalOutput.command)], to: out)
+        print(String(format: "%d × %d (k = %d, %@ kernel) in %.1f s (%d queries needed the exact scan); wrote %@", n, refs.count, k, index.kernel.rawValue,
+                     Date().timeIntervalSince(t0), table.exactScans, out))
     }
 }
 

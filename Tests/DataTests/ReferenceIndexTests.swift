@@ -3,8 +3,11 @@ import Tensor
 import Data
 
 /// The exact kNN must equal brute force in integers, ties included, for any tiling and
-/// whether or not the GEMM candidates were certified.
+/// whether or not the GEMM candidates were certified, with every kernel this CPU runs
+/// (the int8 kernel needs AVX-512 VNNI; elsewhere only the Float32 one is tested).
 final class ReferenceIndexTests: XCTestCase {
+    let kernels = ReferenceIndex.Kernel.allCases.filter { $0.isAvailable }
+
     func images(_ n: Int, seed: UInt64, levels: Int = 256, size: Int = 4) -> ImageSet {
         var s = RandomStream(key: RandomKey(seed: seed))
         let d = 3 * size * size
@@ -33,10 +36,12 @@ final class ReferenceIndexTests: XCTestCase {
     func testMatchesBruteForceAcrossTiles() {
         // 1,500 references span two reference tiles, 300 queries three query tiles
         let refs = images(1500, seed: 1), queries = images(300, seed: 2)
-        let index = ReferenceIndex(refs)
-        let table = index.search(queries, k: 7)
-        check(table, brute(queries, refs, k: 7), d: refs.imageSize)
-        XCTAssertEqual(table.exactScans, 0, "random data should certify from the GEMM candidates")
+        let expected = brute(queries, refs, k: 7)
+        for kernel in kernels {
+            let table = ReferenceIndex(refs, kernel: kernel).search(queries, k: 7)
+            check(table, expected, d: refs.imageSize)
+            XCTAssertEqual(table.exactScans, 0, "random data should certify from the GEMM candidates")
+        }
     }
 
     func testTiesAndDuplicatesAreBrokenByIndex() {
@@ -44,8 +49,9 @@ final class ReferenceIndexTests: XCTestCase {
         // with no margin, so the exact scan path is exercised and must agree too
         let refs = images(400, seed: 3, levels: 2, size: 2), queries = images(50, seed: 4, levels: 2, size: 2)
         let expected = brute(queries, refs, k: 10)
+        for kernel in kernels { check(ReferenceIndex(refs, kernel: kernel).search(queries, k: 10), expected, d: refs.imageSize) }
         for margin in [0, 16] {
-            let index = ReferenceIndex(refs)
+            let index = ReferenceIndex(refs, kernel: .float32)
             index.margin = margin
             let table = index.search(queries, k: 10)
             check(table, expected, d: refs.imageSize)
@@ -55,7 +61,8 @@ final class ReferenceIndexTests: XCTestCase {
 
     func testSelfExclusionAndBlocks() {
         let refs = images(200, seed: 5)
-        let index = ReferenceIndex(refs)
+        for kernel in kernels {
+        let index = ReferenceIndex(refs, kernel: kernel)
         check(index.search(refs, k: 3, selfOffset: 0), brute(refs, refs, k: 3, skipSelf: true), d: refs.imageSize)
         // two query blocks appended equal one search
         var blocks = index.search(refs.subset(Array(0..<130)), k: 3)
@@ -63,10 +70,23 @@ final class ReferenceIndexTests: XCTestCase {
         XCTAssertEqual(blocks, index.search(refs, k: 3))
         XCTAssertEqual(blocks.index(17, 0), 17)
         XCTAssertEqual(blocks.distance(17, 0), 0)
+        }
     }
 
     func testAllReferencesWhenKIsLarge() {
         let refs = images(20, seed: 6), queries = images(5, seed: 7)
-        check(ReferenceIndex(refs).search(queries, k: 20), brute(queries, refs, k: 20), d: refs.imageSize)
+        for kernel in kernels { check(ReferenceIndex(refs, kernel: kernel).search(queries, k: 20), brute(queries, refs, k: 20), d: refs.imageSize) }
+    }
+
+    func testOddSizesAndExtremePixels() {
+        // D not a multiple of 4, counts not multiples of the panels, pixels at 0 and 255
+        // (the int8 kernel's signed/unsigned corner cases)
+        func img(_ n: Int, seed: UInt64) -> ImageSet {
+            var s = RandomStream(key: RandomKey(seed: seed))
+            let px = (0..<(n * 3 * 5 * 7)).map { _ in [UInt8(0), 255, 1, 254, 128, 127][s.nextInt(below: 6)] }
+            return ImageSet(images: px, labels: [Int](repeating: 0, count: n), channels: 3, height: 5, width: 7, classNames: ["x"])
+        }
+        let refs = img(77, seed: 8), queries = img(25, seed: 9)
+        for kernel in kernels { check(ReferenceIndex(refs, kernel: kernel).search(queries, k: 9), brute(queries, refs, k: 9), d: refs.imageSize) }
     }
 }

@@ -1,7 +1,8 @@
 /* Eidetic's C kernels: Float32 loops that Swift does not vectorize well (exp and the
-   activations built on it). Every function takes n elements and may be called with
-   x == y (in place). Compiled at -O3; on x86-64 each exists as a generic and an
-   AVX2+FMA clone picked at load time. */
+   activations built on it), and the exact kNN's integer kernels. The elementwise
+   functions take n elements and may be called with x == y (in place). Compiled at -O3;
+   on x86-64 each elementwise one exists as a generic and an AVX2+FMA clone picked at load
+   time, and the kNN dot-product kernel runs only where ek_vnni_available() says so. */
 #ifndef EIDETIC_CKERNELS_H
 #define EIDETIC_CKERNELS_H
 #include <stddef.h>
@@ -30,4 +31,23 @@ uint64_t ek_sqdist_u8(const uint8_t *a, const uint8_t *b, size_t n);
    holding the smallest values seen so far; index recorded is first + j. */
 void ek_heap_offer(const float *row, const float *bias, size_t n, int64_t first,
                    float *hv, int64_t *hi, size_t cap, size_t *count);
+/* Exact k-nearest-neighbour search on uint8 images with AVX-512 VNNI (see ckernels.c). */
+#define EK_DOT_MR 12  /* query rows per panel */
+#define EK_DOT_NR 32  /* reference rows per panel */
+#define EK_REF_BLOCK 128  /* references per block of ek_knn_exact_tile: ~400 KB packed at D = 3072 */
+/* 1 when this CPU (and OS) runs AVX-512 VNNI, else 0; the functions below need it. */
+int ek_vnni_available(void);
+/* Bytes of `rows` images of d bytes packed in panels of `panel` rows (rows and d padded). */
+size_t ek_panel_bytes(size_t rows, size_t d, size_t panel);
+/* Packs rows × d bytes into panels [panel][ceil(d/4)][panel rows][4], zero-padded; with
+   to_signed = 1 each byte x is stored as the int8 x − 128 (the query side). */
+void ek_pack_panels(const uint8_t *x, size_t rows, size_t d, size_t panel, int to_signed, uint8_t *out);
+/* For qk queries (packed with panel EK_DOT_MR, to_signed; qn = Σq²) against nr references
+   (packed with panel EK_DOT_NR; rterm = Σr² − 256·Σr): each query's `cap` smallest keys
+   (exact squared distance << 32 | reference index) as a max-heap in heap[i·cap …],
+   count[i] of them; reference self0 + i is skipped for query i when self0 ≥ 0.
+   buf holds ceil(qk/12)·12 × EK_REF_BLOCK int32. Needs d ≤ 65536 and nr < 2^32. */
+void ek_knn_exact_tile(const uint8_t *a, size_t qk, const int64_t *qn,
+                       const uint8_t *b, size_t nr, const int64_t *rterm, size_t d,
+                       int64_t self0, uint64_t *heap, size_t cap, size_t *count, int32_t *buf);
 #endif
