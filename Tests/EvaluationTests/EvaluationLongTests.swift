@@ -48,20 +48,24 @@ final class EvaluationLongTests: XCTestCase {
         // the control's samples scored against the memorized model's training set
         let cross = try ExtractionReport.run(run: control, samplesFile: controlSamples, trainingRun: memorized)
         print("control model vs the memorized set: \(cross.extraction.uniqueExtracted) unique")
-        // ℓ2 and Gu ratio: nothing. The relative rule, with n = 50 of only 64 training images,
-        // admits look-alikes (measured: 2 images, at ℓ2 0.16–0.22); none of them is a copy.
+        // ℓ2 and Gu ratio: nothing, and no generation is within 0.1 of any memorized image
+        // (measured at step 32,000: nearest 0.122, median 0.208). The relative rule, with
+        // n = 50 of only 64 training images, admits look-alikes at about the rate it admits
+        // random real CIFAR-10 images (0.5 %): measured 1 generation of 256 (ℓ2 0.122, a
+        // noisy low-contrast blob); it was 20 at 6,000 steps and 2 at 20,000.
         XCTAssertEqual(cross.extraction.uniqueExtracted["l2"], 0)
         XCTAssertEqual(cross.extraction.uniqueExtracted["ratio"], 0)
         let (crossResult, _) = Extraction.evaluate(generations: try DatasetFile(controlSamples).load("samples"),
                                                    training: try DatasetFile("datasets/cifar10.h5").load("train").subset(Array(a).sorted()))
+        let nearest = crossResult.samples.map(\.l2).min() ?? 0
         let lookAlikes = crossResult.samples.filter { crossResult.extractedByRelative($0) }
-        print("control: \(lookAlikes.count) generations pass the relative rule, ℓ2 \(lookAlikes.map(\.l2).min() ?? 0)…\(lookAlikes.map(\.l2).max() ?? 0)")
-        XCTAssertLessThanOrEqual(cross.extraction.uniqueExtracted["relative"]!, 4)
-        XCTAssertTrue(lookAlikes.allSatisfy { $0.l2 > 0.1 }, "relative-rule hits of the control must be look-alikes, not copies")
+        print("control: nearest memorized image at ℓ2 \(nearest); \(lookAlikes.count) generations pass the relative rule")
+        XCTAssertGreaterThan(nearest, 0.1, "no control generation may copy a memorized image")
+        XCTAssertLessThanOrEqual(lookAlikes.count, crossResult.samples.count / 50, "relative-rule hits above the rule's chance rate")
         // and the control does memorize its own images, so the zero above is not a dead model
         let controlOwn = try ExtractionReport.run(run: control, samplesFile: controlSamples)
         print("control model vs its own set: \(controlOwn.extraction.uniqueExtracted) unique")
-        XCTAssertGreaterThan(controlOwn.extraction.uniqueExtracted["relative"]!, 10)
-        XCTAssertGreaterThan(controlOwn.extraction.uniqueExtracted["l2"]!, 0)
+        XCTAssertGreaterThanOrEqual(controlOwn.extraction.uniqueExtracted["relative"]!, 50)
+        XCTAssertGreaterThanOrEqual(controlOwn.extraction.uniqueExtracted["l2"]!, 40)
     }
 }
