@@ -254,10 +254,9 @@ void ek_knn_exact_tile(const uint8_t *a, size_t qk, const int64_t *qn,
             const int64_t skip = self0 >= 0 ? self0 + (int64_t)i : -1;
             uint64_t *h = heap + i * cap;
             for (size_t j = 0; j < rk; j++) {
-                const int64_t dist = qn[i] + rterm[rs + j] - 2 * (int64_t)row[j];
-                const uint64_t key = ((uint64_t)dist << 32) | (uint64_t)(rs + j);
                 if ((int64_t)(rs + j) == skip) continue;
-                ek_key_offer(key, h, cap, count + i);
+                const int64_t dist = qn[i] + rterm[rs + j] - 2 * (int64_t)row[j];
+                ek_key_offer(((uint64_t)dist << 32) | (uint64_t)(rs + j), h, cap, count + i);
             }
         }
     }

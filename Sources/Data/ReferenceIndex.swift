@@ -95,16 +95,11 @@ public final class ReferenceIndex {
         dimension = d
         if kernel == .int8 {
             var p = [UInt8](repeating: 0, count: ek_panel_bytes(n, d, Int(EK_DOT_NR)))
-            var terms = [Int64](repeating: 0, count: n)
             references.images.withUnsafeBufferPointer { x in
                 p.withUnsafeMutableBufferPointer { ek_pack_panels(x.baseAddress!, n, d, Int(EK_DOT_NR), 0, $0.baseAddress!) }
-                for j in 0..<n {
-                    var sq: Int64 = 0, sum: Int64 = 0
-                    for t in 0..<d { let v = Int64(x[j * d + t]); sq += v * v; sum += v }
-                    terms[j] = sq - 256 * sum
-                }
             }
-            packed = p; referenceTerms = terms
+            packed = p
+            referenceTerms = (0..<n).map { j in ReferenceIndex.squareAndSum(references.images, row: j, dimension: d) }.map { $0.0 - 256 * $0.1 }
             mean = []; centred = []; norms = []; maxNorm = 0
             return
         }
@@ -232,11 +227,7 @@ public final class ReferenceIndex {
                 defer { a.deallocate(); qn.deallocate(); heap.deallocate(); counts.deallocate(); buf.deallocate() }
                 let x = qBytes.baseAddress! + qs * d
                 ek_pack_panels(x, qk, d, mr, 1, a)
-                for i in 0..<qk {
-                    var s: Int64 = 0
-                    for t in 0..<d { let v = Int64(x[i * d + t]); s += v * v }
-                    qn[i] = s
-                }
+                for i in 0..<qk { qn[i] = ReferenceIndex.squareAndSum(queries.images, row: qs + i, dimension: d).0 }
                 ek_knn_exact_tile(a, qk, qn, rp.baseAddress!, nr, rt.baseAddress!, d,
                                   Int64(selfOffset.map { $0 + qs } ?? -1), heap, k, counts, buf)
                 for i in 0..<qk {
@@ -248,6 +239,15 @@ public final class ReferenceIndex {
         var table = NeighborTable(k: k)
         for r in rows { table.appendRow(r, dimension: d) }
         return table
+    }
+
+    /// (Σx², Σx) of one row of uint8 images, exactly.
+    static func squareAndSum(_ images: [UInt8], row: Int, dimension d: Int) -> (Int64, Int64) {
+        images.withUnsafeBufferPointer { x in
+            var sq: Int64 = 0, sum: Int64 = 0
+            for t in row * d..<(row + 1) * d { let v = Int64(x[t]); sq += v * v; sum += v }
+            return (sq, sum)
+        }
     }
 
     /// Brute force in integers: the k smallest (Σ(q − r)², index) over all references.
