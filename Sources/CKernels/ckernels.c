@@ -261,3 +261,66 @@ void ek_knn_exact_tile(const uint8_t *a, size_t qk, const int64_t *qn,
         }
     }
 }
+
+/* Row-invariant matrix product C[i, :] = Σ_k A[i, k] · B[k, :] (B row-major [k][n], ldb).
+   Every element is the plain sequential sum over k = 0, 1, …, K−1 of rounded products,
+   with floating-point contraction off, so its value depends only on row i of A and on B —
+   never on how many rows are computed together, where a row sits in a block, or which
+   vector width the compiler picked for a column. BLAS cannot promise that: OpenBLAS's
+   kernels handle edge rows, small matrices and single rows (GEMV) with other summation
+   orders, so a sample's value would depend on its batch. Blocks of 4 rows × 16 columns
+   share each load of B; the leftovers run the same arithmetic one row or column at a time. */
+#define EK_ROWS_MATMUL(NAME, T)                                                              \
+EK_CLONES void NAME(const T *a, size_t m, size_t k, size_t lda, const T *b, size_t ldb,       \
+                    size_t n, T *c, size_t ldc) {                                             \
+    _Pragma("clang fp contract(off)")                                                         \
+    size_t i = 0;                                                                             \
+    for (; i + 4 <= m; i += 4) {                                                              \
+        const T *a0 = a + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;            \
+        size_t j = 0;                                                                         \
+        for (; j + 16 <= n; j += 16) {                                                        \
+            T s0[16] = {0}, s1[16] = {0}, s2[16] = {0}, s3[16] = {0};                         \
+            for (size_t p = 0; p < k; p++) {                                                  \
+                const T *bp = b + p * ldb + j;                                                \
+                const T x0 = a0[p], x1 = a1[p], x2 = a2[p], x3 = a3[p];                       \
+                for (int q = 0; q < 16; q++) {                                                \
+                    const T bq = bp[q];                                                       \
+                    s0[q] += x0 * bq; s1[q] += x1 * bq; s2[q] += x2 * bq; s3[q] += x3 * bq;   \
+                }                                                                             \
+            }                                                                                 \
+            for (int q = 0; q < 16; q++) {                                                    \
+                c[i * ldc + j + q] = s0[q]; c[(i + 1) * ldc + j + q] = s1[q];                 \
+                c[(i + 2) * ldc + j + q] = s2[q]; c[(i + 3) * ldc + j + q] = s3[q];           \
+            }                                                                                 \
+        }                                                                                     \
+        for (; j < n; j++) {                                                                  \
+            T s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                                 \
+            for (size_t p = 0; p < k; p++) {                                                  \
+                const T bq = b[p * ldb + j];                                                  \
+                s0 += a0[p] * bq; s1 += a1[p] * bq; s2 += a2[p] * bq; s3 += a3[p] * bq;       \
+            }                                                                                 \
+            c[i * ldc + j] = s0; c[(i + 1) * ldc + j] = s1;                                   \
+            c[(i + 2) * ldc + j] = s2; c[(i + 3) * ldc + j] = s3;                             \
+        }                                                                                     \
+    }                                                                                         \
+    for (; i < m; i++) {                                                                      \
+        const T *a0 = a + i * lda;                                                            \
+        size_t j = 0;                                                                         \
+        for (; j + 16 <= n; j += 16) {                                                        \
+            T s0[16] = {0};                                                                   \
+            for (size_t p = 0; p < k; p++) {                                                  \
+                const T *bp = b + p * ldb + j;                                                \
+                const T x0 = a0[p];                                                           \
+                for (int q = 0; q < 16; q++) s0[q] += x0 * bp[q];                             \
+            }                                                                                 \
+            for (int q = 0; q < 16; q++) c[i * ldc + j + q] = s0[q];                          \
+        }                                                                                     \
+        for (; j < n; j++) {                                                                  \
+            T s0 = 0;                                                                         \
+            for (size_t p = 0; p < k; p++) s0 += a0[p] * b[p * ldb + j];                      \
+            c[i * ldc + j] = s0;                                                              \
+        }                                                                                     \
+    }                                                                                         \
+}
+EK_ROWS_MATMUL(ek_rows_matmul_f32, float)
+EK_ROWS_MATMUL(ek_rows_matmul_f64, double)

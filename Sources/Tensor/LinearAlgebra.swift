@@ -3,7 +3,13 @@
 extension Tensor {
     /// Matrix product of op(a) and op(b), where op transposes the last two axes when asked.
     /// Rank 2: [M, K] × [K, N] → [M, N]. Rank 3 (batched): [B, M, K] × [B, K, N] → [B, M, N].
-    /// - Complexity: 2·B·M·N·K flops, in `cblas_sgemm`.
+    ///
+    /// Batch invariance, by construction: with rank 2 and `transposeA == false` (a Linear
+    /// layer: the rows are examples) row i of the result depends only on row i of `a` and on
+    /// `b`, bit for bit, for any M and thread count (`ek_rows_matmul`, not BLAS, whose kernels
+    /// sum edge rows and small or single-row products in other orders). Rank 3 runs one
+    /// whole GEMM per batch element, so each element's product is the same call whatever B.
+    /// - Complexity: 2·B·M·N·K flops; rank 3 and Aᵀ·B in `cblas_sgemm`.
     public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
         checkSameDType(a, b, "matmul")
         precondition(a.rank == b.rank && (a.rank == 2 || a.rank == 3),
@@ -19,21 +25,37 @@ extension Tensor {
         let out = Tensor(uninitialized: batched ? [batch, m, n] : [m, n], dtype: a.dtype)
         func run<T: TensorScalar>(_: T.Type) {
             let pa = a.pointer(T.self), pb = b.pointer(T.self), pc = out.pointer(T.self)
-            if batch > 1 {
-                // independent products: split the batch over workers
+            if batched {
+                // independent products, one whole GEMM per batch element: every element's
+                // product has the same shape whatever the batch size or thread count
                 Parallel.forRanges(batch, cost: batch * m * n * k / 4) { range in
                     for i in range {
                         T.gemm(transA: transposeA, transB: transposeB, m: m, n: n, k: k, alpha: 1,
                                a: pa + i * ar * ac, lda: ac, b: pb + i * br * bc, ldb: bc, beta: 0, c: pc + i * m * n, ldc: n)
                     }
                 }
-            } else {
-                // one product: split the rows of C (each row of C depends only on its row of op(A))
-                Parallel.forRanges(m, cost: m * n * k / 4) { rows in
-                    let aRow = transposeA ? rows.lowerBound : rows.lowerBound * ac
-                    T.gemm(transA: transposeA, transB: transposeB, m: rows.count, n: n, k: k, alpha: 1,
-                           a: pa + aRow, lda: ac, b: pb, ldb: bc, beta: 0, c: pc + rows.lowerBound * n, ldc: n)
+            } else if !transposeA {
+                // rows of A are examples (Linear layers): the row-invariant kernel, so an
+                // example's output never depends on the batch it is in
+                var packed: [T] = []
+                if transposeB {
+                    packed = [T](unsafeUninitializedCapacity: k * n) { buf, count in
+                        for j in 0..<n { for p in 0..<k { buf[p * n + j] = pb[j * bc + p] } }
+                        count = k * n
+                    }
                 }
+                packed.withUnsafeBufferPointer { pk in
+                    let bp: UnsafePointer<T> = transposeB ? pk.baseAddress! : UnsafePointer(pb)
+                    let ldb = transposeB ? n : bc
+                    Parallel.forRanges(m, cost: m * n * k / 4) { rows in
+                        T.rowsMatmul(m: rows.count, n: n, k: k, a: pa + rows.lowerBound * ac, lda: ac, b: bp, ldb: ldb,
+                                     c: pc + rows.lowerBound * n, ldc: n)
+                    }
+                }
+            } else {
+                // Aᵀ·B sums over the rows of A (a weight gradient): one BLAS call
+                T.gemm(transA: true, transB: transposeB, m: m, n: n, k: k, alpha: 1,
+                       a: pa, lda: ac, b: pb, ldb: bc, beta: 0, c: pc, ldc: n)
             }
         }
         dispatch(a.dtype, { run(Float.self) }, { run(Double.self) })

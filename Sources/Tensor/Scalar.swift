@@ -21,6 +21,10 @@ public protocol TensorScalar: BinaryFloatingPoint, SIMDScalar where Self.RawSign
     static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
                      a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
                      beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+    /// Row-major C = A·B (A [m, k], B [k, n]) where row i of C depends only on row i of A
+    /// and on B, bit for bit, whatever m (`ek_rows_matmul_*`).
+    static func rowsMatmul(m: Int, n: Int, k: Int, a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
+                           c: UnsafeMutablePointer<Self>, ldc: Int)
 }
 
 @inline(__always) private func cblasTrans(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }
@@ -45,6 +49,10 @@ extension Float: TensorScalar {
         Threads.pinBLAS()
         cblas_sgemm(CblasRowMajor, cblasTrans(transA), cblasTrans(transB), Int32(m), Int32(n), Int32(k),
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    public static func rowsMatmul(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                  c: UnsafeMutablePointer<Float>, ldc: Int) {
+        ek_rows_matmul_f32(a, m, k, lda, b, ldb, n, c, ldc)
     }
 }
 
@@ -79,6 +87,10 @@ extension Double: TensorScalar {
         Threads.pinBLAS()
         cblas_dgemm(CblasRowMajor, cblasTrans(transA), cblasTrans(transB), Int32(m), Int32(n), Int32(k),
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    public static func rowsMatmul(m: Int, n: Int, k: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
+                                  c: UnsafeMutablePointer<Double>, ldc: Int) {
+        ek_rows_matmul_f64(a, m, k, lda, b, ldb, n, c, ldc)
     }
 }
 
