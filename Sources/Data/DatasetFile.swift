@@ -17,8 +17,10 @@ public final class DatasetFile {
     public let classNames: [String]
     public let attributes: [String: AttributeValue]
 
-    /// Writes `splits` (name → images) and provenance attributes atomically.
-    public static func write(_ splits: [(String, ImageSet)], attributes: [String: AttributeValue], to path: String) throws {
+    /// Writes `splits` (name → images) and provenance attributes atomically; `extra` may add
+    /// datasets to the file before it is renamed into place.
+    public static func write(_ splits: [(String, ImageSet)], attributes: [String: AttributeValue], to path: String,
+                             extra: ((HDF5File) throws -> Void)? = nil) throws {
         precondition(!splits.isEmpty, "DatasetFile.write: no splits")
         try writeAtomically(to: path) { tmp in
             let f = try HDF5File.create(tmp)
@@ -29,7 +31,8 @@ public final class DatasetFile {
                 try f.write("\(name)/images", uint8: set.images, shape: set.shape, compression: 4, chunkRows: 1)
                 try f.write("\(name)/labels", int64: set.labels.map(Int64.init), shape: [set.count])
             }
-            f.flush()
+            try extra?(f)
+            try f.close()
         }
     }
 

@@ -57,6 +57,15 @@ public enum PlanFile {
         return h
     }
 
+    /// The `kind` field of a plan file (to dispatch on), or a clear error.
+    public static func kind(of path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else { throw DataError.unreadable(file: path, reason: "no such file") }
+        if data.isEmpty { throw DataError.empty(file: path) }
+        do { return try JSONDecoder().decode(PlanKind.self, from: data).kind } catch {
+            throw DataError.badFormat(file: path, detail: "not a plan file (expected JSON with a \"kind\" key)")
+        }
+    }
+
     /// Reads and verifies kind and hash.
     public static func read<P: Plan>(_ type: P.Type, from path: String) throws -> P {
         guard let data = FileManager.default.contents(atPath: path) else { throw DataError.unreadable(file: path, reason: "no such file") }
@@ -100,8 +109,16 @@ public struct SubsetPlan: Plan {
     public var indices: [Int]
 
     public init(dataset: DatasetReference, labels: [Int], classes: Int, size: Int, seed: UInt64) throws {
+        guard size >= 1 else { throw DataError.invalid("subset size must be ≥ 1, got \(size)") }
+        guard classes >= 1 else { throw DataError.invalid("\(dataset.file): no class names, so no class-balanced subset") }
+        guard size <= labels.count else { throw DataError.invalid("subset of \(size) from only \(labels.count) examples") }
         var byClass = [[Int]](repeating: [], count: classes)
-        for (i, l) in labels.enumerated() { byClass[l].append(i) }
+        for (i, l) in labels.enumerated() {
+            guard l >= 0 && l < classes else {
+                throw DataError.invalid("\(dataset.file): example \(i) has label \(l) but the dataset names only \(classes) classes (0…\(classes - 1))")
+            }
+            byClass[l].append(i)
+        }
         let want = (0..<classes).map { size / classes + ($0 < size % classes ? 1 : 0) }
         for c in 0..<classes where byClass[c].count < want[c] {
             throw DataError.invalid("subset of \(size): class \(c) has only \(byClass[c].count) examples, needs \(want[c])")

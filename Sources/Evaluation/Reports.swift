@@ -23,7 +23,7 @@ public enum EvalOutput {
             for (k, v) in attributes.sorted(by: { $0.key < $1.key }) { try f.setAttribute(k, v) }
             for (name, t) in arrays { try f.write(name, tensor: t) }
             for (name, v, shape) in int64 { try f.write(name, int64: v, shape: shape) }
-            f.flush()
+            try f.close()
         }
     }
 

@@ -40,10 +40,21 @@ private let hdf5Quiet: Bool = { eh5_silence_errors(); return true }()
 public final class HDF5File {
     public let path: String
     let id: hid_t
+    private var closed = false
 
     private init(path: String, id: hid_t) { self.path = path; self.id = id }
 
-    deinit { H5Fclose(id) }
+    deinit { if !closed { H5Fclose(id) } }
+
+    /// Flushes and closes the file, reporting failure (a full disk shows up here, when
+    /// HDF5 writes its metadata): writers call this before renaming a file into place.
+    public func close() throws {
+        guard !closed else { return }
+        closed = true
+        let flushed = H5Fflush(id, H5F_SCOPE_GLOBAL)
+        let ok = H5Fclose(id)
+        guard flushed >= 0, ok >= 0 else { throw HDF5Error.writeFailed(file: path, name: "(flush and close: disk full or I/O error)") }
+    }
 
     /// Creates (truncating) a file that tracks link creation order.
     public static func create(_ path: String) throws -> HDF5File {

@@ -20,7 +20,7 @@ public enum TensorFile {
                 precondition(!k.contains("/"), "tensor file key '\(k)' must not contain '/'")
                 try f.write(k, tensor: t)
             }
-            f.flush()
+            try f.close()
         }
     }
 
@@ -48,7 +48,13 @@ public func writeAtomically(to path: String, _ write: (String) throws -> Void) t
     do {
         try write(tmp)
         let fd = open(tmp, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
+        if fd >= 0 {
+            let synced = fsync(fd), err = errno
+            close(fd)
+            guard synced == 0 else {
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path, NSUnderlyingErrorKey: NSError(domain: NSPOSIXErrorDomain, code: Int(err))])
+            }
+        }
         guard rename(tmp, path) == 0 else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path, NSLocalizedDescriptionKey: "rename \(tmp) → \(path) failed: \(String(cString: strerror(errno)))"])
         }

@@ -45,20 +45,24 @@ public struct UNetConfig: Codable, Equatable, Sendable {
     public func validate() throws {
         func fail(_ m: String) -> UNetError { UNetError.invalidConfig(m) }
         guard imageChannels >= 1 else { throw fail("image_channels must be ≥ 1, got \(imageChannels)") }
-        guard baseChannels >= 1, groups >= 1 else { throw fail("base_channels and groups must be ≥ 1") }
+        guard baseChannels >= 1, groups >= 1 else { throw fail(baseChannels < 1 ? "base_channels must be ≥ 1, got \(baseChannels)" : "groups must be ≥ 1, got \(groups)") }
         guard !channelMultipliers.isEmpty, channelMultipliers.allSatisfy({ $0 >= 1 }) else { throw fail("channel_multipliers must be non-empty and ≥ 1, got \(channelMultipliers)") }
         let down = 1 << (channelMultipliers.count - 1)
         guard imageSize >= down, imageSize % down == 0 else {
-            throw fail("image_size \(imageSize) must be divisible by 2^(levels−1) = \(down) for \(channelMultipliers.count) levels")
+            throw fail("image_size: \(imageSize) must be divisible by 2^(levels−1) = \(down) for \(channelMultipliers.count) levels")
         }
         for m in channelMultipliers where (baseChannels * m) % groups != 0 {
-            throw fail("channels \(baseChannels * m) (base_channels × \(m)) not divisible by groups = \(groups)")
+            throw fail("groups: \(groups) does not divide the \(baseChannels * m) channels (base_channels × \(m)) of a level")
         }
         guard timeFeatures >= 2 && timeFeatures % 2 == 0 else { throw fail("time_features must be even and ≥ 2, got \(timeFeatures)") }
         guard embeddingDim >= 1 else { throw fail("embedding_dim must be ≥ 1, got \(embeddingDim)") }
         guard resBlocks >= 1 else { throw fail("res_blocks must be ≥ 1, got \(resBlocks)") }
         guard dropout >= 0 && dropout < 1 else { throw fail("dropout must be in [0, 1), got \(dropout)") }
         guard classes >= 0 else { throw fail("classes must be ≥ 0, got \(classes)") }
+        let resolutions = (0..<channelMultipliers.count).map { imageSize >> $0 }
+        for r in attentionResolutions where !resolutions.contains(r) {
+            throw fail("attention_resolutions: \(r) is not a resolution of this U-Net (its levels are \(resolutions.map(String.init).joined(separator: ", ")))")
+        }
     }
 }
 

@@ -5,17 +5,23 @@ public final class ConfigReader {
     public let file: String
     public let path: String
     let table: TOMLTable
+    /// Dotted keys set by `--set` (their errors name the flag, not the file).
+    let overridden: Set<String>
     var used = Set<String>()
     var children: [ConfigReader] = []
 
-    public init(_ table: TOMLTable, file: String, path: String = "") {
-        self.table = table; self.file = file; self.path = path
+    public init(_ table: TOMLTable, file: String, path: String = "", overridden: Set<String> = []) {
+        self.table = table; self.file = file; self.path = path; self.overridden = overridden
     }
 
-    func qualified(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+    func qualified(_ key: String) -> String { path.isEmpty ? key : key.isEmpty ? path : "\(path).\(key)" }
 
     public func error(_ key: String, _ message: String) -> TOMLError {
-        TOMLError(file: file, line: 0, message: "\(qualified(key)): \(message)")
+        let q = qualified(key)
+        if overridden.contains(q) || overridden.contains(where: { q.hasPrefix($0 + ".") }) {
+            return TOMLError(file: "--set \(q)", line: 0, message: message)
+        }
+        return TOMLError(file: file, line: 0, message: "\(q): \(message)")
     }
 
     func value(_ key: String) -> TOMLValue? { used.insert(key); return table[key] }
@@ -24,8 +30,8 @@ public final class ConfigReader {
     public func section(_ key: String) throws -> ConfigReader {
         let r: ConfigReader
         switch value(key) {
-        case nil: r = ConfigReader(TOMLTable(), file: file, path: qualified(key))
-        case .table(let t)?: r = ConfigReader(t, file: file, path: qualified(key))
+        case nil: r = ConfigReader(TOMLTable(), file: file, path: qualified(key), overridden: overridden)
+        case .table(let t)?: r = ConfigReader(t, file: file, path: qualified(key), overridden: overridden)
         case let v?: throw error(key, "expected a table, found \(v.typeName) \(v)")
         }
         children.append(r)
@@ -42,7 +48,7 @@ public final class ConfigReader {
         }
     }
 
-    public func int(_ key: String, _ fallback: Int, min: Int? = nil) throws -> Int {
+    public func int(_ key: String, _ fallback: Int, min: Int? = nil, max: Int? = nil) throws -> Int {
         let v: Int
         switch value(key) {
         case nil: return fallback
@@ -51,6 +57,7 @@ public final class ConfigReader {
         case let x?: throw error(key, "expected an integer, found \(x.typeName) \(x)")
         }
         if let min, v < min { throw error(key, "must be ≥ \(min), got \(v)") }
+        if let max, v > max { throw error(key, "must be ≤ \(max), got \(v)") }
         return v
     }
 
@@ -76,12 +83,15 @@ public final class ConfigReader {
         }
     }
 
-    public func ints(_ key: String, _ fallback: [Int]) throws -> [Int] {
+    public func ints(_ key: String, _ fallback: [Int], min: Int? = nil, max: Int? = nil, maxCount: Int? = nil) throws -> [Int] {
         switch value(key) {
         case nil: return fallback
         case .array(let a)?:
+            if let maxCount, a.count > maxCount { throw error(key, "at most \(maxCount) entries, got \(a.count)") }
             return try a.map { item in
                 guard case .integer(let i) = item else { throw error(key, "expected an array of integers, found \(item.typeName) \(item)") }
+                if let min, i < min { throw error(key, "entries must be ≥ \(min), got \(i)") }
+                if let max, i > max { throw error(key, "entries must be ≤ \(max), got \(i)") }
                 return i
             }
         case let x?: throw error(key, "expected an array of integers, found \(x.typeName) \(x)")
@@ -106,14 +116,23 @@ public final class ConfigReader {
 
 extension TOMLTable {
     /// Sets a dotted key (`train.lr`) to a value parsed as TOML (`2e-4`, `"ddim"`, `[1, 2]`),
-    /// creating tables as needed: the `--set key=value` override.
-    public mutating func set(override: String, file: String = "--set") throws {
+    /// creating tables as needed: the `--set key=value` override. Returns the dotted key.
+    @discardableResult
+    public mutating func set(override: String, file: String = "--set") throws -> String {
         guard let eq = override.firstIndex(of: "=") else { throw TOMLError(file: file, line: 0, message: "'\(override)' is not key=value") }
         let key = override[..<eq].trimmingCharacters(in: .whitespaces)
+        let parts = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard !key.isEmpty, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" } }) else {
+            throw TOMLError(file: file, line: 0, message: "'\(key)' is not a dotted key like train.lr")
+        }
         let text = String(override[override.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
-        let parsed = try parseTOML("v = \(text)", file: "\(file) \(key)")
+        let parsed: TOMLTable
+        do { parsed = try parseTOML("v = \(text)", file: "\(file) \(key)") } catch {
+            throw TOMLError(file: "\(file) \(key)", line: 0, message: "'\(text)' is not a TOML value (strings need quotes: \(key)=\"ddim\")")
+        }
         guard let value = parsed["v"] else { throw TOMLError(file: file, line: 0, message: "no value in '\(override)'") }
-        try setValue(key.split(separator: ".").map(String.init), value, file: file)
+        try setValue(parts, value, file: "\(file) \(key)")
+        return key
     }
 
     mutating func setValue(_ path: [String], _ value: TOMLValue, file: String) throws {
@@ -123,7 +142,7 @@ extension TOMLTable {
         switch self[first] {
         case nil: sub = TOMLTable()
         case .table(let t)?: sub = t
-        default: throw TOMLError(file: file, line: 0, message: "'\(first)' is not a table")
+        default: throw TOMLError(file: file, line: 0, message: "'\(first)' is a value, not a table")
         }
         try sub.setValue(Array(path.dropFirst()), value, file: file)
         self[first] = .table(sub)

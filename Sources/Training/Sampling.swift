@@ -33,46 +33,78 @@ public struct SampleRequest: Sendable {
 /// sampler — so `DatasetFile(path).load("samples")` reads them like any dataset.
 public enum SampleFile {
     public static func write(_ set: ImageSet, seeds: [UInt64], attributes: [String: AttributeValue], to path: String) throws {
-        try DatasetFile.write([("samples", set)], attributes: attributes, to: path)
-        let f = try HDF5File.open(path, writable: true)
-        try f.write("samples/seeds", int64: seeds.map { Int64(bitPattern: $0) }, shape: [seeds.count])
-        f.flush()
+        try DatasetFile.write([("samples", set)], attributes: attributes, to: path) { f in
+            try f.write("samples/seeds", int64: seeds.map { Int64(bitPattern: $0) }, shape: [seeds.count])
+        }
     }
 }
 
-/// Loads a run's checkpoint and draws samples; writes `samples/<tag>.h5` and `.png`.
-public func generateSamples(run: RunDirectory, request r: SampleRequest, progress: ((Int, Int) -> Void)? = nil) throws
+/// Checks a request against the run before any work: counts, sampler steps against the
+/// process's timesteps, guidance only for class-conditional models.
+public func validate(_ r: SampleRequest, config: TrainConfig) throws {
+    func bad(_ m: String) -> TrainingError { .runDirectory(m) }
+    guard r.count >= 1 else { throw bad("sample count must be ≥ 1, got \(r.count)") }
+    guard r.batchSize >= 1 else { throw bad("sample batch size must be ≥ 1, got \(r.batchSize)") }
+    let s = r.sampler, T = config.diffusion.timesteps
+    if s.kind == .ddim {
+        guard s.steps >= 1 && s.steps <= T else { throw bad("sampler steps must be in 1…\(T) (the run's diffusion.timesteps), got \(s.steps)") }
+        guard s.eta.isFinite && s.eta >= 0 else { throw bad("eta must be a finite number ≥ 0, got \(s.eta)") }
+    }
+    guard s.guidance.isFinite && s.guidance >= 0 else { throw bad("guidance must be a finite number ≥ 0, got \(s.guidance)") }
+    if s.guidance != 1 && config.model.classes == 0 {
+        throw bad("guidance \(s.guidance) needs a class-conditional model; this run's model is unconditional (model.classes = 0)")
+    }
+    if let l = r.labels, let bad = l.first(where: { $0 < 0 || $0 >= max(config.model.classes, 1) }) {
+        throw TrainingError.runDirectory("label \(bad) is outside 0…\(config.model.classes - 1)")
+    }
+}
+
+/// Where `generateSamples` writes for this request and checkpoint step.
+public func sampleFilePath(run: RunDirectory, request r: SampleRequest, step: Int) -> String {
+    "\(run.samples)/step\(step)-\(r.tag).h5"
+}
+
+/// Loads a run's checkpoint (checked against its config) and draws samples; writes
+/// `samples/step<S>-<tag>.h5` and `.png`. An existing file for the same request and step is
+/// the same samples (sampling is deterministic), so it is refused unless `overwrite`.
+public func generateSamples(run: RunDirectory, request r: SampleRequest, overwrite: Bool = false, progress: ((Int, Int) -> Void)? = nil) throws
     -> (file: String, grid: String, samples: ImageSet)
 {
-    let config = try run.loadConfig()
-    guard FileManager.default.fileExists(atPath: run.checkpoint) else {
-        throw TrainingError.runDirectory("\(run.path): no checkpoint yet (checkpoints/latest.h5); train first")
+    let lock = try RunLock.acquire(run.path, mode: .shared, purpose: "sampling")
+    defer { withExtendedLifetime(lock) {} }
+    let ckpt = try run.loadCheckpoint()
+    let config = ckpt.config
+    try validate(r, config: config)
+    let file = sampleFilePath(run: run, request: r, step: ckpt.step)
+    let grid = file.replacingOccurrences(of: ".h5", with: ".png", options: .anchored.union(.backwards))
+    if !overwrite && FileManager.default.fileExists(atPath: file) {
+        throw TrainingError.runDirectory("\(file) exists (same request, same checkpoint step); pass --force to draw it again, or use it")
     }
-    let (tree, attrs) = try TensorFile.load(run.checkpoint)
-    let model = try UNet(config.model, key: RandomKey(seed: 0))
-    try model.load(r.useEMA ? tree.subtree("ema") : tree.subtree("model"))
+    try FileManager.default.createDirectory(atPath: run.samples, withIntermediateDirectories: true)
+    guard access(run.samples, W_OK) == 0 else { throw TrainingError.runDirectory("\(run.samples): not writable") }
+    let model = try ckpt.model(useEMA: r.useEMA, path: run.checkpoint)
     let diffusion = config.diffusion.process
-    let seeds = (0..<r.count).map { r.firstSeed + UInt64($0) }
+    let seeds = (0..<r.count).map { r.firstSeed &+ UInt64($0) }
     var labels: [Int]? = nil
     if config.model.classes > 0 {
         let cycle = r.labels ?? Array(0..<config.model.classes)
         labels = (0..<r.count).map { cycle[$0 % cycle.count] }
     }
     let x = diffusion.sample(model: model, seeds: seeds, labels: labels, sampler: r.sampler, batchSize: r.batchSize, progress: progress)
-    let classNames = (try? DatasetFile(config.data.file).classNames) ?? []
-    let set = ImageSet(images: x.imageBytes(), labels: labels ?? [Int](repeating: -1, count: r.count).map { max($0, 0) },
+    guard x.doubles.allSatisfy(\.isFinite) else {
+        throw TrainingError.runDirectory("\(run.checkpoint): sampling produced NaN or infinite values; nothing written")
+    }
+    let classNames = (try? DatasetFile(ckpt.data.file).classNames) ?? []
+    let set = ImageSet(images: x.imageBytes(), labels: labels ?? [Int](repeating: 0, count: r.count),
                        channels: config.model.imageChannels, height: config.model.imageSize, width: config.model.imageSize,
                        classNames: classNames)
-    try FileManager.default.createDirectory(atPath: run.samples, withIntermediateDirectories: true)
-    let file = "\(run.samples)/\(r.tag).h5"
     let modelJSON = String(decoding: try JSONEncoder().encode(config.model), as: UTF8.self)
     try SampleFile.write(set, seeds: seeds, attributes: [
-        "run": .string(run.path), "checkpoint": .string(run.checkpoint), "checkpoint_step": attrs["step"] ?? .int(-1),
+        "run": .string(run.path), "checkpoint": .string(run.checkpoint), "checkpoint_step": .int(Int64(ckpt.step)),
         "weights": .string(r.useEMA ? "ema" : "raw"), "sampler": .string(r.sampler.description),
         "model": .string(modelJSON), "conditional": .int(labels == nil ? 0 : 1),
         "command": .string((["eidetic"] + CommandLine.arguments.dropFirst()).joined(separator: " ")),
     ], to: file)
-    let grid = "\(run.samples)/\(r.tag).png"
     let shown = min(set.count, 64)
     try PNG.write(PNG.grid((0..<shown).map { set.image($0) }, channels: set.channels, height: set.height, width: set.width, columns: 8), to: grid)
     return (file, grid, set)

@@ -96,8 +96,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Reads a TOML config strictly; `overrides` are `section.key=value` strings applied first.
     public static func load(toml text: String, file: String, overrides: [String] = []) throws -> TrainConfig {
         var table = try parseTOML(text, file: file)
-        for o in overrides { try table.set(override: o) }
-        let r = ConfigReader(table, file: file)
+        var overridden = Set<String>()
+        for o in overrides { overridden.insert(try table.set(override: o)) }
+        let r = ConfigReader(table, file: file, overridden: overridden)
         var c = TrainConfig()
         let run = try r.section("run")
         c.run.name = try run.string("name", c.run.name)
@@ -118,18 +119,24 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         guard var mc = c.modelPreset.isEmpty ? UNetConfig() : UNetConfig.preset(c.modelPreset) else {
             throw m.error("preset", "unknown preset \"\(c.modelPreset)\" (known: unet-s, unet-m, or \"\" for custom)")
         }
-        mc.imageChannels = try m.int("image_channels", mc.imageChannels, min: 1)
-        mc.imageSize = try m.int("image_size", mc.imageSize, min: 1)
-        mc.baseChannels = try m.int("base_channels", mc.baseChannels, min: 1)
-        mc.channelMultipliers = try m.ints("channel_multipliers", mc.channelMultipliers)
-        mc.resBlocks = try m.int("res_blocks", mc.resBlocks, min: 1)
-        mc.attentionResolutions = try m.ints("attention_resolutions", mc.attentionResolutions)
+        mc.imageChannels = try m.int("image_channels", mc.imageChannels, min: 1, max: 4)
+        mc.imageSize = try m.int("image_size", mc.imageSize, min: 1, max: 1024)
+        mc.baseChannels = try m.int("base_channels", mc.baseChannels, min: 1, max: 1024)
+        mc.channelMultipliers = try m.ints("channel_multipliers", mc.channelMultipliers, min: 1, max: 64, maxCount: 8)
+        mc.resBlocks = try m.int("res_blocks", mc.resBlocks, min: 1, max: 16)
+        mc.attentionResolutions = try m.ints("attention_resolutions", mc.attentionResolutions, min: 1, maxCount: 8)
         mc.dropout = try m.double("dropout", mc.dropout, min: 0, max: 0.99)
-        mc.groups = try m.int("groups", mc.groups, min: 1)
-        mc.classes = try m.int("classes", mc.classes, min: 0)
-        mc.timeFeatures = try m.int("time_features", mc.timeFeatures, min: 2)
-        mc.embeddingDim = try m.int("embedding_dim", mc.embeddingDim, min: 1)
-        do { try mc.validate() } catch { throw TOMLError(file: file, line: 0, message: "\(error)") }
+        mc.groups = try m.int("groups", mc.groups, min: 1, max: 1024)
+        mc.classes = try m.int("classes", mc.classes, min: 0, max: 100_000)
+        mc.timeFeatures = try m.int("time_features", mc.timeFeatures, min: 2, max: 4096)
+        mc.embeddingDim = try m.int("embedding_dim", mc.embeddingDim, min: 1, max: 8192)
+        do { try mc.validate() } catch {
+            // UNet's messages start with the offending key: name it as model.<key> (or its --set)
+            let text = "\(error)".replacingOccurrences(of: "model: ", with: "")
+            let key = String(text.prefix { $0.isLetter || $0 == "_" })
+            let rest = text.dropFirst(key.count).drop { $0 == ":" || $0 == " " }
+            throw m.has(key) || key.contains("_") ? m.error(key, String(rest)) : m.error("", text)
+        }
         c.model = mc
 
         let df = try r.section("diffusion")
@@ -138,9 +145,17 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         c.diffusion.betaStart = try df.double("beta_start", c.diffusion.betaStart, min: 0, max: 1)
         c.diffusion.betaEnd = try df.double("beta_end", c.diffusion.betaEnd, min: 0, max: 1)
         c.diffusion.cosineOffset = try df.double("cosine_offset", c.diffusion.cosineOffset, min: 0)
+        if c.diffusion.schedule == "linear" {
+            guard c.diffusion.betaStart > 0 else { throw df.error("beta_start", "must be > 0, got \(c.diffusion.betaStart)") }
+            guard c.diffusion.betaEnd < 1 else { throw df.error("beta_end", "must be < 1, got \(c.diffusion.betaEnd)") }
+            guard c.diffusion.betaStart <= c.diffusion.betaEnd else {
+                throw df.error("beta_start", "\(c.diffusion.betaStart) is larger than diffusion.beta_end = \(c.diffusion.betaEnd)")
+            }
+        }
+        guard c.diffusion.timesteps <= 100_000 else { throw df.error("timesteps", "must be ≤ 100000, got \(c.diffusion.timesteps)") }
 
         let t = try r.section("train")
-        c.train.batchSize = try t.int("batch_size", c.train.batchSize, min: 1)
+        c.train.batchSize = try t.int("batch_size", c.train.batchSize, min: 1, max: 1 << 16)
         c.train.images = try t.int("images", c.train.images, min: 1)
         c.train.learningRate = try t.double("lr", c.train.learningRate, min: 0)
         c.train.warmupSteps = try t.int("warmup_steps", c.train.warmupSteps, min: 0)
@@ -148,18 +163,28 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         c.train.emaDecay = try t.double("ema_decay", c.train.emaDecay, min: 0, max: 1)
         c.train.checkpointEvery = try t.int("checkpoint_every", c.train.checkpointEvery, min: 1)
         c.train.logEvery = try t.int("log_every", c.train.logEvery, min: 1)
-        c.train.threads = try t.int("threads", c.train.threads, min: 0)
+        c.train.threads = try t.int("threads", c.train.threads, min: 0, max: 4096)
         c.train.labelDropout = try t.double("label_dropout", c.train.labelDropout, min: 0, max: 1)
 
         let s = try r.section("sample")
-        c.sample.count = try s.int("count", c.sample.count, min: 1)
-        c.sample.batchSize = try s.int("batch_size", c.sample.batchSize, min: 1)
+        c.sample.count = try s.int("count", c.sample.count, min: 1, max: 100_000_000)
+        c.sample.batchSize = try s.int("batch_size", c.sample.batchSize, min: 1, max: 1 << 16)
         c.sample.useEMA = try s.bool("ema", c.sample.useEMA)
         c.sample.sampler.kind = SamplerConfig.Kind(rawValue: try s.choice("sampler", c.sample.sampler.kind.rawValue, ["ddpm", "ddim"]))!
         c.sample.sampler.steps = try s.int("steps", c.sample.sampler.steps, min: 1)
         c.sample.sampler.eta = try s.double("eta", c.sample.sampler.eta, min: 0)
         c.sample.sampler.spacing = SamplerConfig.Spacing(rawValue: try s.choice("spacing", c.sample.sampler.spacing.rawValue, ["linspace", "leading", "trailing"]))!
         c.sample.sampler.guidance = try s.double("guidance", c.sample.sampler.guidance, min: 0)
+        if c.sample.sampler.kind == .ddim && c.sample.sampler.steps > c.diffusion.timesteps {
+            throw s.error("steps", "\(c.sample.sampler.steps) sampler steps exceed diffusion.timesteps = \(c.diffusion.timesteps)")
+        }
+        if c.sample.sampler.guidance != 1 && c.model.classes == 0 {
+            throw s.error("guidance", "\(c.sample.sampler.guidance) needs a class-conditional model (model.classes > 0)")
+        }
+        guard c.train.warmupSteps <= 10_000_000, c.train.images <= 1 << 40 else {
+            throw t.error(c.train.images > 1 << 40 ? "images" : "warmup_steps", "is implausibly large")
+        }
+        if c.data.planModel >= 0 && c.data.plan.isEmpty { throw d.error("plan_model", "is set but data.plan is empty") }
         try r.finish()
         return c
     }
@@ -186,6 +211,14 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         c.sample = Sample()
         let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]
         return String(SHA256.hex([UInt8](try e.encode(c))).prefix(10))
+    }
+
+    /// The identity without the training length: what a checkpoint records and a resume,
+    /// sample or evaluation checks (a run may be continued to more images).
+    public func trainingIdentityHash() throws -> String {
+        var c = self
+        c.train.images = 0
+        return try c.identityHash()
     }
 
     /// `results/runs/<name>-<hash>`.

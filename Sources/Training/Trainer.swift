@@ -11,11 +11,13 @@ public enum TrainingError: Error, CustomStringConvertible {
     case data(String)
     case diverged(step: Int, loss: Double)
     case runDirectory(String)
+    case interrupted(step: Int, signal: Int32)
     public var description: String {
         switch self {
         case .data(let m): return m
         case .diverged(let s, let l): return "training diverged: loss \(l) at step \(s) (the last checkpoint is kept)"
         case .runDirectory(let m): return m
+        case .interrupted(let s, let sig): return "interrupted by \(sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal \(sig)") at step \(s) (checkpointed; rerun the same command to resume)"
         }
     }
 }
@@ -39,15 +41,25 @@ public struct RunDirectory: Sendable {
         }
     }
 
+    /// Writes `status.json` atomically: state (running, done, stopped, interrupted, failed),
+    /// step, and the writer's pid and host, so a "running" left by a killed process is
+    /// recognisable (`eidetic status`: no process holds the run's lock).
     public func writeStatus(_ fields: [String: Any]) {
         var f = fields
         f["updated"] = ISO8601DateFormatter().string(from: Date())
+        f["pid"] = Int(getpid()); f["host"] = ProcessInfo.processInfo.hostName
         if let d = try? JSONSerialization.data(withJSONObject: f, options: [.sortedKeys, .prettyPrinted]) {
             try? writeFileAtomically(d, to: status)
         }
     }
 
     public func appendLog(_ line: String) { append(line, to: log) }
+
+    /// `status.json` as a dictionary, or nil.
+    public func readStatus() -> [String: Any]? {
+        guard let d = FileManager.default.contents(atPath: status) else { return nil }
+        return try? JSONSerialization.jsonObject(with: d) as? [String: Any]
+    }
 
     /// Appends one line to a text file, creating it if needed.
     func append(_ line: String, to file: String) {
@@ -63,22 +75,52 @@ public struct RunDirectory: Sendable {
 /// repeated), and a description for the log.
 public func trainingSelection(_ c: TrainConfig.DataSection) throws -> (split: ImageSet, indices: [Int], description: String) {
     let ds = try DatasetFile(c.file)
+    guard ds.splits.contains(c.split) else {
+        throw TrainingError.data("\(c.file): no split '\(c.split)' (data.split; the file has \(ds.splits.joined(separator: ", ")))")
+    }
     let all = try ds.load(c.split)
+    guard all.count > 0 else { throw TrainingError.data("\(c.file): split '\(c.split)' holds no images") }
+    if let bad = all.labels.firstIndex(where: { $0 < 0 || $0 >= max(all.classNames.count, 1) }) {
+        throw TrainingError.data("\(c.file): \(c.split) image \(bad) has label \(all.labels[bad]) but the file names \(all.classNames.count) classes")
+    }
     var indices = Array(0..<all.count)
     var what = "\(c.file) \(c.split): all \(all.count)"
     if !c.plan.isEmpty {
-        if let p = try? PlanFile.read(DuplicationPlan.self, from: c.plan) { indices = p.trainingIndices }
-        else if let p = try? PlanFile.read(MembershipPlan.self, from: c.plan) {
+        // dispatch on the plan's kind; every kind names the examples a model trains on
+        let kind = try PlanFile.kind(of: c.plan)
+        let reference: DatasetReference
+        switch kind {
+        case SubsetPlan.kind: let p = try PlanFile.read(SubsetPlan.self, from: c.plan); indices = p.indices; reference = p.dataset
+        case DuplicationPlan.kind: let p = try PlanFile.read(DuplicationPlan.self, from: c.plan); indices = p.trainingIndices; reference = p.dataset
+        case DeduplicationPlan.kind: let p = try PlanFile.read(DeduplicationPlan.self, from: c.plan); indices = p.kept; reference = p.dataset
+        case OutlierScores.kind: let p = try PlanFile.read(OutlierScores.self, from: c.plan); indices = p.indices; reference = p.dataset
+        case MembershipPlan.kind:
+            let p = try PlanFile.read(MembershipPlan.self, from: c.plan)
             guard c.planModel >= 0 && c.planModel < p.models else {
                 throw TrainingError.data("\(c.plan): membership plan of \(p.models) models; set data.plan_model to 0…\(p.models - 1) (got \(c.planModel))")
             }
-            indices = p.members(model: c.planModel)
-            what = "\(c.file) \(c.split): membership plan \(c.plan), model \(c.planModel) (\(indices.count) examples)"
+            indices = p.members(model: c.planModel); reference = p.dataset
+        default:
+            throw TrainingError.data("\(c.plan): plan kind '\(kind)' names no training examples (known: subset, duplication, dedup, outliers, membership)")
         }
-        else { indices = try PlanFile.read(SubsetPlan.self, from: c.plan).indices }
-        if !what.contains("membership") { what = "\(c.file) \(c.split): plan \(c.plan) (\(indices.count) examples)" }
+        if kind != MembershipPlan.kind && c.planModel >= 0 {
+            throw TrainingError.data("data.plan_model is set but \(c.plan) is a \(kind) plan, not a membership plan")
+        }
+        what = kind == MembershipPlan.kind
+            ? "\(c.file) \(c.split): membership plan \(c.plan), model \(c.planModel) (\(indices.count) examples)"
+            : "\(c.file) \(c.split): \(kind) plan \(c.plan) (\(indices.count) examples)"
         if let bad = indices.first(where: { $0 < 0 || $0 >= all.count }) {
             throw TrainingError.data("\(c.plan): index \(bad) is outside \(c.file) \(c.split) (\(all.count) images)")
+        }
+        guard !indices.isEmpty else { throw TrainingError.data("\(c.plan): the plan selects no training examples") }
+        if reference.split != c.split && !reference.split.isEmpty {
+            throw TrainingError.data("\(c.plan) was made from split '\(reference.split)', but data.split is '\(c.split)'")
+        }
+        if !reference.contentSHA256.isEmpty {
+            let got = DatasetReference.contentHash(all)
+            guard got == reference.contentSHA256 else {
+                throw TrainingError.data("\(c.plan) was made from other data: \(c.file) \(c.split) has sha256 \(got.prefix(12))…, the plan records \(reference.contentSHA256.prefix(12))… (\(reference.file))")
+            }
         }
     }
     if c.subset > 0 {
@@ -112,7 +154,12 @@ public final class DDPMTrainer {
     public let optimizer: Adam
     public let diffusion: GaussianDiffusion
     public let data: ImageSet
+    /// What the checkpoint records and every later resume, sample and evaluation checks.
+    public let identity: TrainingIdentity
     public private(set) var step = 0
+    var lock: RunLock?
+    /// `--threads` from the command line, which wins over train.threads.
+    public var threadsOverride: Int?
     public private(set) var schedule: BatchSchedule
     let root: RandomKey
     /// Which examples were selected, for the log.
@@ -126,6 +173,7 @@ public final class DDPMTrainer {
         root = RandomKey(seed: config.run.seed)
         let (set, what) = try trainingSet(config.data, model: config.model)
         dataDescription = what
+        identity = try TrainingIdentity(config: config, trainingSet: set)
         guard config.train.batchSize <= set.count else {
             throw TrainingError.data("train.batch_size \(config.train.batchSize) is larger than the \(set.count) training images")
         }
@@ -137,41 +185,50 @@ public final class DDPMTrainer {
         schedule = BatchSchedule(count: set.count, batchSize: config.train.batchSize, key: root.fold("batches"))
     }
 
-    static func threads(_ configured: Int) -> Int {
+    public static func threads(_ configured: Int) -> Int {
         if configured > 0 { return configured }
         if let s = ProcessInfo.processInfo.environment["SLURM_CPUS_PER_TASK"], let n = Int(s), n > 0 { return n }
         return ProcessInfo.processInfo.activeProcessorCount
     }
 
-    /// Creates the run directory or checks that it holds this same config, and restores
-    /// the last checkpoint if there is one. Returns whether it resumed.
+    /// Takes the run directory's exclusive lock, creates it or checks that it holds this same
+    /// config, and restores the last checkpoint if there is one (after checking that it was
+    /// trained with this config and this training data). Returns whether it resumed.
     @discardableResult
     public func prepare() throws -> Bool {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory.path + "/checkpoints", withIntermediateDirectories: true)
+        if lock == nil { lock = try RunLock.acquire(directory.path, mode: .exclusive, purpose: "training") }
+        for p in removeStaleTemporaries(in: directory.path) { directory.appendLog("removed \(p), left by an interrupted write") }
+        if let s = directory.readStatus(), s["state"] as? String == "running" {
+            let line = "the previous process (pid \(s["pid"].map { "\($0)" } ?? "?")) ended without recording it (killed?) at step ≥ \(s["step"].map { "\($0)" } ?? "?"); resuming from the last checkpoint"
+            output(line); directory.appendLog(line)
+        }
         let resolved = try config.canonicalJSON()
         if let existing = fm.contents(atPath: directory.config) {
             // The same config, or the same one trained for more (or fewer) images: with a
             // constant rate after warmup, a longer run is a continuation of a shorter one.
             let old = try? JSONDecoder().decode(TrainConfig.self, from: existing)
-            var a = old, b = config
-            a?.train.images = 0; b.train.images = 0
-            guard let a, try a.identityHash() == b.identityHash() else {
+            guard let old, try old.trainingIdentityHash() == config.trainingIdentityHash() else {
                 throw TrainingError.runDirectory("\(directory.path) holds a run with a different config (see its config.resolved.json); choose another --run-dir")
             }
-            if let old, old.train.images != config.train.images {
+            if old.train.images != config.train.images {
                 let line = "train.images changed from \(old.train.images) to \(config.train.images): continuing the same run"
                 output(line); directory.appendLog(line)
             }
         }
-        try writeFileAtomically(resolved, to: directory.config)
-        guard fm.fileExists(atPath: directory.checkpoint) else { return false }
+        guard fm.fileExists(atPath: directory.checkpoint) else {
+            try writeFileAtomically(resolved, to: directory.config)
+            return false
+        }
         try restore()
+        try writeFileAtomically(resolved, to: directory.config)
         return true
     }
 
     func restore() throws {
         let (tree, attrs) = try TensorFile.load(directory.checkpoint)
+        try identity.verify(checkpoint: directory.checkpoint, attributes: attrs, requireIdentity: !FileManager.default.fileExists(atPath: directory.config))
         func int(_ k: String) throws -> Int {
             guard case .int(let v)? = attrs[k] else { throw TrainingError.runDirectory("\(directory.checkpoint): missing attribute \(k)") }
             return Int(v)
@@ -180,6 +237,9 @@ public final class DDPMTrainer {
         try ema.load(tree.subtree("ema"))
         try optimizer.load(stateTree: tree.subtree("optimizer"))
         step = try int("step")
+        guard step >= 0 else { throw TrainingError.runDirectory("\(directory.checkpoint): step \(step) is negative") }
+        try checkFinite(model.parameters(), what: "model weights", file: directory.checkpoint)
+        try checkFinite(ema.shadow, what: "EMA weights", file: directory.checkpoint)
         schedule = BatchSchedule(count: schedule.count, batchSize: schedule.batchSize, key: schedule.key,
                                  epoch: try int("schedule_epoch"), position: try int("schedule_position"))
         // metrics past the checkpoint were produced by steps that will run again
@@ -202,7 +262,7 @@ public final class DDPMTrainer {
             "schedule_epoch": .int(Int64(schedule.epoch)), "schedule_position": .int(Int64(schedule.position)),
             "seed": .int(Int64(bitPattern: config.run.seed)), "config_hash": .string(try config.identityHash()),
             "rng": .string("Philox4x32-10; every stream is RandomKey(seed).fold(purpose).fold(step)"),
-        ], to: directory.checkpoint)
+        ].merging(identity.attributes) { a, _ in a }, to: directory.checkpoint)
     }
 
     /// One optimizer step on the next batch; returns the loss.
@@ -235,10 +295,11 @@ public final class DDPMTrainer {
         return value
     }
 
-    /// Trains to the configured length (or `stopAfter` more steps), checkpointing every
-    /// `checkpoint_every` steps and at the end.
-    public func run(stopAfter: Int? = nil) throws {
-        Threads.count = DDPMTrainer.threads(config.train.threads)
+    /// Trains to the configured length (or `stopAfter` more steps, or up to step `stopAt`),
+    /// checkpointing every `checkpoint_every` steps and at the end. On SIGINT/SIGTERM (see
+    /// `Interruption`) it checkpoints, records status "interrupted" and throws.
+    public func run(stopAfter: Int? = nil, stopAt: Int? = nil) throws {
+        Threads.count = DDPMTrainer.threads(threadsOverride ?? config.train.threads)
         let resumed = try prepare()
         let total = config.totalSteps
         let header = (resumed ? "resuming at step \(step)/\(total)" : "starting \(total) steps") +
@@ -250,9 +311,19 @@ public final class DDPMTrainer {
         let start = Date()
         let startStep = step
         var recent: [Double] = []
-        let limit = stopAfter.map { min(total, step + $0) } ?? total
+        let limit = min(total, stopAt ?? total, stopAfter.map { step + $0 } ?? total)
+        Interruption.handled = true
+        defer { Interruption.handled = false }
         do {
             while step < limit {
+                if Interruption.requested {
+                    if isTTY { print("") }
+                    try saveCheckpoint()
+                    directory.writeStatus(["state": "interrupted", "step": step, "total_steps": total, "signal": Interruption.signalName])
+                    let line = "\(Interruption.signalName): checkpointed at step \(step)/\(total) and stopped; rerun the same command to resume"
+                    output(line); directory.appendLog(line)
+                    throw TrainingError.interrupted(step: step, signal: Interruption.signalNumber)
+                }
                 let loss = try trainStep()
                 recent.append(loss)
                 let elapsed = Date().timeIntervalSince(start)
@@ -276,6 +347,8 @@ public final class DDPMTrainer {
             if isTTY { print("") }
             if step < total, step % config.train.checkpointEvery != 0 { try saveCheckpoint() }
             directory.writeStatus(["state": step == total ? "done" : "stopped", "step": step, "total_steps": total])
+        } catch TrainingError.interrupted(let s, let sig) {
+            throw TrainingError.interrupted(step: s, signal: sig)
         } catch {
             directory.writeStatus(["state": "failed", "step": step, "total_steps": total, "error": "\(error)"])
             directory.appendLog("failed: \(error)")

@@ -11,6 +11,9 @@ struct Eidetic: ParsableCommand {
         commandName: "eidetic",
         abstract: "Train small diffusion models and GANs and measure what they memorize.",
         subcommands: [Quickstart.self, Train.self, Sample.self, Describe.self, DataCommand.self, Eval.self, Example.self, Bench.self])
+
+    /// Every failure ends as one line on stderr and a non-zero exit (`CLI.main`).
+    static func main() { CLI.main() }
 }
 
 /// The main job on an embedded default: train a small DDPM on a few images of the

@@ -12,8 +12,15 @@ struct Train: ParsableCommand {
     @Argument(help: "Config file (TOML).") var config: String
     @Option(name: .customLong("set"), help: "Override a config key: --set train.lr=1e-4 (repeatable).") var overrides: [String] = []
     @Option(help: "Run directory (default: <run.out>/<run.name>-<config hash>).") var runDir: String?
-    @Option(help: "Stop after this many steps (the run can be resumed).") var stopAfter: Int?
+    @Option(help: "Train at most this many more steps in this invocation, then checkpoint and stop (the run can be resumed).") var stopAfter: Int?
+    @Option(help: "Stop at this step (absolute, counted from the start of the run), checkpoint, and exit.") var stopAt: Int?
+    @OptionGroup var threads: ThreadOptions
     @Flag(help: "Print the resolved config and the run directory, and exit.") var dryRun = false
+
+    func validate() throws {
+        try Check.atLeast(stopAfter, 1, "--stop-after")
+        try Check.atLeast(stopAt, 1, "--stop-at")
+    }
 
     func run() throws {
         let c = try TrainConfig.load(file: config, overrides: overrides)
@@ -23,8 +30,10 @@ struct Train: ParsableCommand {
             print("run directory: \(dir)")
             return
         }
+        threads.apply(configured: c.train.threads)
         let trainer = try DDPMTrainer(config: c, directory: dir)
-        try trainer.run(stopAfter: stopAfter)
+        trainer.threadsOverride = threads.threads
+        try trainer.run(stopAfter: stopAfter, stopAt: stopAt)
         print("run directory: \(dir)")
     }
 }
@@ -42,8 +51,22 @@ struct Sample: ParsableCommand {
     @Option(help: "Classifier-free guidance scale (1: none).") var guidance: Double?
     @Option(help: "Sample i uses seed first-seed + i.") var firstSeed: UInt64 = 0
     @Flag(inversion: .prefixedNo, help: "Use the EMA weights.") var ema = true
+    @Flag(help: "Replace an existing sample file for the same request and checkpoint step.") var force = false
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        try Check.atLeast(count, 1, "--count")
+        try Check.atLeast(batchSize, 1, "--batch-size")
+        try Check.atLeast(steps, 1, "--steps")
+        try Check.finite(eta, "--eta", min: 0)
+        try Check.finite(guidance, "--guidance", min: 0)
+        if let s = sampler, SamplerConfig.Kind(rawValue: s) == nil { throw ValidationError("--sampler must be ddpm or ddim, got '\(s)'") }
+        if let s = spacing, SamplerConfig.Spacing(rawValue: s) == nil { throw ValidationError("--spacing must be linspace, leading or trailing, got '\(s)'") }
+        guard UInt64.max - firstSeed >= UInt64(count ?? 0) else { throw ValidationError("--first-seed \(firstSeed) + --count overflows 64 bits") }
+    }
 
     func run() throws {
+        threads.apply()
         let dir = RunDirectory(runDirectory)
         let c = try dir.loadConfig()
         var s = c.sample.sampler
@@ -54,12 +77,20 @@ struct Sample: ParsableCommand {
         if let v = guidance { s.guidance = v }
         let req = SampleRequest(count: count ?? c.sample.count, batchSize: batchSize ?? c.sample.batchSize, sampler: s, useEMA: ema, firstSeed: firstSeed)
         let t0 = Date()
-        let (file, grid, _) = try generateSamples(run: dir, request: req) { done, total in
+        do { try Training.validate(req, config: c) } catch { throw ValidationError(flagged("\(error)")) }
+        let (file, grid, _) = try generateSamples(run: dir, request: req, overwrite: force) { done, total in
             FileHandle.standardError.write(Data("\rsampled \(done)/\(total)".utf8))
         }
         FileHandle.standardError.write(Data("\n".utf8))
         print(String(format: "wrote %@ and %@ (%.1f s)", file, grid, Date().timeIntervalSince(t0)))
     }
+}
+
+/// Names the flag behind a request check's message ("sampler steps …" → "--steps: sampler steps …").
+func flagged(_ m: String) -> String {
+    for (prefix, flag) in [("sample count", "--count"), ("sample batch size", "--batch-size"), ("sampler steps", "--steps"),
+                           ("eta", "--eta"), ("guidance", "--guidance")] where m.hasPrefix(prefix) { return "\(flag): \(m)" }
+    return m
 }
 
 /// `eidetic describe unet-s` or `eidetic describe CONFIG.toml`: parameters and FLOPs.
