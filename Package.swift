@@ -57,6 +57,8 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Tensor", "NN", "Models", "Diffusion", "Training", "TOML", "Data", "HDF5"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Tensor", "NN", "Data", "Models", "Diffusion", "Training", "Evaluation"]),
         .testTarget(name: "HDF5Tests", dependencies: ["Tensor", "HDF5", "NN", "Optim"]),
+        // Bad input and faults through the real `eidetic` binary (built beside the tests).
+        .testTarget(name: "CLITests", dependencies: ["Tensor", "HDF5", "Data", "Training"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import HDF5
 import Tensor
 
 /// Which data a plan was made from: the dataset file, the split, and a hash of that
@@ -90,11 +91,16 @@ public enum PlanFile {
 public func writeFileAtomically(_ data: Data, to path: String) throws {
     let url = URL(fileURLWithPath: path)
     try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    removeDeadTemporaries(of: path)
     let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
     do {
         try data.write(to: tmp)
-        guard rename(tmp.path, path) == 0 else { throw DataError.unreadable(file: path, reason: "rename failed: \(String(cString: strerror(errno)))") }
-    } catch { unlink(tmp.path); throw error }
+        guard rename(tmp.path, path) == 0 else { throw FileWriteError(path: path, reason: "rename: \(String(cString: strerror(errno)))") }
+    } catch {
+        unlink(tmp.path)
+        if error is FileWriteError { throw error }
+        throw FileWriteError(path: path, reason: describeIOError(error))
+    }
 }
 
 /// A class-balanced subset of `size` examples: ⌊size/K⌋ per class, the remainder going to

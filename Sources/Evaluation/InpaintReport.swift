@@ -33,9 +33,14 @@ public struct InpaintReport: Codable, Sendable {
         return ["mean": s.reduce(0, +) / Double(s.count), "median": s[s.count / 2], "min": s[0], "max": s[s.count - 1], "count": Double(s.count)]
     }
 
-    /// Runs every (target, run, member) case; `out` receives summary.json, inpaint.h5, examples.png.
-    public static func run(cases list: [(Int, RunDirectory, Bool)], mode: String, config: InpaintConfig, out: String,
+    /// Runs every (target, run, member) case; the folder `final` receives summary.json,
+    /// inpaint.h5, examples.png (refused if it exists, unless `force`; written whole or not at all).
+    public static func run(cases list: [(Int, RunDirectory, Bool)], mode: String, config: InpaintConfig, out final: String, force: Bool = false,
                            log: (String) -> Void = { print($0) }) throws -> InpaintReport {
+        guard !list.isEmpty else { throw EvaluationError.input("inpainting: no targets") }
+        let locks = try Set(list.map { $0.1.path }).sorted().map { try RunLock.acquire($0, mode: .shared, purpose: "evaluation") }
+        defer { withExtendedLifetime(locks) {} }
+        let out = try EvalOutput.begin(final, force: force)
         var models: [String: (UNet, TrainConfig)] = [:]
         var split: ImageSet? = nil
         var cases: [Case] = []
@@ -48,7 +53,7 @@ public struct InpaintReport: Codable, Sendable {
                 models[run.path] = (model, c)
             }
             let (model, c) = models[run.path]!
-            if split == nil { split = try DatasetFile(c.data.file).load(c.data.split) }
+            if split == nil { split = try DatasetFile(try run.loadCheckpoint().data.file).load(c.data.split) }
             let target = split!.image(id)
             let label = split!.labels[id]
             let conditional = model.config.classes > 0
@@ -68,7 +73,6 @@ public struct InpaintReport: Codable, Sendable {
                 shown.append((maskedTargets[id]![...], completions.image(outcome.kept[0])))
             }
         }
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let m = cases.filter(\.member).map(\.outcome.keptMean), nm = cases.filter { !$0.member }.map(\.outcome.keptMean)
         let roc = ROC(scores: cases.map { -$0.outcome.keptMean }, members: cases.map(\.member))
         let g = cases.count, k = config.count
@@ -85,16 +89,16 @@ public struct InpaintReport: Codable, Sendable {
         }
         let report = InpaintReport(config: config, mode: mode, cases: cases, memberKeptMean: stats(m), nonMemberKeptMean: stats(nm),
                                    auc: roc.auc, command: EvalOutput.command,
-                                   outputs: ["summary": out + "/summary.json", "arrays": out + "/inpaint.h5",
-                                             "examples": out + "/examples.png (masked target | best kept completion)"])
+                                   outputs: ["summary": final + "/summary.json", "arrays": final + "/inpaint.h5",
+                                             "examples": final + "/examples.png (masked target | best kept completion)"])
         try EvalOutput.writeJSON(report, to: out + "/summary.json")
+        try EvalOutput.publish(out, to: final)
         return report
     }
 
     /// Cases for one run: `targets` training images and `targets` unseen images of the split.
     public static func singleRunCases(_ run: RunDirectory, targets: Int, seed: UInt64) throws -> [(Int, RunDirectory, Bool)] {
-        let c = try run.loadConfig()
-        let (split, ids, _) = try trainingSelection(c.data)
+        let (split, ids, _) = try run.loadCheckpoint().trainingSelection(path: run.checkpoint)
         let members = Array(Set(ids)).sorted()
         let memberSet = Set(members)
         let others = (0..<split.count).filter { !memberSet.contains($0) }

@@ -69,7 +69,10 @@ public struct OutlierReport: Codable, Sendable {
         if let extraction {
             let (e, c) = try extractionOutcomes(extraction, threshold: relativeThreshold)
             quantities.append(("extracted (relative ℓ2 < \(relativeThreshold))", e))
-            quantities.append(("−log(closest relative ℓ2)", c.mapValues { $0.isFinite && $0 > 0 ? -log($0) : ($0 == 0 ? 50 : -50) }))
+            // closeness 1 / (1 + closest relative ℓ2): bounded, monotone in the distance (so
+            // Spearman's ρ is that of −distance), and exactly 0 in the limit for an image that
+            // is no generation's nearest — no placeholder value enters the decile means
+            quantities.append(("closeness 1/(1 + closest relative ℓ2)", c.mapValues { $0.isNaN ? .nan : 1 / (1 + $0) }.filter { !$0.value.isNaN }))
         }
         guard !quantities.isEmpty else { throw EvaluationError.input("eval outliers: give --mia and/or --extraction to join with") }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)

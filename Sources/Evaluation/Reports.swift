@@ -28,6 +28,58 @@ public enum EvalOutput {
     }
 
     public static var command: String { (["eidetic"] + CommandLine.arguments.dropFirst()).joined(separator: " ") }
+
+    /// A folder name for an evaluation: `<kind>-<what>-<hash of the settings>`, so runs with
+    /// other options get other folders (like run directories) and the same options the same.
+    public static func folderName<S: Encodable>(_ kind: String, _ what: String, settings: S) throws -> String {
+        let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let h = String(SHA256.hex([UInt8](try e.encode(settings))).prefix(8))
+        return [kind, what, h].filter { !$0.isEmpty }.joined(separator: "-")
+    }
+
+    /// Checks, before any work, that `folder` may be written: refuses an existing folder
+    /// unless `force`, and an unwritable parent. Returns a fresh temporary folder beside it
+    /// that `publish` moves into place, so a killed evaluation never leaves half a folder.
+    public static func begin(_ folder: String, force: Bool) throws -> String {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: folder) && !force {
+            throw EvaluationError.input("\(folder) exists (same evaluation, same settings); pass --force to replace it")
+        }
+        let parent = (folder as NSString).deletingLastPathComponent
+        try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        guard access(parent, W_OK) == 0 else { throw EvaluationError.input("\(parent): not writable") }
+        // temporaries of killed evaluations of this folder
+        for n in (try? fm.contentsOfDirectory(atPath: parent)) ?? [] where n.hasPrefix("." + (folder as NSString).lastPathComponent + ".tmp-") {
+            if let pid = Int32(n.split(separator: "-").dropLast().last ?? ""), kill(pid, 0) == 0 { continue }
+            try? fm.removeItem(atPath: parent + "/" + n)
+        }
+        let tmp = parent + "/." + (folder as NSString).lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        return tmp
+    }
+
+    /// Moves the finished temporary folder into place (replacing an old one when forced).
+    public static func publish(_ tmp: String, to folder: String) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: folder) {
+            let old = folder + ".old-\(getpid())"
+            try fm.moveItem(atPath: folder, toPath: old)
+            try fm.moveItem(atPath: tmp, toPath: folder)
+            try? fm.removeItem(atPath: old)
+        } else {
+            try fm.moveItem(atPath: tmp, toPath: folder)
+        }
+    }
+
+    /// Rewrites paths under `tmp` in output maps to their published place.
+    public static func published(_ outputs: [String: String], tmp: String, folder: String) -> [String: String] {
+        outputs.mapValues { $0.replacingOccurrences(of: tmp, with: folder) }
+    }
+}
+
+func absoluteEvalPath(_ p: String) -> String {
+    p.hasPrefix("/") ? p : URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(p).standardized.path
 }
 
 /// `eidetic eval extraction`: oracle extraction (relative ℓ2, ℓ2, Gu ratio) of a run's
@@ -40,10 +92,12 @@ public struct ExtractionReport: Codable, Sendable {
         public var flagged: Int
         /// Flagged cliques whose medoid is an extraction (relative rule) of a training image.
         public var verified: Int
-        public var precision: Double
+        /// verified / flagged; nil (JSON null) when nothing was flagged.
+        public var precision: Double?
         public var uniqueVerified: Int
-        /// Unique verified images / unique images the oracle extracts from the same pool.
-        public var recallOfOracle: Double
+        /// Unique verified images / unique images the oracle extracts from the same pool;
+        /// nil when the oracle extracts nothing.
+        public var recallOfOracle: Double?
         public var cliques: [Clique]
         public var verifiedTrainingIndices: [Int?]
     }
@@ -56,24 +110,31 @@ public struct ExtractionReport: Codable, Sendable {
     public var command: String
     public var outputs: [String: String]
 
-    /// Runs the evaluation and writes `<run>/eval/<name>/`.
+    /// Runs the evaluation and writes `<run>/eval/extraction-<samples>[-vs-<run>]-<settings hash>/`
+    /// (refusing an existing one unless `force`). The training set is the run's own, checked
+    /// against its checkpoint's data hash.
     public static func run(run: RunDirectory, samplesFile: String, trainingRun: RunDirectory? = nil, config: ExtractionConfig = ExtractionConfig(),
-                           clique: CliqueConfig? = CliqueConfig(), name: String? = nil) throws -> ExtractionReport {
+                           clique: CliqueConfig? = CliqueConfig(), name: String? = nil, force: Bool = false) throws -> ExtractionReport {
+        let lock = try RunLock.acquire(run.path, mode: .shared, purpose: "evaluation")
+        defer { withExtendedLifetime(lock) {} }
+        let trainRun = trainingRun ?? run
+        struct Settings: Encodable { var samples: String; var against: String?; var config: ExtractionConfig; var clique: CliqueConfig? }
+        let stem = ((samplesFile as NSString).lastPathComponent as NSString).deletingPathExtension
+        let folder = try name ?? EvalOutput.folderName("extraction", stem + (trainingRun.map { "-vs-" + ($0.path as NSString).lastPathComponent } ?? ""),
+                                                       settings: Settings(samples: absoluteEvalPath(samplesFile), against: trainingRun.map { absoluteEvalPath($0.path) }, config: config, clique: clique))
+        let final = run.path + "/eval/" + folder
         let samplesDS = try DatasetFile(samplesFile)
         let gens = try samplesDS.load("samples")
-        let trainRun = trainingRun ?? run
-        let tc = try trainRun.loadConfig()
-        let (split, ids, description) = try trainingSelection(tc.data)
+        guard gens.count > 0 else { throw EvaluationError.input("\(samplesFile): holds no samples") }
+        let ckpt = try trainRun.loadCheckpoint()
+        let (split, ids, description) = try ckpt.trainingSelection(path: trainRun.checkpoint)
         let training = split.subset(ids)
         guard training.imageSize == gens.imageSize && training.channels == gens.channels else {
             throw EvaluationError.input("\(samplesFile): samples are \(gens.channels)×\(gens.height)×\(gens.width) but \(trainRun.path) trains on \(training.channels)×\(training.height)×\(training.width) images")
         }
+        let out = try EvalOutput.begin(final, force: force)
         let (result, table) = Extraction.evaluate(generations: gens, training: training, datasetIndices: ids, config: config)
         let summary = result.summary(trainingImages: Set(ids).count)
-        let stem = ((samplesFile as NSString).lastPathComponent as NSString).deletingPathExtension
-        let folder = name ?? ("extraction-" + stem + (trainingRun.map { "-vs-" + ($0.path as NSString).lastPathComponent } ?? ""))
-        let out = run.path + "/eval/" + folder
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
 
         var cliqueSummary: CliqueSummary? = nil
         if let cc = clique {
@@ -86,8 +147,8 @@ public struct ExtractionReport: Codable, Sendable {
             let uniq = Set(verified.compactMap { $0 }).count
             let oracle = summary.uniqueExtracted["relative"] ?? 0
             cliqueSummary = CliqueSummary(config: cc, grouped: conditional, flagged: cl.count, verified: verified.compactMap { $0 }.count,
-                                          precision: cl.isEmpty ? .nan : Double(verified.compactMap { $0 }.count) / Double(cl.count),
-                                          uniqueVerified: uniq, recallOfOracle: oracle == 0 ? .nan : Double(uniq) / Double(oracle),
+                                          precision: cl.isEmpty ? nil : Double(verified.compactMap { $0 }.count) / Double(cl.count),
+                                          uniqueVerified: uniq, recallOfOracle: oracle == 0 ? nil : Double(uniq) / Double(oracle),
                                           cliques: cl, verifiedTrainingIndices: verified)
         }
 
@@ -128,9 +189,10 @@ public struct ExtractionReport: Codable, Sendable {
         let report = ExtractionReport(
             samplesFile: samplesFile, samplesAttributes: samplesDS.attributes.mapValues { $0.description },
             trainingRun: trainRun.path, training: description, extraction: summary, cliques: cliqueSummary, command: EvalOutput.command,
-            outputs: ["arrays": out + "/extraction.h5", "pairs": out + "/pairs.png" + (none ? " (nothing extracted: the closest pairs)" : ""),
-                      "curve": out + "/curve.svg", "summary": out + "/summary.json"])
+            outputs: ["arrays": final + "/extraction.h5", "pairs": final + "/pairs.png" + (none ? " (nothing extracted: the closest pairs)" : ""),
+                      "curve": final + "/curve.svg", "summary": final + "/summary.json"])
         try EvalOutput.writeJSON(report, to: out + "/summary.json")
+        try EvalOutput.publish(out, to: final)
         return report
     }
 }

@@ -12,13 +12,19 @@ public enum HDF5Error: Error, CustomStringConvertible {
     case writeFailed(file: String, name: String)
     case readFailed(file: String, name: String)
 
+    /// The OS's reason when the last system call failed for space or I/O (HDF5 reports none).
+    static var osReason: String {
+        let e = errno
+        return [ENOSPC, EFBIG, EIO, EDQUOT, EROFS, EACCES].contains(e) ? " (\(String(cString: strerror(e))))" : ""
+    }
+
     public var description: String {
         switch self {
         case .cannotCreate(let p): return "cannot create HDF5 file \(p)"
         case .cannotOpen(let p): return "cannot open \(p) as an HDF5 file (missing, truncated or not HDF5)"
         case .missingDataset(let f, let n): return "\(f): no dataset named '\(n)'"
         case .unsupportedType(let f, let n, let d): return "\(f): dataset '\(n)': \(d)"
-        case .writeFailed(let f, let n): return "\(f): writing '\(n)' failed"
+        case .writeFailed(let f, let n): return "\(f): writing \(n) failed"
         case .readFailed(let f, let n): return "\(f): reading '\(n)' failed"
         }
     }
@@ -53,15 +59,17 @@ public final class HDF5File {
         closed = true
         let flushed = H5Fflush(id, H5F_SCOPE_GLOBAL)
         let ok = H5Fclose(id)
-        guard flushed >= 0, ok >= 0 else { throw HDF5Error.writeFailed(file: path, name: "(flush and close: disk full or I/O error)") }
+        guard flushed >= 0, ok >= 0 else { throw HDF5Error.writeFailed(file: path, name: "(flush and close)" + HDF5Error.osReason) }
     }
 
-    /// Creates (truncating) a file that tracks link creation order.
-    public static func create(_ path: String) throws -> HDF5File {
+    /// Creates (truncating) a file that tracks link creation order (`trackOrder: false`
+    /// writes files like h5py's default, for tests of reading them).
+    public static func create(_ path: String, trackOrder: Bool = true) throws -> HDF5File {
         _ = hdf5Quiet
         let fcpl = H5Pcreate(eh5_p_file_create())
         defer { H5Pclose(fcpl) }
-        H5Pset_link_creation_order(fcpl, UInt32(H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED))
+        if trackOrder { H5Pset_link_creation_order(fcpl, UInt32(H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED)) }
+
         let fid = H5Fcreate(path, eh5_acc_trunc(), fcpl, eh5_p_default())
         guard fid >= 0 else { throw HDF5Error.cannotCreate(path) }
         return HDF5File(path: path, id: fid)
@@ -80,19 +88,24 @@ public final class HDF5File {
 
     // MARK: Datasets
 
-    /// Root dataset names in creation order.
+    /// Root dataset names in creation order, or in name order when the file does not track
+    /// creation order (files from h5py's defaults, other tools).
     public var datasetNames: [String] {
         var info = H5G_info_t()
         guard H5Gget_info(id, &info) >= 0 else { return [] }
-        var names: [String] = []
-        for i in 0..<info.nlinks {
-            let len = H5Lget_name_by_idx(id, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, nil, 0, eh5_p_default())
-            guard len >= 0 else { continue }
-            var buf = [CChar](repeating: 0, count: Int(len) + 1)
-            H5Lget_name_by_idx(id, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, &buf, Int(len) + 1, eh5_p_default())
-            names.append(String(cString: buf))
+        func names(_ index: H5_index_t) -> [String]? {
+            var out: [String] = []
+            for i in 0..<info.nlinks {
+                // the first failure ends the listing (a corrupt link count must not mean 2^63 failing calls)
+                let len = H5Lget_name_by_idx(id, ".", index, H5_ITER_INC, i, nil, 0, eh5_p_default())
+                guard len >= 0 else { return i == 0 ? nil : out }
+                var buf = [CChar](repeating: 0, count: Int(len) + 1)
+                guard H5Lget_name_by_idx(id, ".", index, H5_ITER_INC, i, &buf, Int(len) + 1, eh5_p_default()) >= 0 else { return out }
+                out.append(String(cString: buf))
+            }
+            return out
         }
-        return names
+        return names(H5_INDEX_CRT_ORDER) ?? names(H5_INDEX_NAME) ?? []
     }
 
     /// Whether a dataset or group exists at `name` (a path; every prefix is checked, as
@@ -135,10 +148,10 @@ public final class HDF5File {
         let lcpl = linkCreation()
         defer { H5Pclose(lcpl) }
         let ds = H5Dcreate2(id, name, type, space, lcpl, dcpl, eh5_p_default())
-        guard ds >= 0 else { throw HDF5Error.writeFailed(file: path, name: name) }
+        guard ds >= 0 else { throw HDF5Error.writeFailed(file: path, name: "'\(name)'" + HDF5Error.osReason) }
         defer { H5Dclose(ds) }
         guard H5Dwrite(ds, type, eh5_s_all(), eh5_s_all(), eh5_p_default(), bytes) >= 0 else {
-            throw HDF5Error.writeFailed(file: path, name: name)
+            throw HDF5Error.writeFailed(file: path, name: "'\(name)'" + HDF5Error.osReason)
         }
     }
 
@@ -364,7 +377,7 @@ public final class HDF5File {
                 H5Aclose(a)
             }
         }
-        guard ok >= 0 else { throw HDF5Error.writeFailed(file: path, name: "attribute \(name)") }
+        guard ok >= 0 else { throw HDF5Error.writeFailed(file: path, name: "attribute '\(name)'" + HDF5Error.osReason) }
     }
 
     /// All attributes of the root group (or a dataset), by name.

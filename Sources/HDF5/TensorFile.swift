@@ -44,6 +44,7 @@ public func writeAtomically(to path: String, _ write: (String) throws -> Void) t
     let url = URL(fileURLWithPath: path)
     let dir = url.deletingLastPathComponent().path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    removeDeadTemporaries(of: path)
     let tmp = dir + "/.\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     do {
         try write(tmp)
@@ -52,16 +53,57 @@ public func writeAtomically(to path: String, _ write: (String) throws -> Void) t
             let synced = fsync(fd), err = errno
             close(fd)
             guard synced == 0 else {
-                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path, NSUnderlyingErrorKey: NSError(domain: NSPOSIXErrorDomain, code: Int(err))])
+                throw FileWriteError(path: path, reason: "fsync: \(String(cString: strerror(err)))")
             }
         }
         guard rename(tmp, path) == 0 else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path, NSLocalizedDescriptionKey: "rename \(tmp) → \(path) failed: \(String(cString: strerror(errno)))"])
+            throw FileWriteError(path: path, reason: "rename from \(tmp): \(String(cString: strerror(errno)))")
         }
         let dfd = open(dir, O_RDONLY)
         if dfd >= 0 { fsync(dfd); close(dfd) }
     } catch {
         unlink(tmp)
-        throw error
+        // name the destination, not the temporary file the error saw
+        if error is FileWriteError { throw error }
+        throw FileWriteError(path: path, reason: describeIOError(error).replacingOccurrences(of: tmp, with: path))
+    }
+}
+
+/// Removes `.NAME.tmp-PID-RAND` files beside `path` whose writer process no longer exists
+/// (a killed atomic write of the same file); those of live processes are left alone.
+public func removeDeadTemporaries(of path: String) {
+    let url = URL(fileURLWithPath: path)
+    let dir = url.deletingLastPathComponent().path, prefix = ".\(url.lastPathComponent).tmp-"
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(prefix) {
+        let fields = name.dropFirst(prefix.count).split(separator: "-")
+        guard fields.count == 2, let pid = pid_t(fields[0]) else { continue }
+        if kill(pid, 0) != 0 && errno == ESRCH { unlink(dir + "/" + name) }
+    }
+}
+
+/// A readable reason for any I/O error: Foundation's file errors become their POSIX reason
+/// ("No space left on device") instead of an NSCocoaErrorDomain record.
+public func describeIOError(_ error: Error) -> String {
+    let ns = error as NSError
+    guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else { return "\(error)" }
+    if let u = ns.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(u.code))) }
+    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+    switch ns.code {
+    case NSFileNoSuchFileError, NSFileReadNoSuchFileError: return "no such file or directory"
+    case NSFileReadNoPermissionError, NSFileWriteNoPermissionError: return "permission denied"
+    case NSFileWriteOutOfSpaceError: return "no space left on device"
+    case NSFileWriteVolumeReadOnlyError: return "read-only file system"
+    default: return (ns.userInfo[NSLocalizedDescriptionKey] as? String) ?? "I/O error (code \(ns.code))"
+    }
+}
+
+/// A failed atomic write: the destination and why (the previous file, if any, is untouched).
+public struct FileWriteError: Error, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public init(path: String, reason: String) { self.path = path; self.reason = reason }
+    public var description: String {
+        let r = reason.hasPrefix(path) ? String(reason.dropFirst(path.count)).drop { $0 == ":" || $0 == " " } : Substring(reason)
+        return "\(path): writing failed (\(r.isEmpty ? "I/O error" : r)); any previous file there is unchanged"
     }
 }

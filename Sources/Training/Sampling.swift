@@ -82,6 +82,9 @@ public func generateSamples(run: RunDirectory, request r: SampleRequest, overwri
     }
     try FileManager.default.createDirectory(atPath: run.samples, withIntermediateDirectories: true)
     guard access(run.samples, W_OK) == 0 else { throw TrainingError.runDirectory("\(run.samples): not writable") }
+    // the samples do not depend on the data, but a run whose data file now holds other
+    // images is not the run it claims to be: refuse (skipped when the data is not here)
+    if FileManager.default.fileExists(atPath: ckpt.data.file) { _ = try ckpt.trainingSelection(path: run.checkpoint) }
     let model = try ckpt.model(useEMA: r.useEMA, path: run.checkpoint)
     let diffusion = config.diffusion.process
     let seeds = (0..<r.count).map { r.firstSeed &+ UInt64($0) }

@@ -300,6 +300,7 @@ public final class DDPMTrainer {
     /// `Interruption`) it checkpoints, records status "interrupted" and throws.
     public func run(stopAfter: Int? = nil, stopAt: Int? = nil) throws {
         Threads.count = DDPMTrainer.threads(threadsOverride ?? config.train.threads)
+        defer { lock = nil }   // one writer while training; released when run() returns
         let resumed = try prepare()
         let total = config.totalSteps
         let header = (resumed ? "resuming at step \(step)/\(total)" : "starting \(total) steps") +

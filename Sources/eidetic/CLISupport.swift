@@ -17,14 +17,14 @@ enum CLI {
             let code = Eidetic.exitCode(for: error)
             if code == .success {   // --help, --version
                 print(Eidetic.fullMessage(for: error))
-                exit(0)
+                finish(0)
             }
             fail(Eidetic.message(for: error), code: code == .validationFailure ? 64 : code.rawValue)
         }
         do {
             try command.run()
         } catch let e as ExitCode {
-            exit(e.rawValue)
+            finish(e.rawValue)
         } catch let e as ValidationError {
             fail(e.message, code: 64)
         } catch TrainingError.interrupted(let step, let sig) {
@@ -32,18 +32,27 @@ enum CLI {
         } catch {
             if String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {   // `eidetic help …`, CleanExit
                 let code = Eidetic.exitCode(for: error)
-                if code == .success { print(Eidetic.fullMessage(for: error)); exit(0) }
+                if code == .success { print(Eidetic.fullMessage(for: error)); finish(0) }
                 fail(Eidetic.message(for: error), code: code.rawValue)
             }
             fail(describe(error), code: 1)
         }
-        exit(0)
+        finish(0)
     }
 
     static func fail(_ message: String, code: Int32) -> Never {
         let line = oneLine(message)
         FileHandle.standardError.write(Data("eidetic: error: \(line)\n".utf8))
-        exit(code == 0 ? 1 : code)
+        finish(code == 0 ? 1 : code)
+    }
+
+    /// Flushes output and ends the process without running atexit handlers: libhdf5's
+    /// termination handler dereferences freed state after a write failed on a full disk
+    /// (a segfault after the right error message). Every file Eidetic writes is closed and
+    /// renamed into place before this point, so nothing is lost by skipping it.
+    static func finish(_ code: Int32) -> Never {
+        fflush(nil)
+        _exit(code)
     }
 
     /// Joins a multi-line message into one line.

@@ -21,8 +21,19 @@ struct DataCommand: ParsableCommand {
         @Option(help: "Keep only a class-balanced subset of this many training images.") var subset: Int?
         @Option(help: "With --subset: also keep this many class-balanced test images (0 drops the test split).") var testSubset: Int?
         @Option(help: "Seed for --subset.") var seed: UInt64 = 0
+        @Flag(help: "Replace an existing --out file.") var force = false
+
+        func validate() throws {
+            try Check.atLeast(subset, 1, "--subset")
+            try Check.atLeast(testSubset, 0, "--test-subset")
+            if let p = pad, p < 1 || p > 1024 { throw ValidationError("--pad must be in 1…1024, got \(p)") }
+            guard channels == 1 || channels == 3 else { throw ValidationError("--channels must be 1 or 3, got \(channels)") }
+            if source != .fashionMNIST && (pad != nil || channels != 1) { throw ValidationError("--pad and --channels apply to fashion-mnist only") }
+            if testSubset != nil && subset == nil { throw ValidationError("--test-subset needs --subset") }
+        }
 
         func run() throws {
+            try OutputGuard.mayWrite(out, force: force, what: "dataset file")
             let t0 = Date()
             var splits: [(String, ImageSet)]
             let path: String
@@ -34,6 +45,9 @@ struct DataCommand: ParsableCommand {
                 splits = [("train", train), ("test", test)]
             case .fashionMNIST:
                 path = from ?? IDX.debianFolder
+                if from == nil && !FileManager.default.fileExists(atPath: path) {
+                    throw ValidationError("\(path): no Fashion-MNIST files; install Debian's package with `apt-get install dataset-fashion-mnist`, or pass --from FOLDER holding the four IDX files")
+                }
                 func file(_ stem: String) -> String {
                     let gz = "\(path)/\(stem).gz"
                     return FileManager.default.fileExists(atPath: gz) ? gz : "\(path)/\(stem)"
@@ -95,10 +109,19 @@ struct DataCommand: ParsableCommand {
         @Option(help: "How many images when no --indices.") var count: Int = 64
         @Option(help: "Images per row.") var columns: Int = 8
         @Option(help: "Output .png.") var out: String
+        @Flag(help: "Replace an existing --out file.") var force = false
+
+        func validate() throws {
+            try Check.atLeast(count, 1, "--count")
+            try Check.atLeast(columns, 1, "--columns")
+        }
 
         func run() throws {
+            try OutputGuard.mayWrite(out, force: force)
             let ds = try DatasetFile(file)
+            guard ds.splits.contains(split) else { throw ValidationError("--split: \(file) has no split '\(split)' (it has \(ds.splits.joined(separator: ", ")))") }
             let n = try ds.shape(split)[0]
+            guard n > 0 else { throw ValidationError("\(file) \(split): no images") }
             let idx = try indices.map { s in try s.split(separator: ",").map { t -> Int in
                 guard let i = Int(t.trimmingCharacters(in: .whitespaces)), i >= 0, i < n else { throw ValidationError("--indices: '\(t)' is not an index in 0..<\(n)") }
                 return i

@@ -10,7 +10,7 @@ struct Eidetic: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eidetic",
         abstract: "Train small diffusion models and GANs and measure what they memorize.",
-        subcommands: [Quickstart.self, Train.self, Sample.self, Describe.self, DataCommand.self, Eval.self, Example.self, Bench.self])
+        subcommands: [Quickstart.self, Train.self, Sample.self, Status.self, Describe.self, DataCommand.self, Eval.self, Example.self, Bench.self])
 
     /// Every failure ends as one line on stderr and a non-zero exit (`CLI.main`).
     static func main() { CLI.main() }
@@ -63,15 +63,30 @@ struct Quickstart: ParsableCommand {
     @Option(help: "Run directory.") var runDir = "results/quickstart"
     @Option(name: .customLong("set"), help: "Override a config key (repeatable), e.g. --set train.images=16000.") var overrides: [String] = []
     @Option(help: "Normalized ℓ2 below which a sample counts as a copy of a training image.") var threshold = 0.05
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws { try Check.finite(threshold, "--threshold", above: 0) }
 
     func run() throws {
         let start = Date()
         let config = try TrainConfig.load(toml: Quickstart.config, file: "<embedded quickstart config>", overrides: overrides)
         print("eidetic quickstart: DDPM on \(config.data.subset) images of \(config.data.file) (\(config.totalSteps) steps); run directory \(runDir)")
+        threads.apply(configured: config.train.threads)
         let trainer = try DDPMTrainer(config: config, directory: runDir)
+        trainer.threadsOverride = threads.threads
         try trainer.run()
         let request = SampleRequest(count: config.sample.count, batchSize: config.sample.batchSize, sampler: config.sample.sampler, useEMA: config.sample.useEMA)
-        let (file, grid, samples) = try generateSamples(run: RunDirectory(runDir), request: request)
+        let run = RunDirectory(runDir)
+        let step = try run.loadCheckpoint().step
+        let existing = sampleFilePath(run: run, request: request, step: step)
+        let file: String, grid: String, samples: ImageSet
+        if FileManager.default.fileExists(atPath: existing) {
+            // the same request at the same checkpoint step: the same samples (deterministic)
+            (file, grid, samples) = (existing, existing.replacingOccurrences(of: ".h5", with: ".png"), try DatasetFile(existing).load("samples"))
+            print("using the samples already drawn at step \(step): \(existing)")
+        } else {
+            (file, grid, samples) = try generateSamples(run: run, request: request)
+        }
         let (train, _) = try trainingSet(config.data, model: config.model)
         let nn = NearestNeighbors.search(queries: samples, references: train, k: 1)
         let order = (0..<samples.count).sorted { nn[$0][0].distance < nn[$1][0].distance }

@@ -39,19 +39,43 @@ struct EvalExtraction: ParsableCommand {
     @Option(help: "Clique filter: tiles per side.") var cliqueTiles = 4
     @Option(help: "Clique filter: smallest clique flagged.") var cliqueMin = 10
     @Flag(help: "Skip the clique filter.") var noClique = false
+    @Flag(help: "Replace an existing evaluation folder with the same settings.") var force = false
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        try Check.atLeast(count, 1, "--count")
+        try Check.atLeast(batchSize, 1, "--batch-size")
+        try Check.finite(alpha, "--alpha", min: 0, max: 1)
+        try Check.atLeast(neighbors, 1, "--neighbors")
+        try Check.finite(relativeThreshold, "--relative-threshold", above: 0)
+        try Check.finite(l2Threshold, "--l2-threshold", min: 0)
+        try Check.finite(cliqueThreshold, "--clique-threshold", min: 0)
+        try Check.atLeast(cliqueTiles, 1, "--clique-tiles")
+        try Check.atLeast(cliqueMin, 2, "--clique-min")
+        if samples != nil && count != nil { throw ValidationError("--samples and --count: give one (a file to score, or how many samples to draw)") }
+    }
 
     func run() throws {
+        threads.apply()
         let dir = RunDirectory(runDirectory)
         var file = samples
+        if let f = file, !FileManager.default.fileExists(atPath: f) { throw ValidationError("--samples: \(f): no such file") }
         if file == nil, let n = count {
             let c = try dir.loadConfig()
             let req = SampleRequest(count: n, batchSize: batchSize, sampler: c.sample.sampler, useEMA: c.sample.useEMA)
-            let t0 = Date()
-            file = try generateSamples(run: dir, request: req) { done, total in
-                FileHandle.standardError.write(Data("\rsampled \(done)/\(total)".utf8))
-            }.file
-            FileHandle.standardError.write(Data("\n".utf8))
-            print(String(format: "generated %d samples in %.1f s: %@", n, Date().timeIntervalSince(t0), file!))
+            let ck = try dir.loadCheckpoint()
+            let existing = sampleFilePath(run: dir, request: req, step: ck.step)
+            if FileManager.default.fileExists(atPath: existing) {
+                file = existing
+                print("using \(existing) (the same request at the same checkpoint step; sampling is deterministic)")
+            } else {
+                let t0 = Date()
+                file = try generateSamples(run: dir, request: req) { done, total in
+                    FileHandle.standardError.write(Data("\rsampled \(done)/\(total)".utf8))
+                }.file
+                FileHandle.standardError.write(Data("\n".utf8))
+                print(String(format: "generated %d samples in %.1f s: %@", n, Date().timeIntervalSince(t0), file!))
+            }
         }
         if file == nil {
             file = newestSampleFile(dir)
@@ -62,7 +86,7 @@ struct EvalExtraction: ParsableCommand {
         var cc = CliqueConfig()
         cc.threshold = cliqueThreshold; cc.tiles = cliqueTiles; cc.minSize = cliqueMin
         let t0 = Date()
-        let r = try ExtractionReport.run(run: dir, samplesFile: file!, trainingRun: against.map(RunDirectory.init), config: ec, clique: noClique ? nil : cc)
+        let r = try ExtractionReport.run(run: dir, samplesFile: file!, trainingRun: against.map(RunDirectory.init), config: ec, clique: noClique ? nil : cc, force: force)
         let e = r.extraction
         print("samples \(file!) (\(e.generations)) against \(r.training)")
         print(String(format: "nearest training image (normalized ℓ2): min %.4f, median %.4f, max %.4f", e.l2Quantiles["min"]!, e.l2Quantiles["median"]!, e.l2Quantiles["max"]!))
@@ -71,9 +95,9 @@ struct EvalExtraction: ParsableCommand {
         print("  unique vs generations: " + e.curve.map { "\($0[0]):\($0[1])" }.joined(separator: " "))
         for n in e.notes { print("  note: \(n)") }
         if let c = r.cliques {
-            print(String(format: "clique filter (tiled ℓ2 ≤ %.3f, %d×%d tiles, size ≥ %d%@): %d flagged, %d verified (precision %.3f), %d unique images",
+            print(String(format: "clique filter (tiled ℓ2 ≤ %.3f, %d×%d tiles, size ≥ %d%@): %d flagged, %d verified (precision %@), %d unique images",
                          c.config.threshold, c.config.tiles, c.config.tiles, c.config.minSize, c.grouped ? ", per class" : "",
-                         c.flagged, c.verified, c.precision, c.uniqueVerified))
+                         c.flagged, c.verified, c.precision.map { String(format: "%.3f", $0) } ?? "n/a: nothing flagged", c.uniqueVerified))
         }
         for k in r.outputs.keys.sorted() { print("\(k): \(r.outputs[k]!)") }
         print(String(format: "evaluated in %.1f s", Date().timeIntervalSince(t0)))
@@ -91,11 +115,28 @@ struct EvalKNN: ParsableCommand {
     @Option(help: "Neighbours per query.") var k = 50
     @Option(help: "Queries per block (memory: block × D floats).") var block = 8192
     @Option(help: "Output HDF5 file.") var out: String
+    @Flag(help: "Replace an existing output file.") var force = false
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        try Check.atLeast(k, 1, "--k")
+        try Check.atLeast(block, 1, "--block")
+    }
 
     func run() throws {
+        threads.apply()
+        try OutputGuard.mayWrite(out, force: force)
         let refs = try DatasetFile(references).load(referenceSplit)
         let qf = try DatasetFile(queries)
-        let n = try qf.shape(querySplit)[0]
+        guard qf.splits.contains(querySplit) else { throw ValidationError("--query-split: \(queries) has no split '\(querySplit)' (it has \(qf.splits.joined(separator: ", ")))") }
+        let qshape = try qf.shape(querySplit)
+        let n = qshape[0]
+        guard refs.count >= 1 else { throw ValidationError("\(references) \(referenceSplit): no reference images") }
+        guard n >= 1 else { throw ValidationError("\(queries) \(querySplit): no query images") }
+        guard Array(qshape.dropFirst()) == [refs.channels, refs.height, refs.width] else {
+            throw ValidationError("\(queries) \(querySplit) images are \(qshape.dropFirst().map(String.init).joined(separator: "×")) but \(references) \(referenceSplit) images are \(refs.channels)×\(refs.height)×\(refs.width)")
+        }
+        guard k <= refs.count else { throw ValidationError("--k \(k) is larger than the \(refs.count) reference images") }
         let t0 = Date()
         let index = ReferenceIndex(refs)
         var table = NeighborTable(k: k)
@@ -123,8 +164,11 @@ struct EvalOutliers: ParsableCommand {
     @Option(help: "Attack whose scores to use.") var attack = "online-fixed-variance"
     @Option(help: "An `eval extraction` folder (its extraction.h5).") var extraction: String?
     @Option(help: "Output folder.") var out: String
+    @Flag(help: "Replace an existing output folder.") var force = false
 
     func run() throws {
+        if mia == nil && extraction == nil { throw ValidationError("give --mia and/or --extraction to join the outlier scores with") }
+        try OutputGuard.mayWrite(out, force: force)
         let plan = try PlanFile.read(OutlierScores.self, from: scores)
         let m = mia.map { $0.hasSuffix(".h5") ? $0 : $0 + "/mia.h5" }
         let e = extraction.map { $0.hasSuffix(".h5") ? $0 : $0 + "/extraction.h5" }
@@ -152,15 +196,34 @@ struct EvalInpaint: ParsableCommand {
     @Option(help: "Timestep of the ranking loss.") var rankTimestep = 100
     @Option(help: "Noise draws of the ranking loss.") var rankDraws = 4
     @Option(help: "Seed.") var seed: UInt64 = 0
-    @Option(help: "Output folder (default: <first run>/eval/inpaint-…).") var out: String?
+    @Option(help: "Output folder (default: <first run>/eval/inpaint-…-<settings hash>).") var out: String?
+    @Flag(help: "Replace an existing output folder with the same settings.") var force = false
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        try Check.atLeast(targets, 1, "--targets")
+        try Check.atLeast(count, 1, "--count")
+        try Check.atLeast(keep, 1, "--keep")
+        try Check.atLeast(steps, 1, "--steps")
+        try Check.atLeast(jumps, 0, "--jumps")
+        try Check.atLeast(rankTimestep, 0, "--rank-timestep")
+        try Check.atLeast(rankDraws, 1, "--rank-draws")
+        if keep > count { throw ValidationError("--keep \(keep) is larger than --count \(count)") }
+    }
 
     func run() throws {
+        threads.apply()
         var c = InpaintConfig()
         guard let h = InpaintConfig.Half(rawValue: hidden) else { throw ValidationError("--hidden must be left, right, top or bottom") }
         c.hidden = h; c.count = count; c.keep = min(keep, count); c.jumps = jumps; c.seed = seed
         c.sampler = SamplerConfig(kind: .ddim, steps: steps, eta: 1)
         c.rank.timesteps = [rankTimestep]; c.rank.draws = rankDraws; c.rank.seed = seed
         let dirs = runs.map(RunDirectory.init)
+        for d in dirs {
+            let T = try d.loadConfig().diffusion.timesteps
+            if steps > T { throw ValidationError("--steps \(steps) exceeds \(d.path)'s diffusion.timesteps = \(T)") }
+            if rankTimestep >= T { throw ValidationError("--rank-timestep \(rankTimestep) must be below \(d.path)'s diffusion.timesteps = \(T)") }
+        }
         let cases: [(Int, RunDirectory, Bool)]
         let mode: String
         if let plan { cases = try InpaintReport.planCases(plan, runs: dirs, targets: targets); mode = "plan" }
@@ -168,8 +231,10 @@ struct EvalInpaint: ParsableCommand {
             guard dirs.count == 1 else { throw ValidationError("without --plan, give exactly one run directory") }
             cases = try InpaintReport.singleRunCases(dirs[0], targets: targets, seed: seed); mode = "single-run"
         }
-        let folder = out ?? "\(dirs[0].path)/eval/inpaint-\(mode)-\(hidden)-n\(targets)-c\(count)-s\(steps)"
-        let r = try InpaintReport.run(cases: cases, mode: mode, config: c, out: folder)
+        struct Settings: Encodable { var config: InpaintConfig; var runs: [String]; var plan: String?; var targets: Int }
+        let folder = try out ?? "\(dirs[0].path)/eval/" + EvalOutput.folderName("inpaint", "\(mode)-\(hidden)-n\(targets)-c\(count)-s\(steps)",
+                                                                               settings: Settings(config: c, runs: runs, plan: plan, targets: targets))
+        let r = try InpaintReport.run(cases: cases, mode: mode, config: c, out: folder, force: force)
         print(String(format: "hidden-half ℓ2 of the %d kept completions: members mean %.4f (median %.4f), non-members mean %.4f (median %.4f); AUC of −distance %.3f",
                      c.keep, r.memberKeptMean["mean"] ?? .nan, r.memberKeptMean["median"] ?? .nan,
                      r.nonMemberKeptMean["mean"] ?? .nan, r.nonMemberKeptMean["median"] ?? .nan, r.auc))
@@ -185,8 +250,11 @@ struct EvalQuality: ParsableCommand {
     @Option(help: "Sample file (default: the newest in <run>/samples).") var samples: String?
     @Option(help: "Feature classifier (`eidetic eval quality-classifier`).") var classifier = "results/quality/cifar10-classifier.h5"
     @Option(help: "Reference split of the run's dataset.") var referenceSplit = "test"
+    @Flag(help: "Replace an existing evaluation folder with the same settings.") var force = false
+    @OptionGroup var threads: ThreadOptions
 
     func run() throws {
+        threads.apply()
         let dir = RunDirectory(runDirectory)
         var file = samples
         if file == nil {
@@ -196,7 +264,7 @@ struct EvalQuality: ParsableCommand {
         guard FileManager.default.fileExists(atPath: classifier) else {
             throw ValidationError("no classifier at \(classifier): train one with `eidetic eval quality-classifier --data DATASET --out \(classifier)`")
         }
-        let r = try QualityReport.run(run: dir, samplesFile: file!, classifierPath: classifier, referenceSplit: referenceSplit)
+        let r = try QualityReport.run(run: dir, samplesFile: file!, classifierPath: classifier, referenceSplit: referenceSplit, force: force)
         print(String(format: "%@ (%d samples) vs %@ (%d images), classifier test accuracy %.2f%%:", file!, r.samples, r.reference, r.referenceImages, r.classifier.testAccuracy * 100))
         print(String(format: "  FCD %.3f (real-vs-real floor %.3f);  KCD×1000 %.3f ± %.3f (floor %.3f)", r.fcd, r.fcdRealFloor, r.kcd * 1000, r.kcdStd * 1000, r.kcdRealFloor * 1000))
         print("summary: \(r.outputs["summary"]!)")
@@ -213,9 +281,17 @@ struct EvalQualityClassifier: ParsableCommand {
     @Option(help: "Seed.") var seed: UInt64 = 0
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Output checkpoint.") var out = "results/quality/cifar10-classifier.h5"
+    @Flag(help: "Replace an existing classifier file.") var force = false
+
+    func validate() throws {
+        try Check.atLeast(epochs, 1, "--epochs")
+        try Check.atLeast(batchSize, 1, "--batch-size")
+        try Check.atLeast(threads, 1, "--threads")
+    }
 
     func run() throws {
         Threads.count = threads
+        try OutputGuard.mayWrite(out, force: force)
         try FileManager.default.createDirectory(atPath: (out as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let r = try QualityClassifier.train(dataFile: data, trainSplit: trainSplit, testSplit: testSplit, epochs: epochs, batchSize: batchSize,
                                             seed: seed, out: out, log: { print($0); fflush(stdout) })

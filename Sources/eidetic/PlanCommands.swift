@@ -12,15 +12,27 @@ struct PlanCommand: ParsableCommand {
         @Argument(help: "Dataset .h5 file.") var file: String
         @Option(help: "Split.") var split: String = "train"
         @Option(help: "Output plan .json.") var out: String
+        @Flag(help: "Replace an existing --out file.") var force = false
 
         func load() throws -> (ImageSet, DatasetReference) {
-            let set = try DatasetFile(file).load(split)
+            try OutputGuard.mayWrite(out, force: force, what: "plan file")
+            let ds = try DatasetFile(file)
+            guard ds.splits.contains(split) else { throw ValidationError("--split: \(file) has no split '\(split)' (it has \(ds.splits.joined(separator: ", ")))") }
+            let set = try ds.load(split)
+            guard set.count > 0 else { throw ValidationError("\(file) \(split): no images") }
             return (set, DatasetReference(file: file, split: split, contentSHA256: DatasetReference.contentHash(set)))
         }
         /// Indices from a subset plan file, or the whole split.
         func pool(_ plan: String?, _ set: ImageSet) throws -> [Int] {
             guard let plan else { return Array(0..<set.count) }
-            return try PlanFile.read(SubsetPlan.self, from: plan).indices
+            let p = try PlanFile.read(SubsetPlan.self, from: plan)
+            if let bad = p.indices.first(where: { $0 < 0 || $0 >= set.count }) {
+                throw ValidationError("\(plan): index \(bad) is outside \(file) \(split) (\(set.count) images)")
+            }
+            if !p.dataset.contentSHA256.isEmpty && p.dataset.contentSHA256 != DatasetReference.contentHash(set) {
+                throw ValidationError("\(plan) was made from other data than \(file) \(split) (content hashes differ)")
+            }
+            return p.indices
         }
     }
 
@@ -29,6 +41,7 @@ struct PlanCommand: ParsableCommand {
         @OptionGroup var common: Common
         @Option(help: "Subset size.") var size: Int
         @Option(help: "Seed.") var seed: UInt64 = 0
+        func validate() throws { try Check.atLeast(size, 1, "--size") }
         func run() throws {
             let (set, ref) = try common.load()
             let plan = try SubsetPlan(dataset: ref, labels: set.labels, classes: set.classNames.count, size: size, seed: seed)
@@ -40,6 +53,10 @@ struct PlanCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Balanced K×N keep matrix for shadow models.")
         @OptionGroup var common: Common
         @Option(help: "Number of models K (even).") var models: Int
+        func validate() throws {
+            try Check.atLeast(models, 2, "--models")
+            guard models % 2 == 0 else { throw ValidationError("--models must be even (each example is in exactly K/2 models), got \(models)") }
+        }
         @Option(help: "Subset plan whose indices form the pool (default: whole split).") var pool: String?
         @Option(help: "Seed.") var seed: UInt64 = 0
         func run() throws {
@@ -59,8 +76,11 @@ struct PlanCommand: ParsableCommand {
             let (set, ref) = try common.load()
             var spec: [Int: Int] = [:]
             for part in canaries.split(separator: ",") {
-                let kv = part.split(separator: ":").compactMap { Int($0) }
+                let kv = part.split(separator: ":", omittingEmptySubsequences: false).compactMap { Int($0) }
                 guard kv.count == 2 else { throw ValidationError("--canaries: '\(part)' is not copies:count") }
+                guard kv[0] >= 1 && kv[0] <= 100_000, kv[1] >= 0 && kv[1] <= set.count else {
+                    throw ValidationError("--canaries: '\(part)': copies must be in 1…100000 and count in 0…\(set.count)")
+                }
                 spec[kv[0], default: 0] += kv[1]
             }
             let plan = try DuplicationPlan(dataset: ref, base: try common.pool(base, set), canariesPerCopies: spec, seed: seed)
@@ -73,7 +93,10 @@ struct PlanCommand: ParsableCommand {
         @OptionGroup var common: Common
         @Option(help: "Subset plan to deduplicate (default: whole split).") var pool: String?
         @Option(help: "Normalized ℓ2 threshold.") var threshold: Double = 0.05
+        @OptionGroup var threads: ThreadOptions
+        func validate() throws { try Check.finite(threshold, "--threshold", min: 0, max: 1) }
         func run() throws {
+            threads.apply()
             let (set, ref) = try common.load()
             let plan = DeduplicationPlan(dataset: ref, images: set, candidates: try common.pool(pool, set), threshold: threshold)
             print("dedup: \(plan.exactGroups.count) exact groups, \(plan.nearGroups.count) groups in all, \(plan.kept.count) kept; sha256 \(try PlanFile.write(plan, to: common.out))")
@@ -85,9 +108,14 @@ struct PlanCommand: ParsableCommand {
         @OptionGroup var common: Common
         @Option(help: "Subset plan (default: whole split).") var pool: String?
         @Option(help: "Neighbours n.") var neighbors: Int = 50
+        @OptionGroup var threads: ThreadOptions
+        func validate() throws { try Check.atLeast(neighbors, 1, "--neighbors") }
         func run() throws {
+            threads.apply()
             let (set, ref) = try common.load()
-            let plan = OutlierScores(dataset: ref, images: set, indices: try common.pool(pool, set), neighbors: neighbors)
+            let pool = try common.pool(pool, set)
+            guard neighbors < pool.count else { throw ValidationError("--neighbors \(neighbors) must be smaller than the pool of \(pool.count) examples") }
+            let plan = OutlierScores(dataset: ref, images: set, indices: pool, neighbors: neighbors)
             print("outliers: \(plan.scores.count) scores; sha256 \(try PlanFile.write(plan, to: common.out))")
         }
     }

@@ -75,6 +75,9 @@ struct Sample: ParsableCommand {
         if let v = eta { s.eta = v }
         if let v = spacing { guard let sp = SamplerConfig.Spacing(rawValue: v) else { throw ValidationError("--spacing must be linspace, leading or trailing") }; s.spacing = sp }
         if let v = guidance { s.guidance = v }
+        guard UInt64.max - firstSeed >= UInt64(count ?? c.sample.count) else {
+            throw ValidationError("--first-seed \(firstSeed) + \(count ?? c.sample.count) samples overflows 64-bit seeds")
+        }
         let req = SampleRequest(count: count ?? c.sample.count, batchSize: batchSize ?? c.sample.batchSize, sampler: s, useEMA: ema, firstSeed: firstSeed)
         let t0 = Date()
         do { try Training.validate(req, config: c) } catch { throw ValidationError(flagged("\(error)")) }
@@ -102,5 +105,30 @@ struct Describe: ParsableCommand {
         let config: UNetConfig
         if let preset = UNetConfig.preset(model) { config = preset } else { config = try TrainConfig.load(file: model).model }
         print(try UNet(config, key: RandomKey(seed: 0)).describe())
+    }
+}
+
+/// `eidetic status RUN`: what a run directory holds and whether a process is working on it.
+/// A "running" status with no process holding the run's lock was left by a killed process.
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a run's state (running, done, interrupted, failed, or killed) and progress.")
+    @Argument(help: "Run directory.") var runDirectory: String
+
+    func run() throws {
+        let dir = RunDirectory(runDirectory)
+        guard FileManager.default.fileExists(atPath: dir.config) else { throw ValidationError("\(runDirectory): no config.resolved.json (not a run directory?)") }
+        let held = RunLock.isHeld(dir.path)
+        let s = dir.readStatus() ?? [:]
+        var state = s["state"] as? String ?? "not started"
+        if state == "running" && !held { state = "killed (status says running, but no process holds the run's lock)" }
+        else if held && state != "running" { state += " (a sampling or evaluation process is using it)" }
+        print("\(runDirectory): \(state)")
+        if let step = s["step"], let total = s["total_steps"] { print("step \(step) of \(total)") }
+        if let pid = s["pid"], let host = s["host"] { print("last written by pid \(pid) on \(host) at \(s["updated"] ?? "?")") }
+        if let e = s["error"] { print("error: \(e)") }
+        if FileManager.default.fileExists(atPath: dir.checkpoint) {
+            let ck = try dir.loadCheckpoint()
+            print("checkpoint: step \(ck.step), \(ck.attributes["training_identity"] == nil ? "no recorded identity (written before identities were recorded)" : "identity and training data recorded")")
+        }
     }
 }

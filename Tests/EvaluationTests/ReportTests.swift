@@ -107,7 +107,7 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(own.extraction.trainingImages, half)
         XCTAssertEqual(own.extraction.neighborsUsed, half)
         let vs = try ExtractionReport.run(run: runs[0], samplesFile: samples, trainingRun: runs[1])
-        XCTAssertTrue(vs.outputs["summary"]!.contains("-vs-m1/"))
+        XCTAssertTrue(vs.outputs["summary"]!.contains("-vs-m1-"))
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: own.outputs["summary"]!))) as! [String: Any]
         XCTAssertNotNil(json["extraction"]); XCTAssertNotNil(json["samplesAttributes"])
 
