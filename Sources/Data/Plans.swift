@@ -139,11 +139,17 @@ public struct SubsetPlan: Plan {
     }
 }
 
-/// Membership plan for shadow-model attacks (LiRA; Carlini et al., 2022): K models over a
-/// pool of N examples; every example is a member of exactly K/2 models (a random half,
-/// drawn per example), so each model sees about N/2.
+/// Membership plan for shadow-model attacks (LiRA; Carlini et al., 2022): K models (K even)
+/// over a pool of N examples, balanced both ways: every example is a member of exactly K/2
+/// models and every model trains on exactly N/2 examples (N odd: K/2 models get ⌈N/2⌉ and
+/// K/2 get ⌊N/2⌋). See `balancedKeep(models:examples:seed:)`.
+///
+/// Plans written before the rows were balanced have no `balance` key (each example in K/2
+/// models, model sizes only about N/2); they still load, verify and train as before.
 public struct MembershipPlan: Plan {
     public static let kind = "membership"
+    /// `balance` of plans balanced over examples and models.
+    public static let balancedBothWays = "examples-and-models"
     public var dataset: DatasetReference
     public var seed: UInt64
     public var models: Int
@@ -151,16 +157,54 @@ public struct MembershipPlan: Plan {
     public var pool: [Int]
     /// keep[m] is a string of N '0'/'1' characters: pool example i is in model m's set.
     public var keep: [String]
+    /// How the keep matrix is balanced: `balancedBothWays`, or nil for older plans (examples only).
+    public var balance: String?
 
     public init(dataset: DatasetReference, pool: [Int], models: Int, seed: UInt64) throws {
-        guard models >= 2 && models % 2 == 0 else { throw DataError.invalid("membership plan: models must be even and ≥ 2, got \(models)") }
-        var bits = [[UInt8]](repeating: [UInt8](repeating: UInt8(ascii: "0"), count: pool.count), count: models)
-        let key = RandomKey(seed: seed).fold("membership")
-        for i in 0..<pool.count {
-            for m in randomPermutation(models, key: key.fold(UInt64(i))).prefix(models / 2) { bits[m][i] = UInt8(ascii: "1") }
-        }
+        let matrix = try MembershipPlan.balancedKeep(models: models, examples: pool.count, seed: seed)
         self.dataset = dataset; self.seed = seed; self.models = models; self.pool = pool
-        keep = bits.map { String(decoding: $0, as: UTF8.self) }
+        keep = matrix.map { row in String(decoding: row.map { $0 ? UInt8(ascii: "1") : UInt8(ascii: "0") }, as: UTF8.self) }
+        balance = MembershipPlan.balancedBothWays
+    }
+
+    /// A seeded K × N keep matrix (`[model][example]`) balanced both ways: every column
+    /// (example) holds exactly K/2 ones and every row (model) ⌊N/2⌋ or ⌈N/2⌉ — N/2 when N is
+    /// even; when N is odd the K/2 rows that drew the most ones (ties: lower model) get ⌈N/2⌉.
+    ///
+    /// Construction: each example draws a uniformly random half of the models (a seeded
+    /// permutation per example, as older plans did); then rows are repaired without touching
+    /// the column sums: an over-full row a and an under-full row b trade examples that a has
+    /// and b lacks, chosen by a seeded permutation, until every row has its size. Each trade
+    /// keeps a column's count, so the result is balanced both ways, and the repair moves only
+    /// the O(√N)-per-row excess of the random start. Deterministic in (K, N, seed).
+    public static func balancedKeep(models: Int, examples n: Int, seed: UInt64) throws -> [[Bool]] {
+        guard models >= 2 && models % 2 == 0 else { throw DataError.invalid("membership plan: models must be even and ≥ 2, got \(models)") }
+        guard n >= 0 else { throw DataError.invalid("membership plan: \(n) examples") }
+        var keep = [[Bool]](repeating: [Bool](repeating: false, count: n), count: models)
+        let key = RandomKey(seed: seed).fold("membership")
+        for i in 0..<n {
+            for m in randomPermutation(models, key: key.fold(UInt64(i))).prefix(models / 2) { keep[m][i] = true }
+        }
+        // row targets: n/2 each; for odd n the K/2 fullest rows take the extra one
+        let counts = keep.map { $0.reduce(0) { $0 + ($1 ? 1 : 0) } }
+        var target = [Int](repeating: n / 2, count: models)
+        if n % 2 == 1 {
+            for m in (0..<models).sorted(by: { (-counts[$0], $0) < (-counts[$1], $1) }).prefix(models / 2) { target[m] += 1 }
+        }
+        var excess = (0..<models).map { counts[$0] - target[$0] }
+        let repair = RandomKey(seed: seed).fold("membership-balance")
+        var trade: UInt64 = 0
+        while let a = excess.firstIndex(where: { $0 > 0 }), let b = excess.firstIndex(where: { $0 < 0 }) {
+            let moves = min(excess[a], -excess[b])
+            // a has ≥ moves more ones than b's target allows, so at least `moves` columns have a = 1, b = 0
+            let candidates = (0..<n).filter { keep[a][$0] && !keep[b][$0] }
+            for j in randomPermutation(candidates.count, key: repair.fold(trade)).prefix(moves) {
+                keep[a][candidates[j]] = false; keep[b][candidates[j]] = true
+            }
+            trade += 1
+            excess[a] -= moves; excess[b] += moves
+        }
+        return keep
     }
 
     /// Whether pool example i is in model m's training set.

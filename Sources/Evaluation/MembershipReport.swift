@@ -16,25 +16,57 @@ public struct ModelRecord: Codable, Equatable, Sendable {
     public var training: String
 }
 
+/// Which way a signal file's values point: LiRA's attacks take higher = more member-like
+/// (a confidence, a negated loss); losses are lower = more member-like and are negated on reading.
+public enum SignalDirection: String, Codable, CaseIterable, Sendable {
+    case higherIsMember = "higher-is-member"
+    case lowerIsMember = "lower-is-member"
+}
+
+/// The signal matrix an `eval mia --signals` run attacked: where it came from and how it was read.
+public struct SignalsFileRecord: Codable, Equatable, Sendable {
+    public var path: String
+    public var sha256: String
+    public var models: Int
+    public var examples: Int
+    public var queries: Int
+    public var direction: SignalDirection
+    /// Where the direction came from: the file's `direction` attribute, the caller, or the default.
+    public var directionSource: String
+    /// Models that trained on each example: the smallest and largest count over examples.
+    public var membersPerExample: [Int]
+    /// Examples each model trained on: the smallest and largest count over models.
+    public var examplesPerModel: [Int]
+}
+
 /// `eidetic eval mia`: white-box membership inference on diffusion models
-/// (Carlini et al., 2023, §5.2). Two set-ups:
+/// (Carlini et al., 2023, §5.2). Three set-ups:
 /// - one run: its training images are the members, images of the same split it never saw are
 ///   the non-members; the attack is the global loss threshold (no shadow models);
 /// - a membership plan with K runs (one per plan model): every attack variant, evaluated
-///   leave-one-model-out, K × N trials; runs must match the plan exactly.
+///   leave-one-model-out, K × N trials; runs must match the plan exactly;
+/// - a signal matrix computed elsewhere (`--signals FILE.h5`: signals [models × examples ×
+///   queries] and the keep matrix): the same attacks, leave-one-model-out.
 public struct MembershipReport: Codable, Sendable {
     public struct AttackResult: Codable, Sendable {
         public var attack: MembershipAttack
         public var metrics: AttackMetrics
+        /// IN / OUT shadows per (target, example) after trimming to common sizes (0: unused).
+        public var shadows: ShadowSets
     }
     public var mode: String
-    public var signal: LossSignalConfig
-    /// The signal: −(mean loss over the queries) per example, or the queries separately.
+    /// The loss signal (run and plan modes; nil for a signals file).
+    public var signal: LossSignalConfig?
+    /// The signal: the mean over the queries per example, or the queries separately
+    /// (Gaussians fitted per query, log-likelihood ratios averaged, as the reference code).
     public var averageQueries: Bool
     public var models: [ModelRecord]
+    public var signalsFile: SignalsFileRecord?
     public var examples: Int
     public var members: Int
     public var results: [AttackResult]
+    /// Attacks asked for (or attempted by default) that the data cannot support, with why.
+    public var skipped: [String: String]
     public var plan: String?
     public var planSHA256: String?
     public var command: String
@@ -54,15 +86,24 @@ public struct MembershipReport: Codable, Sendable {
         return (ModelRecord(run: run.path, checkpointStep: step, weights: useEMA ? "ema" : "raw", configIdentity: try c.identityHash(), training: desc), model, c)
     }
 
+    /// The tag of a run's signal cache file: SHA-256 over the signal config as canonical JSON
+    /// (sorted keys, so equal settings always give the same tag), the examples' dataset
+    /// indices and the checkpoint step and weights.
+    public static func signalCacheTag(signal: LossSignalConfig, ids: [Int], checkpointStep: Int, weights: String) throws -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var h = SHA256()
+        h.update([UInt8](try e.encode(signal)))
+        h.update(ids.flatMap { withUnsafeBytes(of: Int64($0).littleEndian, Array.init) })
+        h.update(Array("\(checkpointStep) \(weights)".utf8))
+        return String(SHA256.hex(h.finalize()).prefix(12))
+    }
+
     /// Loss signals of one run's model on `images` (ids = dataset indices), cached in
-    /// `<run>/eval/signals-<hash>.h5` keyed by the signal config, the examples and the checkpoint step.
+    /// `<run>/eval/signals-<tag>.h5` (`signalCacheTag`).
     static func signals(run: RunDirectory, record: ModelRecord, model: UNet, config: TrainConfig, images: ImageSet, ids: [Int],
                         signal: LossSignalConfig, log: (String) -> Void) throws -> [Double] {
-        var h = SHA256()
-        h.update(Array(String(decoding: try JSONEncoder().encode(signal), as: UTF8.self).utf8))
-        h.update(ids.flatMap { withUnsafeBytes(of: Int64($0).littleEndian, Array.init) })
-        h.update(Array("\(record.checkpointStep) \(record.weights)".utf8))
-        let tag = String(SHA256.hex(h.finalize()).prefix(12))
+        let tag = try signalCacheTag(signal: signal, ids: ids, checkpointStep: record.checkpointStep, weights: record.weights)
         let cache = run.path + "/eval/signals-\(tag).h5"
         if FileManager.default.fileExists(atPath: cache), let t = try? TensorFile.load(cache).tree["losses"], t.shape == [ids.count, signal.queries] {
             log("\(run.path): cached signals \(cache)")
@@ -80,11 +121,28 @@ public struct MembershipReport: Codable, Sendable {
         return v
     }
 
+    /// A loss signal the run's model can compute: timesteps inside its diffusion process, at
+    /// least one draw, a positive batch size (errors name the `eval mia` flag).
+    static func check(_ signal: LossSignalConfig, run: String, timesteps: Int) throws {
+        guard !signal.timesteps.isEmpty else { throw EvaluationError.input("--timesteps: no timesteps given") }
+        if let t = signal.timesteps.first(where: { $0 < 0 || $0 >= timesteps }) {
+            throw EvaluationError.input("--timesteps \(t) is outside \(run)'s diffusion process (diffusion.timesteps = \(timesteps): 0…\(timesteps - 1))")
+        }
+        guard signal.draws >= 1 else { throw EvaluationError.input("--draws must be ≥ 1, got \(signal.draws)") }
+        guard signal.batchSize >= 1 else { throw EvaluationError.input("--batch-size must be ≥ 1, got \(signal.batchSize)") }
+    }
+
     /// Single-run mode: members are the run's training images, non-members `nonMembers`
     /// other images of the same split (a seeded random choice).
+    /// Writes `out`, by default `<run>/eval/mia-single-<settings>/`; an existing folder is
+    /// replaced only when `force` (the library's default, as before; the CLI asks for `--force`).
     public static func singleRun(_ run: RunDirectory, nonMembers: Int, signal: LossSignalConfig, useEMA: Bool = true,
-                                 bootstrap: Int = 200, log: (String) -> Void = { print($0) }) throws -> MembershipReport {
+                                 bootstrap: Int = 200, out: String? = nil, force: Bool = true, log: (String) -> Void = { print($0) }) throws -> MembershipReport {
+        let out = out ?? run.path + "/eval/mia-single-t\(signal.timesteps.map(String.init).joined(separator: "_"))-r\(signal.draws)\(signal.flip ? "-flip" : "")-n\(nonMembers)"
+            + extraSettings(signal: signal, useEMA: useEMA, bootstrap: bootstrap, attacks: nil)
+        try mayWrite(out, force: force)
         let (rec, model, c) = try record(run, useEMA: useEMA)
+        try check(signal, run: run.path, timesteps: c.diffusion.timesteps)
         let (split, ids, _) = try trainingSelection(c.data)
         let members = Array(Set(ids)).sorted()
         let memberSet = Set(members)
@@ -100,15 +158,14 @@ public struct MembershipReport: Codable, Sendable {
         let s = MembershipSignals(models: 1, examples: all.count, queries: q, values: losses.map { -$0 },
                                   keep: [all.map { memberSet.contains($0) }])
         let trials = try MembershipAttack.globalThreshold.leaveOneModelOut(s)
-        let out = run.path + "/eval/mia-single-t\(signal.timesteps.map(String.init).joined(separator: "_"))-r\(signal.draws)\(signal.flip ? "-flip" : "")-n\(nonMembers)"
-        return try finish(out: out, mode: "single-run", signal: signal, models: [rec], examples: all, trialsList: [trials],
+        return try finish(out: out, force: force, mode: "single-run", signal: signal, models: [rec], examples: all, trialsList: [trials],
                           bootstrap: bootstrap, plan: nil, planHash: nil, extra: [("signals/losses", Tensor(losses, shape: [all.count, q], dtype: .float64))])
     }
 
     /// Plan mode: K runs trained on the halves of `plan`, each run's `data.plan` must be the
     /// same plan (by content hash) and every plan model must appear exactly once.
     public static func withPlan(_ planPath: String, runs: [RunDirectory], attacks: [MembershipAttack] = MembershipAttack.allCases,
-                                signal: LossSignalConfig, useEMA: Bool = true, out: String, bootstrap: Int = 200,
+                                signal: LossSignalConfig, useEMA: Bool = true, out: String, bootstrap: Int = 200, force: Bool = true,
                                 log: (String) -> Void = { print($0) }) throws -> MembershipReport {
         let plan = try PlanFile.read(MembershipPlan.self, from: planPath)
         let planHash = try PlanFile.hash(plan)
@@ -136,6 +193,7 @@ public struct MembershipReport: Codable, Sendable {
         var split: ImageSet? = nil
         for r in byModel.map({ $0! }) {
             let (rec, model, c) = try record(r, useEMA: useEMA)
+            try check(signal, run: r.path, timesteps: c.diffusion.timesteps)
             if split == nil {
                 // every run's data reference is checked to match the first's; the first's content against the plan's hash
                 split = try DatasetFile(c.data.file).load(c.data.split)
@@ -153,6 +211,7 @@ public struct MembershipReport: Codable, Sendable {
             let list = records.map { "\($0.run) at step \($0.checkpointStep)" }.joined(separator: ", ")
             throw EvaluationError.mismatch("\(planPath): the runs are at different checkpoint steps (\(list)); finish or align them first")
         }
+        try mayWrite(out, force: force)
         var values: [Double] = []
         for (r, rec, model, c) in loaded {
             let losses = try signals(run: r, record: rec, model: model, config: c, images: split!.subset(plan.pool), ids: plan.pool, signal: signal, log: log)
@@ -161,16 +220,57 @@ public struct MembershipReport: Codable, Sendable {
         let keep = (0..<plan.models).map { m in (0..<plan.pool.count).map { plan.isMember(model: m, poolIndex: $0) } }
         let s = MembershipSignals(models: plan.models, examples: plan.pool.count, queries: signal.queries, values: values, keep: keep).averaged()
         var trials: [MembershipTrials] = []
+        var skipped: [String: String] = [:]
         for a in attacks {
-            do { trials.append(try a.leaveOneModelOut(s)) } catch { log("skipping \(a.rawValue): \(error)") }
+            do { trials.append(try a.leaveOneModelOut(s)) } catch { skipped[a.rawValue] = "\(error)" }
         }
-        return try finish(out: out, mode: "plan", signal: signal, models: records, examples: plan.pool, trialsList: trials, bootstrap: bootstrap,
-                          plan: planPath, planHash: planHash, extra: [("signals/negated_mean_loss", Tensor(s.values, shape: [plan.models, plan.pool.count], dtype: .float64))])
+        return try finish(out: out, force: force, mode: "plan", signal: signal, models: records, examples: plan.pool, trialsList: trials, bootstrap: bootstrap,
+                          plan: planPath, planHash: planHash, skipped: skipped,
+                          extra: [("signals/negated_mean_loss", Tensor(s.values, shape: [plan.models, plan.pool.count], dtype: .float64))])
     }
 
-    static func finish(out: String, mode: String, signal: LossSignalConfig, models: [ModelRecord], examples: [Int], trialsList: [MembershipTrials],
-                       bootstrap: Int, plan: String?, planHash: String?, extra: [(String, Tensor)]) throws -> MembershipReport {
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+    /// The part of an output folder's name that says the non-default settings.
+    static func extraSettings(signal: LossSignalConfig, useEMA: Bool, bootstrap: Int, attacks: [MembershipAttack]?) -> String {
+        (signal.seed != 0 ? "-s\(signal.seed)" : "") + (useEMA ? "" : "-raw") + (bootstrap != 200 ? "-b\(bootstrap)" : "")
+            + (attacks.map { "-" + $0.map(\.rawValue).joined(separator: "+") } ?? "")
+    }
+
+    /// The default output folder of plan mode: `results/mia/<plan name>/eval/mia-plan-<settings>`,
+    /// named by every setting that changes the numbers.
+    public static func planOutputFolder(plan: String, signal: LossSignalConfig, useEMA: Bool = true, bootstrap: Int = 200,
+                                        attacks: [MembershipAttack]? = nil) -> String {
+        let stem = URL(fileURLWithPath: plan).deletingPathExtension().lastPathComponent
+        return "results/mia/\(stem)/eval/mia-plan-t\(signal.timesteps.map(String.init).joined(separator: "_"))-r\(signal.draws)\(signal.flip ? "-flip" : "")"
+            + extraSettings(signal: signal, useEMA: useEMA, bootstrap: bootstrap, attacks: attacks)
+    }
+
+    /// Refuses, before any work, an output folder that exists unless `force`.
+    static func mayWrite(_ out: String, force: Bool) throws {
+        if !force && FileManager.default.fileExists(atPath: out) {
+            throw EvaluationError.input("\(out) exists (same evaluation, same settings); pass --force to replace it, or --out for another folder")
+        }
+    }
+
+    /// Computes the metrics and writes the folder whole: into a temporary folder beside `out`
+    /// that replaces `out` only when everything is written (`EvalOutput.begin` / `publish`).
+    static func finish(out: String, force: Bool, mode: String, signal: LossSignalConfig?, averageQueries: Bool = true, models: [ModelRecord],
+                       signalsFile: SignalsFileRecord? = nil, examples: [Int], trialsList: [MembershipTrials],
+                       bootstrap: Int, plan: String?, planHash: String?, skipped: [String: String] = [:], extra: [(String, Tensor)]) throws -> MembershipReport {
+        let tmp = try EvalOutput.begin(out, force: force)
+        do {
+            let report = try write(tmp: tmp, out: out, mode: mode, signal: signal, averageQueries: averageQueries, models: models, signalsFile: signalsFile,
+                                   examples: examples, trialsList: trialsList, bootstrap: bootstrap, plan: plan, planHash: planHash, skipped: skipped, extra: extra)
+            try EvalOutput.publish(tmp, to: out)
+            return report
+        } catch {
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw error
+        }
+    }
+
+    static func write(tmp: String, out: String, mode: String, signal: LossSignalConfig?, averageQueries: Bool, models: [ModelRecord],
+                      signalsFile: SignalsFileRecord?, examples: [Int], trialsList: [MembershipTrials],
+                      bootstrap: Int, plan: String?, planHash: String?, skipped: [String: String], extra: [(String, Tensor)]) throws -> MembershipReport {
         var results: [AttackResult] = []
         var arrays = extra
         var ints: [(String, [Int64], [Int])] = [("examples/dataset_indices", examples.map(Int64.init), [examples.count])]
@@ -181,7 +281,7 @@ public struct MembershipReport: Codable, Sendable {
         plot.xRange = lowest...1; plot.yRange = lowest...1
         for t in trialsList {
             let metrics = AttackMetrics(scores: t.scores, members: t.members, groups: t.examples, bootstrap: bootstrap)
-            results.append(AttackResult(attack: t.attack, metrics: metrics))
+            results.append(AttackResult(attack: t.attack, metrics: metrics, shadows: t.shadows))
             let roc = ROC(scores: t.scores, members: t.members)
             arrays.append(("\(t.attack.rawValue)/scores", Tensor(t.scores, shape: [t.scores.count], dtype: .float64)))
             arrays.append(("\(t.attack.rawValue)/roc_fpr", Tensor(roc.fpr, shape: [roc.fpr.count], dtype: .float64)))
@@ -191,13 +291,147 @@ public struct MembershipReport: Codable, Sendable {
             ints.append(("\(t.attack.rawValue)/target", t.targets.map(Int64.init), [t.targets.count]))
             plot.series.append(.init(name: String(format: "%@ (AUC %.3f)", t.attack.rawValue, roc.auc), x: roc.fpr, y: roc.tpr))
         }
-        try EvalOutput.writeArrays(arrays, int64: ints, attributes: ["command": .string(EvalOutput.command)], to: out + "/mia.h5")
-        try plot.write(to: out + "/roc.svg")
-        let report = MembershipReport(mode: mode, signal: signal, averageQueries: true, models: models, examples: examples.count,
-                                      members: trialsList.first.map { $0.members.filter { $0 }.count } ?? 0, results: results,
-                                      plan: plan, planSHA256: planHash, command: EvalOutput.command,
+        try EvalOutput.writeArrays(arrays, int64: ints, attributes: ["command": .string(EvalOutput.command)], to: tmp + "/mia.h5")
+        try plot.write(to: tmp + "/roc.svg")
+        let report = MembershipReport(mode: mode, signal: signal, averageQueries: averageQueries, models: models, signalsFile: signalsFile,
+                                      examples: examples.count, members: trialsList.first.map { $0.members.filter { $0 }.count } ?? 0,
+                                      results: results, skipped: skipped, plan: plan, planSHA256: planHash, command: EvalOutput.command,
                                       outputs: ["arrays": out + "/mia.h5", "roc": out + "/roc.svg", "summary": out + "/summary.json"])
-        try EvalOutput.writeJSON(report, to: out + "/summary.json")
+        try EvalOutput.writeJSON(report, to: tmp + "/summary.json")
         return report
+    }
+}
+
+// MARK: - Signal matrices computed elsewhere (`eval mia --signals FILE.h5`)
+
+extension MembershipReport {
+    /// Reads a signal file: dataset `signals` (float, [models × examples × queries], or
+    /// [models × examples] for one query) and dataset `keep` (integers 0/1, [models × examples]:
+    /// model m trained on example i), plus an optional string attribute `direction`
+    /// (`higher-is-member`, the default, or `lower-is-member`, e.g. losses) on the file or on
+    /// `signals`. Returns the signals oriented higher = member. Every problem is one error
+    /// naming the file and the dataset: shapes, non-finite values, keep values other than 0/1,
+    /// fewer than 2 models, no member or no non-member trial at all.
+    public static func readSignalsFile(_ path: String, direction requested: SignalDirection? = nil) throws -> (MembershipSignals, SignalsFileRecord) {
+        guard FileManager.default.fileExists(atPath: path) else { throw EvaluationError.input("\(path): no such file") }
+        let f = try HDF5File.open(path)
+        let names = f.datasetNames
+        func missing(_ name: String, _ what: String) -> EvaluationError {
+            .input("\(path): no dataset '\(name)' (expected \(what); the file has \(names.isEmpty ? "no datasets" : names.map { "'\($0)'" }.joined(separator: ", ")))")
+        }
+        guard f.contains("signals") else { throw missing("signals", "float64 [models × examples × queries], higher = more member-like") }
+        guard f.contains("keep") else { throw missing("keep", "uint8 0/1 [models × examples]: keep[m][i] = model m trained on example i") }
+        let si = try f.info("signals"), ki = try f.info("keep")
+        guard si.isFloat || si.isInteger else { throw EvaluationError.input("\(path): dataset 'signals' is not numeric (expected float64 [models × examples × queries])") }
+        guard si.shape.count == 2 || si.shape.count == 3 else {
+            throw EvaluationError.input("\(path): dataset 'signals' has shape \(si.shape); expected [models × examples × queries] (or [models × examples] for one query)")
+        }
+        let k = si.shape[0], n = si.shape[1], q = si.shape.count == 3 ? si.shape[2] : 1
+        guard k >= 2 else { throw EvaluationError.input("\(path): dataset 'signals' has \(k) model(s); leave-one-model-out needs at least 2 (a target and a shadow)") }
+        guard n >= 1, q >= 1 else { throw EvaluationError.input("\(path): dataset 'signals' has shape \(si.shape): no examples or no queries") }
+        guard ki.shape == [k, n] else {
+            throw EvaluationError.input("\(path): dataset 'keep' has shape \(ki.shape); 'signals' is \(si.shape), so keep must be [\(k), \(n)] (models × examples)")
+        }
+        // direction: the caller's, else the file's attribute (on 'signals' or the root), else higher-is-member
+        var fileDirection: SignalDirection? = nil
+        for (object, attrs) in [("signals", try f.attributes(of: "signals")), ("/", try f.attributes())] {
+            guard let a = attrs["direction"] else { continue }
+            guard case .string(let text) = a, let d = SignalDirection(rawValue: text) else {
+                throw EvaluationError.input("\(path): attribute 'direction' of \(object == "/" ? "the file" : "dataset 'signals'") is '\(a)'; expected \(SignalDirection.allCases.map(\.rawValue).joined(separator: " or "))")
+            }
+            if let other = fileDirection, other != d {
+                throw EvaluationError.input("\(path): the file says '\(other.rawValue)' on 'signals' and '\(d.rawValue)' on the root; make them agree")
+            }
+            fileDirection = d
+        }
+        if let requested, let fileDirection, requested != fileDirection {
+            throw EvaluationError.input("\(path): the file's 'direction' attribute is '\(fileDirection.rawValue)' but '\(requested.rawValue)' was asked for; drop one")
+        }
+        let direction = requested ?? fileDirection ?? .higherIsMember
+        let source = requested != nil ? "requested" : fileDirection != nil ? "file attribute" : "default"
+
+        var values = try f.readTensor("signals", as: .float64).doubles
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw EvaluationError.input("\(path): dataset 'signals' holds \(values[bad]) at [model \(bad / (n * q)), example \(bad / q % n), query \(bad % q)]; every signal must be finite")
+        }
+        if direction == .lowerIsMember { values = values.map { -$0 } }
+        let keepValues: [Double]
+        if ki.isInteger {
+            keepValues = try f.readInt64("keep").values.map(Double.init)
+        } else if ki.isFloat {
+            keepValues = try f.readTensor("keep", as: .float64).doubles
+        } else {
+            throw EvaluationError.input("\(path): dataset 'keep' is not integer (store it as uint8 0/1; h5py booleans are HDF5 enums: write keep.astype('uint8'))")
+        }
+        if let bad = keepValues.firstIndex(where: { $0 != 0 && $0 != 1 }) {
+            throw EvaluationError.input("\(path): dataset 'keep' holds \(keepValues[bad]) at [model \(bad / n), example \(bad % n)]; expected 0 or 1")
+        }
+        let keep = (0..<k).map { m in (0..<n).map { keepValues[m * n + $0] == 1 } }
+        let ones = keepValues.reduce(0, +)
+        guard ones > 0 && ones < Double(k * n) else {
+            throw EvaluationError.input("\(path): dataset 'keep' is all \(ones > 0 ? "ones" : "zeros"): there are no \(ones > 0 ? "non-member" : "member") trials to tell apart")
+        }
+        let s = MembershipSignals(models: k, examples: n, queries: q, values: values, keep: keep)
+        let counts = s.memberCounts, sizes = keep.map { $0.reduce(0) { $0 + ($1 ? 1 : 0) } }
+        let record = SignalsFileRecord(path: path, sha256: try fileSHA256(path), models: k, examples: n, queries: q, direction: direction, directionSource: source,
+                                       membersPerExample: [counts.min()!, counts.max()!], examplesPerModel: [sizes.min()!, sizes.max()!])
+        return (s, record)
+    }
+
+    /// Writes a signal file that `readSignalsFile` reads: `signals` float64 [K × N × Q],
+    /// `keep` uint8 [K × N], and the `direction` attribute; atomically.
+    public static func writeSignalsFile(_ s: MembershipSignals, direction: SignalDirection = .higherIsMember, to path: String) throws {
+        try writeAtomically(to: path) { tmp in
+            let f = try HDF5File.create(tmp)
+            try f.setAttribute("direction", .string(direction.rawValue))
+            try f.write("signals", tensor: Tensor(s.values, shape: [s.models, s.examples, s.queries], dtype: .float64))
+            try f.write("keep", uint8: s.keep.flatMap { $0.map { $0 ? 1 : 0 } }, shape: [s.models, s.examples], compression: 0)
+            f.flush()
+        }
+    }
+
+    /// SHA-256 of a file's bytes, read in 16 MiB pieces.
+    static func fileSHA256(_ path: String) throws -> String {
+        guard let h = FileHandle(forReadingAtPath: path) else { throw EvaluationError.input("\(path): cannot read") }
+        defer { try? h.close() }
+        var sha = SHA256()
+        while let d = try h.read(upToCount: 1 << 24), !d.isEmpty { sha.update([UInt8](d)) }
+        return SHA256.hex(sha.finalize())
+    }
+
+    /// The default output folder of a signals-file evaluation: `<file's folder>/eval/mia-<file
+    /// name>-<settings>`, beside the file as `<run>/eval/…` is beside a run, named by every
+    /// setting that changes the numbers, so other settings never overwrite it.
+    public static func signalsOutputFolder(file: String, attacks: [MembershipAttack]?, direction: SignalDirection, perQuery: Bool, bootstrap: Int) -> String {
+        let url = URL(fileURLWithPath: file)
+        let stem = url.deletingPathExtension().lastPathComponent
+        let list = attacks.map { $0.map(\.rawValue).joined(separator: "+") } ?? "all"
+        let name = "mia-\(stem)-\(list)-\(perQuery ? "per-query" : "mean")\(direction == .lowerIsMember ? "-lower-is-member" : "")-b\(bootstrap)"
+        return url.deletingLastPathComponent().path + "/eval/" + name
+    }
+
+    /// `eidetic eval mia --signals FILE.h5`: every attack of `attacks` (nil: all variants,
+    /// skipping — and recording why — those the keep matrix cannot support) evaluated
+    /// leave-one-model-out on a signal matrix computed elsewhere. The queries are averaged
+    /// first (as in plan mode) unless `perQuery` (a Gaussian per query, log-likelihood ratios
+    /// averaged: the reference code's way). Writes `out` (default `signalsOutputFolder`) whole;
+    /// refuses an existing folder unless `force`.
+    public static func fromSignalsFile(_ path: String, attacks: [MembershipAttack]? = nil, direction: SignalDirection? = nil, perQuery: Bool = false,
+                                       bootstrap: Int = 200, out: String? = nil, force: Bool = false) throws -> MembershipReport {
+        guard bootstrap >= 0 else { throw EvaluationError.input("bootstrap: \(bootstrap) resamples") }
+        let (raw, record) = try readSignalsFile(path, direction: direction)
+        let folder = out ?? signalsOutputFolder(file: path, attacks: attacks, direction: record.direction, perQuery: perQuery, bootstrap: bootstrap)
+        try mayWrite(folder, force: force)
+        let s = perQuery ? raw : raw.averaged()
+        var trials: [MembershipTrials] = [], skipped: [String: String] = [:]
+        for a in attacks ?? MembershipAttack.allCases {
+            do { trials.append(try a.leaveOneModelOut(s)) } catch {
+                if attacks != nil { throw EvaluationError.input("\(path): \(error)") }
+                skipped[a.rawValue] = "\(error)"
+            }
+        }
+        guard !trials.isEmpty else { throw EvaluationError.input("\(path): no attack can run on this keep matrix (\(skipped.values.sorted().joined(separator: "; ")))") }
+        return try finish(out: folder, force: force, mode: "signals", signal: nil, averageQueries: !perQuery, models: [], signalsFile: record,
+                          examples: Array(0..<s.examples), trialsList: trials, bootstrap: bootstrap, plan: nil, planHash: nil, skipped: skipped, extra: [])
     }
 }

@@ -45,13 +45,70 @@ final class PlanTests: TempDirTestCase {
     func testMembershipKeepMatrixIsBalanced() throws {
         let pool = Array(stride(from: 0, to: 500, by: 2))
         let plan = try MembershipPlan(dataset: ref, pool: pool, models: 16, seed: 3)
+        XCTAssertEqual(plan.balance, MembershipPlan.balancedBothWays)
         for i in 0..<pool.count { XCTAssertEqual((0..<16).filter { plan.isMember(model: $0, poolIndex: i) }.count, 8) }
-        for m in 0..<16 { XCTAssertEqual(Double(plan.members(model: m).count), 125, accuracy: 35) }
+        for m in 0..<16 { XCTAssertEqual(plan.members(model: m).count, 125) }
         XCTAssertTrue(plan.members(model: 0).allSatisfy { $0 % 2 == 0 })
         try PlanFile.write(plan, to: dir + "/m1.json")
         try PlanFile.write(try MembershipPlan(dataset: ref, pool: pool, models: 16, seed: 3), to: dir + "/m2.json")
         XCTAssertEqual(FileManager.default.contents(atPath: dir + "/m1.json"), FileManager.default.contents(atPath: dir + "/m2.json"))
         XCTAssertThrowsError(try MembershipPlan(dataset: ref, pool: pool, models: 3, seed: 3))
+    }
+
+    /// Both marginals for many (K, N, seed): every example in exactly K/2 models; every model
+    /// on N/2 examples (N odd: K/2 models on ⌈N/2⌉, K/2 on ⌊N/2⌋). Same seed, same matrix.
+    func testBalancedKeepHasBothMarginalsForManySizes() throws {
+        for k in [2, 4, 6, 8, 10, 16, 64] {
+            for n in [0, 1, 2, 3, 5, 7, 16, 31, 64, 101, 250] {
+                for seed in UInt64(0)..<6 {
+                    let keep = try MembershipPlan.balancedKeep(models: k, examples: n, seed: seed)
+                    XCTAssertEqual(keep.count, k)
+                    for i in 0..<n { XCTAssertEqual(keep.reduce(0) { $0 + ($1[i] ? 1 : 0) }, k / 2, "K \(k) N \(n) seed \(seed) example \(i)") }
+                    let rows = keep.map { $0.reduce(0) { $0 + ($1 ? 1 : 0) } }
+                    if n % 2 == 0 {
+                        XCTAssertEqual(rows, [Int](repeating: n / 2, count: k), "K \(k) N \(n) seed \(seed)")
+                    } else {
+                        XCTAssertEqual(rows.filter { $0 == n / 2 + 1 }.count, k / 2, "K \(k) N \(n) seed \(seed): \(rows)")
+                        XCTAssertEqual(rows.filter { $0 == n / 2 }.count, k / 2, "K \(k) N \(n) seed \(seed): \(rows)")
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(try MembershipPlan.balancedKeep(models: 8, examples: 64, seed: 5), try MembershipPlan.balancedKeep(models: 8, examples: 64, seed: 5))
+        XCTAssertNotEqual(try MembershipPlan.balancedKeep(models: 8, examples: 64, seed: 5), try MembershipPlan.balancedKeep(models: 8, examples: 64, seed: 6))
+        XCTAssertThrowsError(try MembershipPlan.balancedKeep(models: 5, examples: 10, seed: 0))
+        XCTAssertThrowsError(try MembershipPlan.balancedKeep(models: 0, examples: 10, seed: 0))
+    }
+
+    /// The balanced matrix is still random, not a block design: every pair of models shares
+    /// about as many examples as in a random half per example (N·(K/2)(K/2−1)/(K(K−1)) = 116.7
+    /// for K = 16, N = 500; sd ≈ 9), and a model's examples are not a fixed pattern.
+    func testBalancedKeepIsNotABlockDesign() throws {
+        let k = 16, n = 500
+        let keep = try MembershipPlan.balancedKeep(models: k, examples: n, seed: 9)
+        let expected = Double(n) * Double(k / 2 * (k / 2 - 1)) / Double(k * (k - 1))
+        for a in 0..<k {
+            for b in (a + 1)..<k {
+                let both = (0..<n).filter { keep[a][$0] && keep[b][$0] }.count
+                XCTAssertEqual(Double(both), expected, accuracy: 45, "models \(a) and \(b) share \(both) examples")
+            }
+        }
+    }
+
+    /// Plans written before the rows were balanced (no "balance" key, unequal model sizes)
+    /// still load, verify their hash, and are written back byte for byte.
+    func testMembershipPlansWithoutBalanceKeyStillLoad() throws {
+        let old = #"{"contentSHA256":"f32ce5a53f6448cdacd2f9e2dfd776745b6b8ddf2e3b3efb6dbfe620364e9621","kind":"membership","plan":{"dataset":{"contentSHA256":"abc","file":"x.h5","split":"train"},"keep":["111010","011001","100100","000111"],"models":4,"pool":[10,12,14,16,18,20],"seed":7}}"#
+        let path = try write(Array((old + "\n").utf8), "old.json")
+        let plan = try PlanFile.read(MembershipPlan.self, from: path)
+        XCTAssertNil(plan.balance)
+        XCTAssertEqual((0..<4).map { plan.members(model: $0).count }, [4, 3, 2, 3])
+        XCTAssertEqual(plan.members(model: 2), [10, 16])
+        try PlanFile.write(plan, to: dir + "/again.json")
+        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/again.json"), FileManager.default.contents(atPath: path))
+        // a new plan records its balance in the file
+        try PlanFile.write(try MembershipPlan(dataset: ref, pool: [10, 12, 14, 16, 18, 20], models: 4, seed: 7), to: dir + "/new.json")
+        XCTAssertTrue(String(decoding: FileManager.default.contents(atPath: dir + "/new.json")!, as: UTF8.self).contains(#""balance":"examples-and-models""#))
     }
 
     func testDuplicationPlanHasPhysicalCopies() throws {
