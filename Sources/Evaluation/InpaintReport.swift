@@ -114,7 +114,7 @@ public struct InpaintReport: Codable, Sendable {
         let plan = try PlanFile.read(MembershipPlan.self, from: planPath)
         var byModel: [Int: RunDirectory] = [:]
         for r in runs {
-            let c = try r.loadConfig()
+            let c = try r.loadConfigResolvingData()
             guard let p = try? PlanFile.read(MembershipPlan.self, from: c.data.plan), try PlanFile.hash(p) == PlanFile.hash(plan) else {
                 throw EvaluationError.mismatch("\(r.path): not trained on membership plan \(planPath)")
             }

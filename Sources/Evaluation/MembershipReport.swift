@@ -73,16 +73,14 @@ public struct MembershipReport: Codable, Sendable {
     public var outputs: [String: String]
 
     static func record(_ run: RunDirectory, useEMA: Bool) throws -> (ModelRecord, UNet, TrainConfig) {
-        let c = try run.loadConfig()
-        guard FileManager.default.fileExists(atPath: run.checkpoint) else {
-            throw EvaluationError.input("\(run.path): no checkpoint (checkpoints/latest.h5); train it first")
-        }
-        let (tree, attrs) = try TensorFile.load(run.checkpoint)
-        let model = try UNet(c.model, key: RandomKey(seed: 0))
-        try model.load(useEMA ? tree.subtree("ema") : tree.subtree("model"))
-        var step = -1
-        if case .int(let s)? = attrs["step"] { step = Int(s) }
-        let desc = try trainingSelection(c.data).description
+        // the checkpoint is checked against the config, its weights for NaN, and the data it
+        // names (recorded absolute paths, so any working directory) against its data hash
+        let ck = try run.loadCheckpoint()
+        var c = ck.config
+        c.data = ck.data
+        let model = try ck.model(useEMA: useEMA, path: run.checkpoint)
+        let step = ck.step
+        let desc = try ck.trainingSelection(path: run.checkpoint).description
         return (ModelRecord(run: run.path, checkpointStep: step, weights: useEMA ? "ema" : "raw", configIdentity: try c.identityHash(), training: desc), model, c)
     }
 
@@ -143,7 +141,7 @@ public struct MembershipReport: Codable, Sendable {
         try mayWrite(out, force: force)
         let (rec, model, c) = try record(run, useEMA: useEMA)
         try check(signal, run: run.path, timesteps: c.diffusion.timesteps)
-        let (split, ids, _) = try trainingSelection(c.data)
+        let (split, ids, _) = try trainingSelection(c.data)   // c.data: as recorded by the checkpoint (record checked its hash)
         let members = Array(Set(ids)).sorted()
         let memberSet = Set(members)
         let candidates = (0..<split.count).filter { !memberSet.contains($0) }
@@ -171,7 +169,7 @@ public struct MembershipReport: Codable, Sendable {
         let planHash = try PlanFile.hash(plan)
         var byModel = [RunDirectory?](repeating: nil, count: plan.models)
         for r in runs {
-            let c = try r.loadConfig()
+            let c = try r.loadConfigResolvingData()
             guard !c.data.plan.isEmpty, let p = try? PlanFile.read(MembershipPlan.self, from: c.data.plan) else {
                 throw EvaluationError.mismatch("\(r.path): trains on '\(c.data.plan.isEmpty ? "no plan" : c.data.plan)', not on membership plan \(planPath)")
             }

@@ -98,6 +98,16 @@ public struct RunCheckpoint {
 }
 
 extension RunDirectory {
+    /// The run's config with `data.file` and `data.plan` as the checkpoint recorded them
+    /// (absolute, where those files still exist), reading only the checkpoint's attributes.
+    public func loadConfigResolvingData() throws -> TrainConfig {
+        var c = try loadConfig()
+        guard FileManager.default.fileExists(atPath: checkpoint) else { return c }
+        let attrs = try HDF5File.open(checkpoint).attributes()
+        c.data = RunCheckpoint(config: c, tree: TensorTree(), attributes: attrs).data
+        return c
+    }
+
     /// Loads the checkpoint and checks it belongs to this run's config. Fails clearly when
     /// there is no checkpoint yet.
     public func loadCheckpoint() throws -> RunCheckpoint {
