@@ -35,7 +35,7 @@ public struct InpaintReport: Codable, Sendable {
 
     /// Runs every (target, run, member) case; the folder `final` receives summary.json,
     /// inpaint.h5, examples.png (refused if it exists, unless `force`; written whole or not at all).
-    public static func run(cases list: [(Int, RunDirectory, Bool)], mode: String, config: InpaintConfig, out final: String, force: Bool = false,
+    public static func run(cases list: [(Int, RunDirectory, Bool)], mode: String, config: InpaintConfig, out final: String, force: Bool = true,
                            log: (String) -> Void = { print($0) }) throws -> InpaintReport {
         guard !list.isEmpty else { throw EvaluationError.input("inpainting: no targets") }
         let locks = try Set(list.map { $0.1.path }).sorted().map { try RunLock.acquire($0, mode: .shared, purpose: "evaluation") }

@@ -25,7 +25,7 @@ public struct QualityReport: Codable, Sendable {
     public var outputs: [String: String]
 
     public static func run(run: RunDirectory, samplesFile: String, classifierPath: String, referenceSplit: String = "test",
-                           maxReference: Int = 10_000, out: String? = nil, force: Bool = false) throws -> QualityReport {
+                           maxReference: Int = 10_000, out: String? = nil, force: Bool = true) throws -> QualityReport {
         let lock = try RunLock.acquire(run.path, mode: .shared, purpose: "evaluation")
         defer { withExtendedLifetime(lock) {} }
         let stem = ((samplesFile as NSString).lastPathComponent as NSString).deletingPathExtension

@@ -114,7 +114,7 @@ public struct ExtractionReport: Codable, Sendable {
     /// (refusing an existing one unless `force`). The training set is the run's own, checked
     /// against its checkpoint's data hash.
     public static func run(run: RunDirectory, samplesFile: String, trainingRun: RunDirectory? = nil, config: ExtractionConfig = ExtractionConfig(),
-                           clique: CliqueConfig? = CliqueConfig(), name: String? = nil, force: Bool = false) throws -> ExtractionReport {
+                           clique: CliqueConfig? = CliqueConfig(), name: String? = nil, force: Bool = true) throws -> ExtractionReport {
         let lock = try RunLock.acquire(run.path, mode: .shared, purpose: "evaluation")
         defer { withExtendedLifetime(lock) {} }
         let trainRun = trainingRun ?? run

@@ -16,10 +16,10 @@ final class EvaluationLongTests: XCTestCase {
         try DDPMTrainer(config: c, directory: dir).run()
         let run = RunDirectory(dir)
         let req = SampleRequest(count: 256, batchSize: 128, sampler: c.sample.sampler, useEMA: true)
-        let file = run.samples + "/" + req.tag + ".h5"
+        let file = sampleFilePath(run: run, request: req, step: c.totalSteps)
         // reuse a sample file drawn from the final checkpoint
         if let ds = try? DatasetFile(file), ds.attributes["checkpoint_step"] == .int(Int64(c.totalSteps)) { return (run, file) }
-        return (run, try generateSamples(run: run, request: req).file)
+        return (run, try generateSamples(run: run, request: req, overwrite: true).file)
     }
 
     func testMemorizedModelIsExtractedAndDetectedAndTheControlIsNot() throws {

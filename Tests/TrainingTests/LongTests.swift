@@ -28,7 +28,7 @@ final class LongTests: XCTestCase {
         let trainer = try DDPMTrainer(config: config, directory: dir)
         try trainer.run()
         let req = SampleRequest(count: 256, batchSize: 128, sampler: config.sample.sampler, useEMA: true)
-        let (_, _, samples) = try generateSamples(run: RunDirectory(dir), request: req)
+        let (_, _, samples) = try generateSamples(run: RunDirectory(dir), request: req, overwrite: true)
         let (train, _) = try trainingSet(config.data, model: config.model)
         let nn = NearestNeighbors.search(queries: samples, references: train, k: 1)
         let order = (0..<samples.count).sorted { nn[$0][0].distance < nn[$1][0].distance }
