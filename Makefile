@@ -4,7 +4,7 @@ SWIFT ?= swift
 BUILD_FLAGS ?= -c release
 THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: deps build quickstart test bench bench-setup clean
+.PHONY: deps build quickstart test bench bench-setup clean fuzz
 
 deps:
 	@bash scripts/install-deps.sh
@@ -45,6 +45,15 @@ bench: build bench-setup
 	  echo && echo "exact kNN, 10,000 CIFAR-10 test images against the 50,000 training images (k = 50):" && \
 	  .build/release/eidetic bench knn datasets/cifar10.h5 --threads $(THREADS); \
 	else .build/release/eidetic bench data datasets/fashion-mnist-2k.h5; fi
+
+## Fuzzes the file loaders with libFuzzer (CIFAR-10 archive, IDX, PNG, dataset HDF5, tensor
+## files, TOML configs, plan JSON): FUZZ_SECONDS per target, one target at a time, from the
+## seeds in fuzz/corpus/; crashing inputs go to fuzz/crashes/<target>/ and fail the run. A
+## separate package (fuzz/Package.swift), never built by `make test`. See docs/FUZZING.md.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?=
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) SWIFT=$(SWIFT) bash fuzz/run.sh $(FUZZ_TARGETS)
 
 clean:
 	rm -rf .build

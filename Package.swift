@@ -23,6 +23,9 @@ let package = Package(
         .library(name: "Optim", targets: ["Optim"]),
         .library(name: "HDF5", targets: ["HDF5"]),
         .library(name: "Data", targets: ["Data"]),
+        // For the fuzz package (fuzz/Package.swift depends on this one by path).
+        .library(name: "TOML", targets: ["TOML"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -2,6 +2,7 @@
    that expand to function calls (H5T_NATIVE_FLOAT is H5OPEN H5T_NATIVE_FLOAT_g), which
    Swift cannot import; these static inline functions expose them. */
 #include <hdf5.h>
+#include "preflight.h"
 static inline hid_t eh5_native_float(void)  { return H5T_NATIVE_FLOAT; }
 static inline hid_t eh5_native_double(void) { return H5T_NATIVE_DOUBLE; }
 static inline hid_t eh5_native_int32(void)  { return H5T_NATIVE_INT32; }

@@ -15,7 +15,7 @@ public enum Archive {
         gzbuffer(gz, 1 << 20)
         var out: [UInt8] = []
         out.reserveCapacity(size)
-        var chunk = [UInt8](repeating: 0, count: 1 << 22)
+        var chunk = [UInt8](repeating: 0, count: min(1 << 22, max(size, 1 << 16)))
         while true {
             let n = chunk.withUnsafeMutableBytes { gzread(gz, $0.baseAddress, UInt32($0.count)) }
             if n < 0 || (n == 0 && gzeof(gz) == 0) {
@@ -63,7 +63,7 @@ public enum Archive {
             for (i, b) in header.enumerated() { sum += (148..<156).contains(i) ? 32 : Int(b) }
             let stored = Int(field(148, 8).trimmingCharacters(in: .whitespaces), radix: 8)
             guard stored == sum else { throw DataError.badFormat(file: file, detail: "not a tar archive (bad header checksum at byte \(offset))") }
-            guard let size = Int(field(124, 12).trimmingCharacters(in: .whitespaces), radix: 8) else {
+            guard let size = Int(field(124, 12).trimmingCharacters(in: .whitespaces), radix: 8), size >= 0 else {
                 throw DataError.badFormat(file: file, detail: "bad tar size field at byte \(offset)")
             }
             let type = bytes[offset + 156]

@@ -52,7 +52,24 @@ public final class DatasetFile {
 
     public func shape(_ split: String) throws -> [Int] {
         guard file.contains("\(split)/images") else { throw DataError.badFormat(file: path, detail: "no split '\(split)' (has: \(splits.joined(separator: ", ")))") }
-        return try file.info("\(split)/images").shape
+        let s = try file.info("\(split)/images").shape
+        guard s.count == 4, s.dropFirst().allSatisfy({ $0 >= 1 }) else {
+            throw DataError.badFormat(file: path, detail: "\(split)/images has shape \(s), expected [N, C, H, W] with C, H, W ≥ 1")
+        }
+        return s
+    }
+
+    /// The split's labels, checked to be class indices: 0 ≤ label < the number of class
+    /// names (or < 65,536 when there are more labels than names, as in sample files of a
+    /// run whose dataset was not found), one per image.
+    func checkedLabels(_ split: String, count: Int) throws -> [Int] {
+        let (raw, shape) = try file.readInt64("\(split)/labels")
+        guard shape == [count] else { throw DataError.badFormat(file: path, detail: "\(split)/labels has shape \(shape), expected [\(count)]") }
+        let limit = max(classNames.count, 1 << 16)
+        if let i = raw.firstIndex(where: { $0 < 0 || $0 >= limit }) {
+            throw DataError.badFormat(file: path, detail: "\(split)/labels[\(i)] is \(raw[i]), not a class index (\(classNames.count) class names)")
+        }
+        return raw.map { Int($0) }
     }
 
     /// The whole split in memory.
@@ -60,16 +77,15 @@ public final class DatasetFile {
         let s = try shape(split)
         guard s.count == 4 else { throw DataError.badFormat(file: path, detail: "\(split)/images has shape \(s), expected [N, C, H, W]") }
         let (images, _) = try file.readUInt8(("\(split)/images"))
-        let (labels, lshape) = try file.readInt64("\(split)/labels")
-        guard lshape == [s[0]] else { throw DataError.badFormat(file: path, detail: "\(split)/labels has shape \(lshape), expected [\(s[0])]") }
-        return ImageSet(images: images, labels: labels.map { Int($0) }, channels: s[1], height: s[2], width: s[3], classNames: classNames)
+        let labels = try checkedLabels(split, count: s[0])
+        return ImageSet(images: images, labels: labels, channels: s[1], height: s[2], width: s[3], classNames: classNames)
     }
 
     /// Rows `indices` of a split, read without loading the rest.
     public func read(_ split: String, indices: [Int]) throws -> ImageSet {
         let s = try shape(split)
         let images = try file.readUInt8Rows("\(split)/images", indices: indices)
-        let (labels, _) = try file.readInt64("\(split)/labels")
-        return ImageSet(images: images, labels: indices.map { Int(labels[$0]) }, channels: s[1], height: s[2], width: s[3], classNames: classNames)
+        let labels = try checkedLabels(split, count: s[0])
+        return ImageSet(images: images, labels: indices.map { labels[$0] }, channels: s[1], height: s[2], width: s[3], classNames: classNames)
     }
 }

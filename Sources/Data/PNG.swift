@@ -40,8 +40,15 @@ public enum PNG {
         let channels = color ? (alpha ? 4 : 3) : 1
         img.format = format(channels: channels)
         let (w, h) = (Int(img.width), Int(img.height))
+        // Deflate expands at most 1032:1 and 1-bit gray becomes 8 bits, so a file of n bytes
+        // holds at most 8 × 1032 × n pixel bytes: a header claiming more is refused before
+        // the buffer is allocated (a few bytes must not ask for gigabytes).
+        let fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        guard w * h * channels <= 8 * 1032 * fileSize, let stride = Int32(exactly: w * channels) else {
+            throw DataError.badFormat(file: path, detail: "PNG header claims \(w)×\(h) pixels, more than a \(fileSize)-byte file can hold")
+        }
         var pixels = [UInt8](repeating: 0, count: w * h * channels)
-        let ok = pixels.withUnsafeMutableBytes { png_image_finish_read(&img, nil, $0.baseAddress, Int32(w * channels), nil) }
+        let ok = pixels.withUnsafeMutableBytes { png_image_finish_read(&img, nil, $0.baseAddress, stride, nil) }
         guard ok != 0 else { throw DataError.badFormat(file: path, detail: "corrupt PNG data") }
         return Image(width: w, height: h, channels: channels, pixels: pixels)
     }

@@ -143,7 +143,17 @@ public enum IDX {
             let o = 4 + 4 * d
             shape.append(Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3]))
         }
-        let need = shape.reduce(1, *), start = 4 + 4 * dims
+        let start = 4 + 4 * dims
+        // the product of the sizes, checked against the bytes present as it grows (sizes up
+        // to 2^32 − 1 each would overflow Int)
+        var need = shape.contains(0) ? 0 : 1
+        for s in shape where need > 0 {
+            let (p, overflow) = need.multipliedReportingOverflow(by: s)
+            guard !overflow, p <= bytes.count - start else {
+                throw DataError.truncated(file: path, offset: bytes.count, detail: "IDX data of shape \(shape) needs more bytes than the \(bytes.count - start) after the header")
+            }
+            need = p
+        }
         guard bytes.count - start >= need else {
             throw DataError.truncated(file: path, offset: bytes.count, detail: "IDX data of shape \(shape) needs \(need) bytes after the header, found \(bytes.count - start)")
         }
@@ -165,8 +175,15 @@ public enum IDX {
             throw DataError.badFormat(file: labels, detail: "label \(bad) outside 0..<\(classNames.count)")
         }
         let (n, h, w) = (ishape[0], ishape[1], ishape[2])
+        guard h >= 1 && w >= 1 else { throw DataError.badFormat(file: images, detail: "images of \(h)×\(w) pixels") }
         let side = padTo ?? max(h, w)
         guard side >= h && side >= w else { throw DataError.invalid("padTo \(side) is smaller than the images (\(h)×\(w))") }
+        // the output is channels × side² bytes per h × w input bytes: refuse what would blow
+        // a small file up by orders of magnitude (a 1 × 10⁶ "image" squared, a huge pad)
+        guard channels >= 1 && channels <= 4 else { throw DataError.invalid("channels must be 1–4, got \(channels)") }
+        guard side <= 1 << 16, side * side <= 16 * h * w else {
+            throw DataError.badFormat(file: images, detail: "\(h)×\(w) images padded to \(side)×\(side) would be more than 16× the pixels")
+        }
         let (top, left) = ((side - h) / 2, (side - w) / 2)
         var out = [UInt8](repeating: 0, count: n * channels * side * side)
         for i in 0..<n { for c in 0..<channels { for r in 0..<h { for col in 0..<w {

@@ -11,6 +11,8 @@ public enum HDF5Error: Error, CustomStringConvertible {
     case unsupportedType(file: String, name: String, detail: String)
     case writeFailed(file: String, name: String)
     case readFailed(file: String, name: String)
+    /// The file made the HDF5 library crash or hang in the read-only preflight (see `open`).
+    case corrupt(file: String, detail: String)
 
     /// The OS's reason when the last system call failed for space or I/O (HDF5 reports none).
     static var osReason: String {
@@ -26,6 +28,7 @@ public enum HDF5Error: Error, CustomStringConvertible {
         case .unsupportedType(let f, let n, let d): return "\(f): dataset '\(n)': \(d)"
         case .writeFailed(let f, let n): return "\(f): writing \(n) failed"
         case .readFailed(let f, let n): return "\(f): reading '\(n)' failed"
+        case .corrupt(let f, let d): return "\(f): corrupt HDF5 file: \(d)"
         }
     }
 }
@@ -47,6 +50,7 @@ public final class HDF5File {
     public let path: String
     let id: hid_t
     private var closed = false
+    private var listings: [String: Set<String>] = [:]
 
     private init(path: String, id: hid_t) { self.path = path; self.id = id }
 
@@ -78,10 +82,33 @@ public final class HDF5File {
     public static func open(_ path: String, writable: Bool = false) throws -> HDF5File {
         _ = hdf5Quiet
         guard FileManager.default.fileExists(atPath: path) else { throw HDF5Error.cannotOpen(path) }
+        if !writable { try preflight(path) }
         let fid = H5Fopen(path, writable ? eh5_acc_rdwr() : eh5_acc_rdonly(), eh5_p_default())
         guard fid >= 0 else { throw HDF5Error.cannotOpen(path) }
         return HDF5File(path: path, id: fid)
     }
+
+    /// HDF5 1.10 crashes (segfaults, heap overflows, endless loops) on some corrupt or hostile
+    /// files instead of returning an error — fuzzing found a dozen such spots within minutes.
+    /// So before a read-only open, a forked child does everything the readers can do to the
+    /// file (`eh5_preflight` in Sources/CHDF5/preflight.h); when it dies or hangs, the file is
+    /// refused with an error naming it, and this process never runs the crashing code. Costs
+    /// one extra pass over the file (~1 s for CIFAR-10's 60,000 images).
+    static func preflight(_ path: String) throws {
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        let timeout = preflightSeconds + Double(size) / 20e6
+        switch eh5_preflight(path, timeout) {
+        case 0, -3: return   // finished (HDF5's own errors are reported by the reader), or no child could run
+        case -2: throw HDF5Error.corrupt(file: path, detail: "reading it did not finish within \(Int(timeout)) s")
+        case -1: throw HDF5Error.corrupt(file: path, detail: "the HDF5 library failed reading it")
+        case -4: throw HDF5Error.corrupt(file: path, detail: "reading it makes the HDF5 library take far more memory than the file's size warrants")
+        case let signal: throw HDF5Error.corrupt(file: path, detail: "the HDF5 library crashed reading it (signal \(signal))")
+        }
+    }
+
+    /// The preflight's time limit: this many seconds plus one per 20 MB of file (the fuzz
+    /// harnesses lower it; a hanging file then costs them seconds, not half a minute).
+    nonisolated(unsafe) public static var preflightSeconds = 30.0
 
     /// Flushes buffered data to the OS.
     public func flush() { H5Fflush(id, H5F_SCOPE_GLOBAL) }
@@ -113,10 +140,64 @@ public final class HDF5File {
     public func contains(_ name: String) -> Bool {
         var prefix = ""
         for part in name.split(separator: "/") {
+            // A name is looked up only when its group lists it: on a corrupt file HDF5 can
+            // crash looking up a name that is not there, and the preflight (see `open`) walks
+            // the listings, not every name a caller might ask for.
+            guard linkNames(in: prefix.isEmpty ? "." : prefix).contains(String(part)) else { return false }
             prefix += (prefix.isEmpty ? "" : "/") + part
             if H5Lexists(id, prefix, eh5_p_default()) <= 0 { return false }
+            // only hard links: a soft or external link could point into another file
+            var link = H5L_info_t()
+            guard H5Lget_info(id, prefix, &link, eh5_p_default()) >= 0, link.type == H5L_TYPE_HARD else { return false }
         }
         return !prefix.isEmpty
+    }
+
+    /// The names of the links in `group` (a path, "." for the root), by name; cached while the
+    /// file is open read-only.
+    func linkNames(in group: String) -> Set<String> {
+        if let cached = listings[group] { return cached }
+        var names = Set<String>()
+        var index: hsize_t = 0
+        _ = withUnsafeMutablePointer(to: &names) { p in
+            H5Literate_by_name(id, group, H5_INDEX_NAME, H5_ITER_INC, &index, { _, name, _, data in
+                if let name, let data { data.assumingMemoryBound(to: Set<String>.self).pointee.insert(String(cString: name)) }
+                return 0
+            }, p, eh5_p_default())
+        }
+        var intent: UInt32 = 0
+        if H5Fget_intent(id, &intent) >= 0, intent & eh5_acc_rdwr() == 0 { listings[group] = names }
+        return names
+    }
+
+    /// Bytes of the file: its size on disk, or what HDF5 has allocated when more (a file
+    /// being written).
+    var storedBytes: Int {
+        let onDisk = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        var intent: UInt32 = 0
+        guard H5Fget_intent(id, &intent) >= 0, intent & eh5_acc_rdwr() != 0 else { return onDisk }   // read-only: the disk is all
+        var allocated: hsize_t = 0
+        H5Fget_filesize(id, &allocated)
+        return max(onDisk, Int(clamping: min(allocated, 1 << 40)))
+    }
+
+    /// The element count of `shape`, checked before anything is allocated: the product must
+    /// not overflow, and `elementSize`-byte elements must fit in this file even deflated
+    /// (zlib expands at most ~1,032:1), with 16 MiB to spare. A corrupt or hostile header
+    /// claiming billions of elements is an error naming the file, not a huge allocation.
+    func checkedCount(_ shape: [Int], elementSize: Int, name: String) throws -> Int {
+        var n = 1
+        for d in shape {
+            let (p, overflow) = n.multipliedReportingOverflow(by: d)
+            guard d >= 0, !overflow else { throw HDF5Error.unsupportedType(file: path, name: name, detail: "shape \(shape) is too large") }
+            n = p
+        }
+        let (bytes, overflow) = n.multipliedReportingOverflow(by: Swift.max(elementSize, 1))
+        let stored = storedBytes
+        guard !overflow, bytes <= 1100 * stored + (16 << 20) else {
+            throw HDF5Error.unsupportedType(file: path, name: name, detail: "shape \(shape) needs more data than a \(stored)-byte file can hold")
+        }
+        return n
     }
 
     /// Link-creation properties that make intermediate groups ("train/images").
@@ -189,7 +270,7 @@ public final class HDF5File {
         }
         let t = H5Tcopy(eh5_c_s1()); defer { H5Tclose(t) }
         H5Tset_size(t, eh5_variable()); H5Tset_cset(t, H5T_CSET_UTF8)
-        var ptrs = [UnsafeMutablePointer<CChar>?](repeating: nil, count: i.shape.reduce(1, *))
+        var ptrs = [UnsafeMutablePointer<CChar>?](repeating: nil, count: try checkedCount(i.shape, elementSize: 8, name: name))
         guard ptrs.withUnsafeMutableBytes({ H5Dread(ds, t, eh5_s_all(), eh5_s_all(), eh5_p_default(), $0.baseAddress!) }) >= 0 else {
             throw HDF5Error.readFailed(file: path, name: name)
         }
@@ -202,7 +283,8 @@ public final class HDF5File {
     public func readUInt8Rows(_ name: String, indices: [Int]) throws -> [UInt8] {
         let i = try info(name)
         guard i.isInteger, !i.shape.isEmpty else { throw HDF5Error.unsupportedType(file: path, name: name, detail: "expected an integer array") }
-        let row = i.shape.dropFirst().reduce(1, *)
+        _ = try checkedCount(i.shape, elementSize: 1, name: name)
+        let row = try checkedCount(Array(i.shape.dropFirst()), elementSize: 1, name: name)
         for r in indices where r < 0 || r >= i.shape[0] {
             throw HDF5Error.unsupportedType(file: path, name: name, detail: "row \(r) out of range 0..<\(i.shape[0])")
         }
@@ -256,10 +338,14 @@ public final class HDF5File {
         let space = H5Dget_space(ds); defer { H5Sclose(space) }
         let rank = Int(H5Sget_simple_extent_ndims(space))
         var dims = [hsize_t](repeating: 0, count: max(rank, 1))
-        H5Sget_simple_extent_dims(space, &dims, nil)
+        guard rank >= 0, H5Sget_simple_extent_dims(space, &dims, nil) >= 0 else { throw HDF5Error.readFailed(file: path, name: name) }
+        let shape = try dims.prefix(rank).map { d -> Int in
+            guard let v = Int(exactly: d) else { throw HDF5Error.unsupportedType(file: path, name: name, detail: "dimension \(d) is too large") }
+            return v
+        }
         let t = H5Dget_type(ds); defer { H5Tclose(t) }
         let cls = H5Tget_class(t)
-        return (dims.prefix(rank).map { Int($0) }, cls == H5T_FLOAT, cls == H5T_INTEGER, H5Tget_sign(t) == H5T_SGN_2, Int(H5Tget_size(t)))
+        return (shape, cls == H5T_FLOAT, cls == H5T_INTEGER, H5Tget_sign(t) == H5T_SGN_2, Int(H5Tget_size(t)))
     }
 
     private func read(_ name: String, memType: hid_t, into buffer: UnsafeMutableRawPointer) throws {
@@ -279,6 +365,7 @@ public final class HDF5File {
             throw HDF5Error.unsupportedType(file: path, name: name, detail: "not a numeric dataset")
         }
         let target = dtype ?? (i.isFloat && i.size == 8 ? .float64 : .float32)
+        _ = try checkedCount(i.shape, elementSize: target == .float32 ? 4 : 8, name: name)
         let t = Tensor.zeros(i.shape, dtype: target)
         try read(name, memType: target == .float32 ? eh5_native_float() : eh5_native_double(), into: t.rawPointer)
         return t
@@ -287,7 +374,7 @@ public final class HDF5File {
     public func readUInt8(_ name: String) throws -> (values: [UInt8], shape: [Int]) {
         let i = try info(name)
         guard i.isInteger else { throw HDF5Error.unsupportedType(file: path, name: name, detail: "expected an integer dataset") }
-        var v = [UInt8](repeating: 0, count: i.shape.reduce(1, *))
+        var v = [UInt8](repeating: 0, count: try checkedCount(i.shape, elementSize: 1, name: name))
         try v.withUnsafeMutableBytes { try read(name, memType: eh5_native_uint8(), into: $0.baseAddress!) }
         return (v, i.shape)
     }
@@ -295,7 +382,7 @@ public final class HDF5File {
     public func readInt64(_ name: String) throws -> (values: [Int64], shape: [Int]) {
         let i = try info(name)
         guard i.isInteger else { throw HDF5Error.unsupportedType(file: path, name: name, detail: "expected an integer dataset") }
-        var v = [Int64](repeating: 0, count: i.shape.reduce(1, *))
+        var v = [Int64](repeating: 0, count: try checkedCount(i.shape, elementSize: 8, name: name))
         try v.withUnsafeMutableBytes { try read(name, memType: eh5_native_int64(), into: $0.baseAddress!) }
         return (v, i.shape)
     }
@@ -310,7 +397,7 @@ public final class HDF5File {
         guard H5Pget_layout(dcpl) == H5D_CHUNKED else { return nil }
         var chunk = [hsize_t](repeating: 0, count: shape.count)
         guard H5Pget_chunk(dcpl, Int32(shape.count), &chunk) == Int32(shape.count), chunk[0] == 1,
-              zip(chunk.dropFirst(), shape.dropFirst()).allSatisfy({ Int($0) == $1 }) else { return nil }
+              zip(chunk.dropFirst(), shape.dropFirst()).allSatisfy({ Int(exactly: $0) == $1 }) else { return nil }
         let nf = H5Pget_nfilters(dcpl)
         var deflated = false
         if nf == 1 {
@@ -324,10 +411,12 @@ public final class HDF5File {
         var out = [UInt8](repeating: 0, count: indices.count * row)
         var packed = [UInt8](repeating: 0, count: compressBound(UInt(row)) > 0 ? Int(compressBound(UInt(row))) + 64 : row + 64)
         var offset = [hsize_t](repeating: 0, count: shape.count)
+        let fileBytes = storedBytes
         for (j, r) in indices.enumerated() {
             offset[0] = hsize_t(r)
             var stored: hsize_t = 0
             guard H5Dget_chunk_storage_size(ds, &offset, &stored) >= 0, stored > 0 else { throw HDF5Error.readFailed(file: path, name: "\(name) row \(r)") }
+            guard stored <= hsize_t(fileBytes) else { throw HDF5Error.readFailed(file: path, name: "\(name) row \(r) (chunk of \(stored) bytes in a \(fileBytes)-byte file)") }
             if Int(stored) > packed.count { packed = [UInt8](repeating: 0, count: Int(stored)) }
             var mask: UInt32 = 0
             let ok = packed.withUnsafeMutableBytes { H5Dread_chunk(ds, eh5_p_default(), &offset, &mask, $0.baseAddress!) }
@@ -391,28 +480,35 @@ public final class HDF5File {
         var out: [String: AttributeValue] = [:]
         for i in 0..<info.num_attrs {
             let a = H5Aopen_by_idx(target, ".", H5_INDEX_NAME, H5_ITER_INC, i, eh5_p_default(), eh5_p_default())
-            guard a >= 0 else { continue }
+            guard a >= 0 else { break }   // (a corrupt attribute count must not mean 2^63 failing calls)
             defer { H5Aclose(a) }
             let len = H5Aget_name(a, 0, nil)
+            guard len >= 0 else { continue }
             var buf = [CChar](repeating: 0, count: Int(len) + 1)
             H5Aget_name(a, Int(len) + 1, &buf)
             let name = String(cString: buf)
             let t = H5Aget_type(a); defer { H5Tclose(t) }
+            // Values are read into one scalar: an attribute holding an array (or nothing)
+            // is skipped like one of an unsupported type, never read past the variable.
+            let space = H5Aget_space(a); defer { H5Sclose(space) }
+            guard H5Sget_simple_extent_npoints(space) == 1 else { continue }
+            func check(_ rc: herr_t) throws { if rc < 0 { throw HDF5Error.readFailed(file: path, name: "attribute \(name)") } }
             switch H5Tget_class(t) {
-            case H5T_INTEGER: var v: Int64 = 0; H5Aread(a, eh5_native_int64(), &v); out[name] = .int(v)
-            case H5T_FLOAT: var v: Double = 0; H5Aread(a, eh5_native_double(), &v); out[name] = .double(v)
+            case H5T_INTEGER: var v: Int64 = 0; try check(H5Aread(a, eh5_native_int64(), &v)); out[name] = .int(v)
+            case H5T_FLOAT: var v: Double = 0; try check(H5Aread(a, eh5_native_double(), &v)); out[name] = .double(v)
             case H5T_STRING:
                 if H5Tis_variable_str(t) > 0 {
                     var p: UnsafeMutablePointer<CChar>? = nil
                     let mt = H5Tcopy(eh5_c_s1()); H5Tset_size(mt, eh5_variable()); H5Tset_cset(mt, H5T_CSET_UTF8)
-                    H5Aread(a, mt, &p)
+                    defer { H5Tclose(mt) }
+                    try check(H5Aread(a, mt, &p))
                     out[name] = .string(p.map { String(cString: $0) } ?? "")
                     if p != nil { free(p) }
-                    H5Tclose(mt)
                 } else {
                     let size = H5Tget_size(t)
+                    guard size > 0, size <= storedBytes else { throw HDF5Error.readFailed(file: path, name: "attribute \(name) (string of \(size) bytes)") }
                     var buf = [CChar](repeating: 0, count: size + 1)
-                    H5Aread(a, t, &buf)
+                    try check(H5Aread(a, t, &buf))
                     out[name] = .string(String(cString: buf))
                 }
             default: continue

@@ -64,7 +64,9 @@ public func parseTOML(_ text: String, file: String = "<config>") throws -> TOMLT
         var sub: TOMLTable
         switch table[path[0]] {
         case nil: sub = TOMLTable()
-        case .table(let t)?: sub = t
+        // (the placeholder leaves `sub` the only reference, so adding to it copies nothing:
+        // copying the table per key made 20,000 keys take minutes)
+        case .table(let t)?: sub = t; table[path[0]] = .table(TOMLTable())
         default: throw fail("key '\(path[0])' is not a table")
         }
         try insert(Array(path.dropFirst()), value, into: &sub)
@@ -76,7 +78,7 @@ public func parseTOML(_ text: String, file: String = "<config>") throws -> TOMLT
         var sub: TOMLTable
         switch table[first] {
         case nil: sub = TOMLTable()
-        case .table(let t)?: sub = t
+        case .table(let t)?: sub = t; table[first] = .table(TOMLTable())
         default: throw fail("key '\(first)' is not a table")
         }
         try ensureTable(Array(path.dropFirst()), in: &sub)
@@ -118,6 +120,10 @@ public func parseTOML(_ text: String, file: String = "<config>") throws -> TOMLT
 private struct Scanner {
     let c: [Character]
     var pos = 0
+    var depth = 0
+    /// Limits on array nesting and dotted-key length (configs need 2 or 3 of either; without
+    /// a limit, 10⁵ levels overflowed the stack or took gigabytes of nested table copies).
+    static let maxDepth = 32
     let fail: (String) -> TOMLError
     init(_ c: [Character], fail: @escaping (String) -> TOMLError) { self.c = c; self.fail = fail }
 
@@ -139,6 +145,7 @@ private struct Scanner {
                 guard !k.isEmpty else { throw fail("expected a key") }
                 parts.append(k)
             }
+            guard parts.count <= Scanner.maxDepth else { throw fail("key has more than \(Scanner.maxDepth) dotted parts") }
             skipSpace()
             if peek == "." { pos += 1 } else { return parts }
         }
@@ -174,6 +181,10 @@ private struct Scanner {
             throw fail("unterminated string")
         }
         if p == "[" {
+            // nesting is recursion: a line of 300,000 '[' overflowed the stack
+            guard depth < Scanner.maxDepth else { throw fail("arrays nested more than \(Scanner.maxDepth) deep") }
+            depth += 1
+            defer { depth -= 1 }
             pos += 1
             var items: [TOMLValue] = []
             while true {
