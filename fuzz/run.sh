@@ -25,7 +25,7 @@ SWIFT=${SWIFT:-swift}
 # Swift's own crash backtracer would race libFuzzer's handler (and takes seconds); HDF5's
 # free lists look like leaks to LeakSanitizer at exit.
 export SWIFT_BACKTRACE=enable=no
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=0:max_allocation_size_mb=2048:quarantine_size_mb=16}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=0:max_allocation_size_mb=512:quarantine_size_mb=16}
 
 build() {
   "$SWIFT" build -c release --package-path fuzz --scratch-path "$SCRATCH" --product "$1" \
@@ -40,11 +40,11 @@ for t in "${TARGETS[@]}"; do
   work="$SCRATCH/corpus/$t"; crashes="fuzz/crashes/$t"; log="$SCRATCH/logs/$t.log"
   mkdir -p "$work" "$crashes" "$(dirname "$log")" "fuzz/corpus/$t"
   # one fuzzing process (what -jobs=1 -workers=1 would spawn, without the wrapper process)
-  opts=(-max_total_time="$SECONDS_PER" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=25 -detect_leaks=0
+  opts=(-max_total_time="$SECONDS_PER" -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=25 -detect_leaks=0
         -print_final_stats=1 -artifact_prefix="$ROOT/$crashes/")
   [ -f "fuzz/dicts/$t.dict" ] && opts+=(-dict="fuzz/dicts/$t.dict")
   # The HDF5 readers fork a preflight child (Sources/CHDF5/preflight.h) that inherits
-  # libFuzzer's malloc hook; the 2 GiB single-allocation limit is ASan's there instead
+  # libFuzzer's malloc hook; the 512 MiB single-allocation limit is ASan's there instead
   # (max_allocation_size_mb below), which the child can switch off for its own reports.
   case $t in FuzzDataset|FuzzTensorFile) opts+=(-malloc_limit_mb=1000000) ;; esac
   case $t in FuzzCIFAR|FuzzDataset|FuzzTensorFile) opts+=(-max_len=65536) ;; esac

@@ -22,6 +22,7 @@ public enum PNG {
     /// Reads an 8-bit gray, RGB or RGBA PNG; anything else (16-bit, palette, gray+alpha,
     /// not a PNG) is an error naming the file.
     public static func read(_ path: String) throws -> Image {
+        try checkChunkLengths(path)
         var img = png_image()
         img.version = UInt32(PNG_IMAGE_VERSION)
         guard png_image_begin_read_from_file(&img, path) != 0 else {
@@ -51,6 +52,25 @@ public enum PNG {
         let ok = pixels.withUnsafeMutableBytes { png_image_finish_read(&img, nil, $0.baseAddress, stride, nil) }
         guard ok != 0 else { throw DataError.badFormat(file: path, detail: "corrupt PNG data") }
         return Image(width: w, height: h, channels: channels, pixels: pixels)
+    }
+
+    /// Every chunk's declared length must fit in the bytes that follow it: libpng allocates a
+    /// chunk's buffer from that length before reading it (fuzzing: a 41-byte file whose sPLT
+    /// chunk declared 805 MB got 805 MB). Files that are not PNG are left to libpng to refuse.
+    static func checkChunkLengths(_ path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { return }
+        let b = [UInt8](data)
+        guard b.count >= 8, b.prefix(8).elementsEqual([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) else { return }
+        var o = 8
+        while o + 8 <= b.count {
+            let length = Int(b[o]) << 24 | Int(b[o + 1]) << 16 | Int(b[o + 2]) << 8 | Int(b[o + 3])
+            let type = String(decoding: b[(o + 4)..<(o + 8)].map { (0x20..<0x7f).contains($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
+            guard length <= b.count - o - 12 else {
+                throw DataError.truncated(file: path, offset: b.count, detail: "PNG chunk \(type) at byte \(o) declares \(length) bytes, more than the file holds")
+            }
+            if type == "IEND" { return }
+            o += 12 + length
+        }
     }
 
     /// Writes atomically (temporary file + rename).
