@@ -2,9 +2,9 @@ import Tensor
 
 /// Uniform initialisation U(−b, b) with b = 1/√fanIn: PyTorch's default for Linear and
 /// conv weights (kaiming_uniform with a = √5) and biases.
-public func defaultUniformInit(_ shape: [Int], fanIn: Int, key: RandomKey) -> Tensor {
+public func defaultUniformInit(_ shape: [Int], fanIn: Int, key: RandomKey, dtype: DType = .float32) -> Tensor {
     let b = 1 / Double(max(fanIn, 1)).squareRoot()
-    return Tensor.uniform(shape, low: -b, high: b, key: key)
+    return Tensor.uniform(shape, low: -b, high: b, key: key, dtype: dtype)
 }
 
 /// Glorot/Xavier uniform (Glorot & Bengio, 2010): U(−a, a), a = gain·√(6 / (fanIn + fanOut)).
@@ -23,9 +23,9 @@ public final class Linear: Module, Layer {
     public let weight: Tensor
     public let bias: Tensor?
 
-    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, key: RandomKey) {
-        weight = defaultUniformInit([outFeatures, inFeatures], fanIn: inFeatures, key: key.fold("weight"))
-        self.bias = bias ? defaultUniformInit([outFeatures], fanIn: inFeatures, key: key.fold("bias")) : nil
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, key: RandomKey, dtype: DType = .float32) {
+        weight = defaultUniformInit([outFeatures, inFeatures], fanIn: inFeatures, key: key.fold("weight"), dtype: dtype)
+        self.bias = bias ? defaultUniformInit([outFeatures], fanIn: inFeatures, key: key.fold("bias"), dtype: dtype) : nil
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
@@ -41,10 +41,11 @@ public final class Conv2d: Module, Layer {
     public let bias: Tensor?
     public let stride: Int, padding: Int
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true, key: RandomKey) {
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true, key: RandomKey,
+                dtype: DType = .float32) {
         let fanIn = inChannels * kernel * kernel
-        weight = defaultUniformInit([outChannels, inChannels, kernel, kernel], fanIn: fanIn, key: key.fold("weight"))
-        self.bias = bias ? defaultUniformInit([outChannels], fanIn: fanIn, key: key.fold("bias")) : nil
+        weight = defaultUniformInit([outChannels, inChannels, kernel, kernel], fanIn: fanIn, key: key.fold("weight"), dtype: dtype)
+        self.bias = bias ? defaultUniformInit([outChannels], fanIn: fanIn, key: key.fold("bias"), dtype: dtype) : nil
         self.stride = stride; self.padding = padding
     }
 
@@ -59,11 +60,12 @@ public final class ConvTranspose2d: Module, Layer {
     public let bias: Tensor?
     public let stride: Int, padding: Int
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true, key: RandomKey) {
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true, key: RandomKey,
+                dtype: DType = .float32) {
         // PyTorch computes fan-in from weight.size(1) * k * k for transposed convs.
         let fanIn = outChannels * kernel * kernel
-        weight = defaultUniformInit([inChannels, outChannels, kernel, kernel], fanIn: fanIn, key: key.fold("weight"))
-        self.bias = bias ? defaultUniformInit([outChannels], fanIn: fanIn, key: key.fold("bias")) : nil
+        weight = defaultUniformInit([inChannels, outChannels, kernel, kernel], fanIn: fanIn, key: key.fold("weight"), dtype: dtype)
+        self.bias = bias ? defaultUniformInit([outChannels], fanIn: fanIn, key: key.fold("bias"), dtype: dtype) : nil
         self.stride = stride; self.padding = padding
     }
 
@@ -78,11 +80,11 @@ public final class GroupNorm: Module, Layer {
     public let bias: Tensor?
     public let groups: Int, eps: Double
 
-    public init(groups: Int, channels: Int, eps: Double = 1e-5, affine: Bool = true) {
+    public init(groups: Int, channels: Int, eps: Double = 1e-5, affine: Bool = true, dtype: DType = .float32) {
         precondition(channels % groups == 0, "GroupNorm: \(channels) channels not divisible into \(groups) groups")
         self.groups = groups; self.eps = eps
-        weight = affine ? Tensor.ones([channels]) : nil
-        bias = affine ? Tensor.zeros([channels]) : nil
+        weight = affine ? Tensor.ones([channels], dtype: dtype) : nil
+        bias = affine ? Tensor.zeros([channels], dtype: dtype) : nil
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
@@ -107,11 +109,11 @@ public final class BatchNorm: Module, Layer {
 
     override public var bufferNames: Set<String> { ["runningMean", "runningVar"] }
 
-    public init(channels: Int, eps: Double = 1e-5, momentum: Double = 0.1, affine: Bool = true) {
+    public init(channels: Int, eps: Double = 1e-5, momentum: Double = 0.1, affine: Bool = true, dtype: DType = .float32) {
         self.eps = eps; self.momentum = momentum
-        weight = affine ? Tensor.ones([channels]) : nil
-        bias = affine ? Tensor.zeros([channels]) : nil
-        runningMean = Tensor.zeros([channels]); runningVar = Tensor.ones([channels])
+        weight = affine ? Tensor.ones([channels], dtype: dtype) : nil
+        bias = affine ? Tensor.zeros([channels], dtype: dtype) : nil
+        runningMean = Tensor.zeros([channels], dtype: dtype); runningVar = Tensor.ones([channels], dtype: dtype)
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
@@ -138,8 +140,8 @@ public final class BatchNorm: Module, Layer {
 public final class Embedding: Module {
     public let weight: Tensor
 
-    public init(vocabulary: Int, dimension: Int, key: RandomKey) {
-        weight = Tensor.normal([vocabulary, dimension], key: key.fold("weight"))
+    public init(vocabulary: Int, dimension: Int, key: RandomKey, dtype: DType = .float32) {
+        weight = Tensor.normal([vocabulary, dimension], key: key.fold("weight"), dtype: dtype)
     }
 
     public func callAsFunction(_ indices: [Int]) -> Tensor { Tensor.embedding(weight, indices: indices) }

@@ -41,3 +41,30 @@ public func hingeLoss(_ scores: Tensor, _ labels: Tensor, reduction: Reduction =
     precondition(scores.shape == labels.shape, "hingeLoss: scores \(scores.shape) vs labels \(labels.shape)")
     return reduce((1 - scores * labels).relu(), reduction)
 }
+
+/// The adversarial objective of a GAN, on raw discriminator logits.
+/// - `nonSaturating`: Goodfellow et al. (2014)'s −log D(G(z)) generator loss, with the
+///   discriminator's binary cross-entropy (as PyTorch's DCGAN example).
+/// - `hinge`: Lim & Ye (2017) / Miyato et al. (2018)'s hinge loss (SNGAN, BigGAN).
+public enum GANLoss: String, Codable, Sendable, CaseIterable { case nonSaturating = "nonsaturating", hinge }
+
+/// The discriminator's loss for logits on a real and a fake batch (each [N] or any shape).
+/// nonSaturating: BCE(real, 1) + BCE(fake, 0), each a mean; hinge: mean(relu(1 − real)) + mean(relu(1 + fake)).
+public func ganDiscriminatorLoss(real: Tensor, fake: Tensor, _ kind: GANLoss) -> Tensor {
+    switch kind {
+    case .nonSaturating:
+        return bceWithLogitsLoss(real, Tensor.ones(real.shape, dtype: real.dtype))
+            + bceWithLogitsLoss(fake, Tensor.zeros(fake.shape, dtype: fake.dtype))
+    case .hinge:
+        return (1 - real).relu().mean() + (1 + fake).relu().mean()
+    }
+}
+
+/// The generator's loss for the discriminator's logits on its samples.
+/// nonSaturating: BCE(fake, 1) = mean(softplus(−fake)); hinge: −mean(fake).
+public func ganGeneratorLoss(fake: Tensor, _ kind: GANLoss) -> Tensor {
+    switch kind {
+    case .nonSaturating: return bceWithLogitsLoss(fake, Tensor.ones(fake.shape, dtype: fake.dtype))
+    case .hinge: return -fake.mean()
+    }
+}
