@@ -117,9 +117,10 @@ DEFAULT_CONFIGS = [
     "unet-s-sample-b256",
     "unet-m-sample-b256",
     "dcgan-train-b64",
+    "dcgan-sample-b256",
 ]
 
-CONFIG_RE = re.compile(r"^(unet-s|unet-m)-(train|sample)-b(\d+)$|^(dcgan|dcgan-nobn)-train-b(\d+)$")
+CONFIG_RE = re.compile(r"^(unet-s|unet-m)-(train|sample)-b(\d+)$|^(dcgan|dcgan-nobn)-train-b(\d+)$|^dcgan-sample-b(\d+)$")
 
 
 class ConfigError(ValueError):
@@ -131,8 +132,12 @@ def parse_config(name: str):
     if not m:
         raise ConfigError(
             f"unknown configuration {name!r}: expected unet-s|unet-m -train|-sample -bN, "
-            f"or dcgan|dcgan-nobn -train-bN (e.g. {', '.join(DEFAULT_CONFIGS)})")
-    if m.group(1):
+            f"or dcgan|dcgan-nobn -train-bN, or dcgan-sample-bN (e.g. {', '.join(DEFAULT_CONFIGS)})")
+    if m.group(6):
+        batch = int(m.group(6))
+        kind = "dcgan-sample"
+        model = "dcgan"
+    elif m.group(1):
         batch = int(m.group(3))
         kind = "unet-" + m.group(2)
         model = m.group(1)
@@ -223,12 +228,27 @@ def build_dcgan_train(variant: str, batch: int, gen: torch.Generator, nz: int = 
     return step, 3 * (g_fwd + 3 * d_fwd)
 
 
+def build_dcgan_sample(batch: int, gen: torch.Generator, nz: int = 128):
+    """A generator sampling pass: z ~ N(0, I), G in eval mode (BN running statistics)."""
+    g = M.DCGANGenerator(nz)
+    g_fwd = M.forward_flops_per_image(g, torch.zeros(2, nz))
+    g.eval()
+
+    def step():
+        with torch.no_grad():
+            return g(torch.randn(batch, nz, generator=gen))
+
+    return step, g_fwd
+
+
 def build(name: str, gen: torch.Generator):
     kind, model, batch = parse_config(name)
     if kind == "unet-train":
         step, flops = build_unet_train(model, batch, gen)
     elif kind == "unet-sample":
         step, flops = build_unet_sample(model, batch, gen)
+    elif kind == "dcgan-sample":
+        step, flops = build_dcgan_sample(batch, gen)
     else:
         step, flops = build_dcgan_train(model, batch, gen)
     return step, flops, batch

@@ -20,8 +20,16 @@ public struct LossSignalConfig: Codable, Equatable, Sendable {
     public var batchSize = 128
     public init() {}
 
-    /// Queries per example, in the order timestep-major, then draw, then flip.
-    public var queries: Int { timesteps.count * draws * (flip ? 2 : 1) }
+    /// Queries per example, in the order timestep-major, then draw, then flip. A GAN's
+    /// discriminator score has no timesteps or draws (`timesteps` empty): one query, two with flip.
+    public var queries: Int { (timesteps.isEmpty ? 1 : timesteps.count * draws) * (flip ? 2 : 1) }
+
+    /// The signal for a GAN run: the discriminator's logit, with or without the mirror image.
+    public static func discriminatorScore(flip: Bool, batchSize: Int = 128) -> LossSignalConfig {
+        var c = LossSignalConfig()
+        c.timesteps = []; c.draws = 1; c.flip = flip; c.batchSize = batchSize
+        return c
+    }
 }
 
 public enum DiffusionSignals {
@@ -80,5 +88,36 @@ public enum DiffusionSignals {
         let rows = v.count / w
         for r in 0..<rows { v[(r * w)..<((r + 1) * w)].reverse() }
         return Tensor(v, shape: s)
+    }
+}
+
+/// The membership signal of a GAN (Carlini et al., 2023, §6: the discriminator's output,
+/// which was trained to tell the training images from generated ones): per example, the
+/// discriminator's logit in evaluation mode (BatchNorm's running statistics, stored
+/// spectral-norm vectors: no dependence on the batch), with the image's own label for
+/// class-conditional models. Higher is more member-like.
+public enum DiscriminatorSignals {
+    /// Logits [examples × queries] (queries: the image, then its mirror with `config.flip`).
+    public static func logits(discriminator d: DCGANDiscriminator, images: ImageSet, config c: LossSignalConfig,
+                              progress: ((Int, Int) -> Void)? = nil) -> [Double] {
+        let wasTraining = d.isTraining
+        d.eval()
+        defer { d.train(wasTraining) }
+        let conditional = d.config.classes > 0
+        var out = [Double](repeating: 0, count: images.count * c.queries)
+        for start in stride(from: 0, to: images.count, by: max(1, c.batchSize)) {
+            let idx = Array(start..<min(images.count, start + c.batchSize))
+            let batch = images.subset(idx)
+            let x = batch.tensor()
+            let views = c.flip ? [x, DiffusionSignals.mirrored(x)] : [x]
+            withoutGradient {
+                for (q, v) in views.enumerated() {
+                    let l = d(v, labels: conditional ? batch.labels : nil).doubles
+                    for (j, i) in idx.enumerated() { out[i * c.queries + q] = l[j] }
+                }
+            }
+            progress?(idx.last! + 1, images.count)
+        }
+        return out
     }
 }

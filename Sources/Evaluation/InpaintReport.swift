@@ -48,7 +48,10 @@ public struct InpaintReport: Codable, Sendable {
         var maskedTargets: [Int: [UInt8]] = [:]
         for (n, (id, run, member)) in list.enumerated() {
             if models[run.path] == nil {
-                let (_, model, c) = try MembershipReport.record(run, useEMA: true)
+                let (_, signalModel, c) = try MembershipReport.record(run, useEMA: true)
+                guard case .unet(let model) = signalModel else {
+                    throw EvaluationError.input("\(run.path) is a \(c.kind.rawValue) run: inpainting needs a diffusion model")
+                }
                 model.eval()
                 models[run.path] = (model, c)
             }

@@ -72,16 +72,26 @@ public struct MembershipReport: Codable, Sendable {
     public var command: String
     public var outputs: [String: String]
 
-    static func record(_ run: RunDirectory, useEMA: Bool) throws -> (ModelRecord, UNet, TrainConfig) {
+    /// The network a run's membership signal comes from: a diffusion model's U-Net (its
+    /// loss), or a GAN's discriminator (its logit).
+    enum SignalModel {
+        case unet(UNet)
+        case discriminator(DCGANDiscriminator)
+    }
+
+    static func record(_ run: RunDirectory, useEMA: Bool) throws -> (ModelRecord, SignalModel, TrainConfig) {
         // the checkpoint is checked against the config, its weights for NaN, and the data it
         // names (recorded absolute paths, so any working directory) against its data hash
         let ck = try run.loadCheckpoint()
         var c = ck.config
         c.data = ck.data
-        let model = try ck.model(useEMA: useEMA, path: run.checkpoint)
+        let model: SignalModel = c.kind.isGAN ? .discriminator(try ck.discriminator(path: run.checkpoint))
+                                              : .unet(try ck.model(useEMA: useEMA, path: run.checkpoint))
         let step = ck.step
         let desc = try ck.trainingSelection(path: run.checkpoint).description
-        return (ModelRecord(run: run.path, checkpointStep: step, weights: useEMA ? "ema" : "raw", configIdentity: try c.identityHash(), training: desc), model, c)
+        // a discriminator has no EMA: its own weights whatever --ema says
+        let weights = c.kind.isGAN ? "discriminator" : useEMA ? "ema" : "raw"
+        return (ModelRecord(run: run.path, checkpointStep: step, weights: weights, configIdentity: try c.identityHash(), training: desc), model, c)
     }
 
     /// The tag of a run's signal cache file: SHA-256 over the signal config as canonical JSON
@@ -99,7 +109,7 @@ public struct MembershipReport: Codable, Sendable {
 
     /// Loss signals of one run's model on `images` (ids = dataset indices), cached in
     /// `<run>/eval/signals-<tag>.h5` (`signalCacheTag`).
-    static func signals(run: RunDirectory, record: ModelRecord, model: UNet, config: TrainConfig, images: ImageSet, ids: [Int],
+    static func signals(run: RunDirectory, record: ModelRecord, model: SignalModel, config: TrainConfig, images: ImageSet, ids: [Int],
                         signal: LossSignalConfig, log: (String) -> Void) throws -> [Double] {
         let tag = try signalCacheTag(signal: signal, ids: ids, checkpointStep: record.checkpointStep, weights: record.weights)
         let cache = run.path + "/eval/signals-\(tag).h5"
@@ -108,8 +118,14 @@ public struct MembershipReport: Codable, Sendable {
             return t.doubles
         }
         let t0 = Date()
-        let v = DiffusionSignals.losses(model: model, process: config.diffusion.process, images: images, ids: ids, config: signal) { done, total in
-            FileHandle.standardError.write(Data("\r\(run.path): losses \(done)/\(total)".utf8))
+        let progress: (Int, Int) -> Void = { done, total in FileHandle.standardError.write(Data("\r\(run.path): signals \(done)/\(total)".utf8)) }
+        let v: [Double]
+        switch model {
+        case .unet(let unet):
+            v = DiffusionSignals.losses(model: unet, process: config.diffusion.process, images: images, ids: ids, config: signal, progress: progress)
+        case .discriminator(let d):
+            // stored as a loss (lower = member), like the diffusion signal: the negated logit
+            v = DiscriminatorSignals.logits(discriminator: d, images: images, config: signal, progress: progress).map { -$0 }
         }
         FileHandle.standardError.write(Data("\n".utf8))
         log(String(format: "%@: %d examples × %d queries in %.1f s", run.path, ids.count, signal.queries, Date().timeIntervalSince(t0)))
@@ -119,10 +135,19 @@ public struct MembershipReport: Codable, Sendable {
         return v
     }
 
-    /// A loss signal the run's model can compute: timesteps inside its diffusion process, at
-    /// least one draw, a positive batch size (errors name the `eval mia` flag).
-    static func check(_ signal: LossSignalConfig, run: String, timesteps: Int) throws {
-        guard !signal.timesteps.isEmpty else { throw EvaluationError.input("--timesteps: no timesteps given") }
+    /// A signal the run's model can compute: for a diffusion model, timesteps inside its
+    /// process, at least one draw; for a GAN, the discriminator score (no timesteps, one draw);
+    /// a positive batch size (errors name the `eval mia` flag).
+    static func check(_ signal: LossSignalConfig, run: String, config: TrainConfig) throws {
+        if config.kind.isGAN {
+            guard signal.timesteps.isEmpty && signal.draws == 1 else {
+                throw EvaluationError.input("--timesteps/--draws apply to diffusion runs; \(run) is a \(config.kind.rawValue) run (its signal is the discriminator's logit)")
+            }
+            guard signal.batchSize >= 1 else { throw EvaluationError.input("--batch-size must be ≥ 1, got \(signal.batchSize)") }
+            return
+        }
+        let timesteps = config.diffusion.timesteps
+        guard !signal.timesteps.isEmpty else { throw EvaluationError.input("--timesteps: no timesteps given (\(run) is a diffusion run)") }
         if let t = signal.timesteps.first(where: { $0 < 0 || $0 >= timesteps }) {
             throw EvaluationError.input("--timesteps \(t) is outside \(run)'s diffusion process (diffusion.timesteps = \(timesteps): 0…\(timesteps - 1))")
         }
@@ -136,11 +161,11 @@ public struct MembershipReport: Codable, Sendable {
     /// replaced only when `force` (the library's default, as before; the CLI asks for `--force`).
     public static func singleRun(_ run: RunDirectory, nonMembers: Int, signal: LossSignalConfig, useEMA: Bool = true,
                                  bootstrap: Int = 200, out: String? = nil, force: Bool = true, log: (String) -> Void = { print($0) }) throws -> MembershipReport {
-        let out = out ?? run.path + "/eval/mia-single-t\(signal.timesteps.map(String.init).joined(separator: "_"))-r\(signal.draws)\(signal.flip ? "-flip" : "")-n\(nonMembers)"
+        let out = out ?? run.path + "/eval/mia-single-\(signalName(signal))-n\(nonMembers)"
             + extraSettings(signal: signal, useEMA: useEMA, bootstrap: bootstrap, attacks: nil)
         try mayWrite(out, force: force)
         let (rec, model, c) = try record(run, useEMA: useEMA)
-        try check(signal, run: run.path, timesteps: c.diffusion.timesteps)
+        try check(signal, run: run.path, config: c)
         let (split, ids, _) = try trainingSelection(c.data)   // c.data: as recorded by the checkpoint (record checked its hash)
         let members = Array(Set(ids)).sorted()
         let memberSet = Set(members)
@@ -187,17 +212,19 @@ public struct MembershipReport: Codable, Sendable {
             throw EvaluationError.mismatch("\(planPath): no run for plan model(s) \(missing.map(String.init).joined(separator: ", ")) (\(runs.count) runs given, the plan has \(plan.models) models)")
         }
         // load and check everything before the expensive part
-        var loaded: [(RunDirectory, ModelRecord, UNet, TrainConfig)] = []
+        var loaded: [(RunDirectory, ModelRecord, SignalModel, TrainConfig)] = []
         var split: ImageSet? = nil
         for r in byModel.map({ $0! }) {
             let (rec, model, c) = try record(r, useEMA: useEMA)
-            try check(signal, run: r.path, timesteps: c.diffusion.timesteps)
+            try check(signal, run: r.path, config: c)
             if split == nil {
                 // every run's data reference is checked to match the first's; the first's content against the plan's hash
                 split = try DatasetFile(c.data.file).load(c.data.split)
                 guard plan.dataset.contentSHA256.isEmpty || DatasetReference.contentHash(split!) == plan.dataset.contentSHA256 else {
                     throw EvaluationError.mismatch("\(r.path): dataset \(c.data.file) \(c.data.split) is not the data \(planPath) was made from (content hash)")
                 }
+            } else if let first = loaded.first?.3, first.kind != c.kind {
+                throw EvaluationError.mismatch("\(r.path) is a \(c.kind.rawValue) run, \(loaded[0].0.path) a \(first.kind.rawValue) run: shadow models must be trained alike")
             } else if let first = loaded.first?.3.data, (first.file, first.split) != (c.data.file, c.data.split) {
                 throw EvaluationError.mismatch("\(r.path): trains on \(c.data.file) \(c.data.split), \(loaded[0].0.path) on \(first.file) \(first.split)")
             }
@@ -227,6 +254,13 @@ public struct MembershipReport: Codable, Sendable {
                           extra: [("signals/negated_mean_loss", Tensor(s.values, shape: [plan.models, plan.pool.count], dtype: .float64))])
     }
 
+    /// The signal in an output folder's name: `t100-r4[-flip]` (diffusion loss) or
+    /// `dscore[-flip]` (a GAN's discriminator logit).
+    static func signalName(_ signal: LossSignalConfig) -> String {
+        signal.timesteps.isEmpty ? "dscore\(signal.flip ? "-flip" : "")"
+            : "t\(signal.timesteps.map(String.init).joined(separator: "_"))-r\(signal.draws)\(signal.flip ? "-flip" : "")"
+    }
+
     /// The part of an output folder's name that says the non-default settings.
     static func extraSettings(signal: LossSignalConfig, useEMA: Bool, bootstrap: Int, attacks: [MembershipAttack]?) -> String {
         (signal.seed != 0 ? "-s\(signal.seed)" : "") + (useEMA ? "" : "-raw") + (bootstrap != 200 ? "-b\(bootstrap)" : "")
@@ -238,7 +272,7 @@ public struct MembershipReport: Codable, Sendable {
     public static func planOutputFolder(plan: String, signal: LossSignalConfig, useEMA: Bool = true, bootstrap: Int = 200,
                                         attacks: [MembershipAttack]? = nil) -> String {
         let stem = URL(fileURLWithPath: plan).deletingPathExtension().lastPathComponent
-        return "results/mia/\(stem)/eval/mia-plan-t\(signal.timesteps.map(String.init).joined(separator: "_"))-r\(signal.draws)\(signal.flip ? "-flip" : "")"
+        return "results/mia/\(stem)/eval/mia-plan-\(signalName(signal))"
             + extraSettings(signal: signal, useEMA: useEMA, bootstrap: bootstrap, attacks: attacks)
     }
 

@@ -62,20 +62,20 @@ public enum QualityClassifier {
         let key = RandomKey(seed: seed)
         let model = FeatureClassifier(channels: train.channels, classes: classes, key: key.fold("init"))
         let opt = Adam(learningRate: 2e-3)
-        let steps = epochs * (train.count / batchSize)
+        let batchesPerEpoch = train.count / batchSize
+        let steps = epochs * batchesPerEpoch
+        let rates = LearningRateSchedule(base: 2e-3, decay: .cosine, totalSteps: max(steps, 1))
+        var batches = BatchSchedule(count: train.count, batchSize: min(batchSize, train.count), key: key.fold("epoch"))
         var step = 0
         let t0 = Date()
         for epoch in 0..<epochs {
-            let order = randomPermutation(train.count, key: key.fold("epoch").fold(UInt64(epoch)))
             var total = 0.0, n = 0
-            for b in 0..<(train.count / batchSize) {
-                let idx = Array(order[(b * batchSize)..<((b + 1) * batchSize)])
-                let batch = train.subset(idx)
+            for _ in 0..<batchesPerEpoch {
+                let batch = train.subset(batches.next())
                 let x = batch.tensor(flipKey: key.fold("flip").fold(UInt64(step)))
-                opt.learningRate = 2e-3 * 0.5 * (1 + cos(Double.pi * Double(step) / Double(max(steps, 1))))
-                let (l, g) = valueAndGradient(of: model) { crossEntropyLoss(model(x), labels: batch.labels) }
-                opt.update(model, gradients: g)
-                total += l.item; n += 1; step += 1
+                opt.learningRate = rates.rate(at: step)
+                total += try descend(model, with: opt) { crossEntropyLoss(model(x), labels: batch.labels) }
+                n += 1; step += 1
             }
             log(String(format: "epoch %d/%d  loss %.4f  %.0f img/s", epoch + 1, epochs, total / Double(max(n, 1)),
                        Double(step * batchSize) / Date().timeIntervalSince(t0)))

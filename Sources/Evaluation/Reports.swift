@@ -46,7 +46,8 @@ public enum EvalOutput {
         if fm.fileExists(atPath: folder) && !force {
             throw EvaluationError.input("\(folder) exists (same evaluation, same settings); pass --force to replace it")
         }
-        let parent = (folder as NSString).deletingLastPathComponent
+        // a bare name ("--out lira") lies in the working directory
+        let parent = (folder as NSString).deletingLastPathComponent.isEmpty ? "." : (folder as NSString).deletingLastPathComponent
         try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
         guard access(parent, W_OK) == 0 else { throw EvaluationError.input("\(parent): not writable") }
         // temporaries of killed evaluations of this folder

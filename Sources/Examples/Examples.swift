@@ -7,7 +7,7 @@ import Tensor
 public enum Examples {
     /// XOR with a 2-8-1 MLP (tanh hidden layer, BCE on logits), full-batch Adam.
     /// Returns the final loss and the predictions for (0,0), (0,1), (1,0), (1,1).
-    public static func xor(seed: UInt64 = 0, steps: Int = 500) -> (loss: Double, predictions: [Double]) {
+    public static func xor(seed: UInt64 = 0, steps: Int = 500) throws -> (loss: Double, predictions: [Double]) {
         let key = RandomKey(seed: seed)
         let model = Sequential([Linear(2, 8, key: key.fold("l1")), Activation(.tanh), Linear(8, 1, key: key.fold("l2"))])
         let x = Tensor([0, 0, 0, 1, 1, 0, 1, 1], shape: [4, 2])
@@ -15,9 +15,7 @@ public enum Examples {
         let opt = Adam(learningRate: 0.05)
         var loss = 0.0
         for _ in 0..<steps {
-            let (l, g) = valueAndGradient(of: model) { bceWithLogitsLoss(model(x), y) }
-            opt.update(model, gradients: g)
-            loss = l.item
+            loss = try descend(model, with: opt) { bceWithLogitsLoss(model(x), y) }
         }
         let p = withoutGradient { model(x).sigmoid() }
         return (loss, p.doubles)
@@ -54,7 +52,7 @@ public enum Examples {
 
     /// Trains `tinyCNN` on 512 bar images (batches of 32, Adam 3e-3) and measures accuracy
     /// on 512 fresh ones. `log` receives a line per epoch.
-    public static func trainTinyCNN(seed: UInt64 = 0, epochs: Int = 12, log: (String) -> Void = { _ in })
+    public static func trainTinyCNN(seed: UInt64 = 0, epochs: Int = 12, log: (String) -> Void = { _ in }) throws
         -> (testAccuracy: Double, finalLoss: Double)
     {
         let root = RandomKey(seed: seed)
@@ -63,17 +61,15 @@ public enum Examples {
         let model = tinyCNN(key: root.fold("model"))
         let opt = Adam(learningRate: 3e-3)
         let batch = 32
+        var batches = BatchSchedule(count: 512, batchSize: batch, key: root.fold("epoch"))
         var lastLoss = 0.0
         for epoch in 0..<epochs {
-            let order = randomPermutation(512, key: root.fold("epoch").fold(UInt64(epoch)))
             var total = 0.0
-            for b in 0..<(512 / batch) {
-                let idx = Array(order[(b * batch)..<((b + 1) * batch)])
+            for _ in 0..<(512 / batch) {
+                let idx = batches.next()
                 let x = gatherRows(train, idx)
                 let y = idx.map { trainLabels[$0] }
-                let (l, g) = valueAndGradient(of: model) { crossEntropyLoss(model(x), labels: y) }
-                opt.update(model, gradients: g)
-                total += l.item
+                total += try descend(model, with: opt) { crossEntropyLoss(model(x), labels: y) }
             }
             lastLoss = total / Double(512 / batch)
             log("epoch \(epoch + 1)/\(epochs)  loss \(String(format: "%.4f", lastLoss))")

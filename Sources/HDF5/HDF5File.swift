@@ -93,7 +93,7 @@ public final class HDF5File {
     /// file (`eh5_preflight` in Sources/CHDF5/preflight.h); when it dies or hangs, the file is
     /// refused with an error naming it, and this process never runs the crashing code. Costs
     /// one extra pass over the file (about 2 s for CIFAR-10's 175 MB dataset file).
-    static func preflight(_ path: String) throws {
+    public static func preflight(_ path: String) throws {
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         let timeout = preflightSeconds + Double(size) / 20e6
         switch eh5_preflight(path, timeout) {

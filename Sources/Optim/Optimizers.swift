@@ -29,8 +29,11 @@ extension Optimizer {
 public enum OptimizerError: Error, CustomStringConvertible {
     case missingState(String)
     case shapeMismatch(String, expected: [Int], found: [Int])
+    /// The loss was NaN or infinite; nothing was updated (`descend`).
+    case nonFiniteLoss(Double)
     public var description: String {
         switch self {
+        case .nonFiniteLoss(let v): return "the loss is \(v)"
         case .missingState(let k): return "optimizer state is missing '\(k)'"
         case .shapeMismatch(let k, let e, let f): return "optimizer state '\(k)' has shape \(f), expected \(e)"
         }

@@ -73,7 +73,8 @@ public struct LearningRateSchedule: Codable, Sendable, Equatable {
 
     /// The rate for update number `step` (0-based).
     public func rate(at step: Int) -> Double {
-        if step < warmupSteps { return base * Double(step + 1) / Double(warmupSteps) }
+        // base × (fraction), in that order: the trainer's rate before this schedule was shared
+        if step < warmupSteps { return base * (Double(step + 1) / Double(warmupSteps)) }
         switch decay {
         case .constant: return base
         case .cosine:
@@ -81,4 +82,19 @@ public struct LearningRateSchedule: Codable, Sendable, Equatable {
             return minimum + (base - minimum) * 0.5 * (1 + cos(Double.pi * progress))
         }
     }
+}
+
+/// One gradient-descent step, the piece every training loop shares (the diffusion and GAN
+/// tasks, the quality classifier, the examples): the gradient of `loss` with respect to
+/// `model`'s parameters; a check that the loss is finite (otherwise nothing is updated and
+/// `OptimizerError.nonFiniteLoss` is thrown); global-norm clipping when `clipNorm` > 0; the
+/// optimizer's update. Returns the loss.
+@discardableResult
+public func descend(_ model: Module, with optimizer: Optimizer, clipNorm: Double = 0, loss: () throws -> Tensor) throws -> Double {
+    let (value, gradients) = try valueAndGradient(of: model, loss)
+    let v = value.item
+    guard v.isFinite else { throw OptimizerError.nonFiniteLoss(v) }
+    if clipNorm > 0 { clipGlobalNorm(gradients, maxNorm: clipNorm) }
+    optimizer.update(model, gradients: gradients)
+    return v
 }

@@ -77,11 +77,37 @@ public struct RunCheckpoint {
 
     /// The model with the EMA (default) or raw weights loaded; refuses non-finite weights.
     public func model(useEMA: Bool, path: String) throws -> UNet {
+        guard !config.kind.isGAN else { throw TrainingError.runDirectory("\(path): a \(config.kind.rawValue) run has no U-Net") }
         let model = try UNet(config.model, key: RandomKey(seed: 0))
         let weights = useEMA ? tree.subtree("ema") : tree.subtree("model")
         try checkFinite(weights, what: useEMA ? "EMA weights" : "model weights", file: path)
         try model.load(weights)
         return model
+    }
+
+    /// The generator of a GAN run with the EMA (default) or raw weights loaded (BatchNorm
+    /// statistics are the generator's own); refuses non-finite weights.
+    public func generator(useEMA: Bool, path: String) throws -> DCGANGenerator {
+        let g = try DCGANGenerator(config.gan, key: RandomKey(seed: 0))
+        try checkFinite(tree.subtree("generator"), what: "generator weights", file: path)
+        try g.load(tree.subtree("generator"))
+        if useEMA {
+            let ema = tree.subtree("ema")
+            try checkFinite(ema, what: "EMA weights", file: path)
+            for (name, p) in g.parameters() {
+                guard let t = ema[name], t.shape == p.shape else { throw TrainingError.runDirectory("\(path): EMA weights lack '\(name)'") }
+                p.assign(t)
+            }
+        }
+        return g
+    }
+
+    /// The discriminator of a GAN run (its own weights; there is no EMA of D).
+    public func discriminator(path: String) throws -> DCGANDiscriminator {
+        let d = try DCGANDiscriminator(config.gan, key: RandomKey(seed: 0))
+        try checkFinite(tree.subtree("discriminator"), what: "discriminator weights", file: path)
+        try d.load(tree.subtree("discriminator"))
+        return d
     }
 
     /// The run's training selection, checked against the checkpoint's data hash.

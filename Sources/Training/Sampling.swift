@@ -14,7 +14,8 @@ public struct SampleRequest: Sendable {
     public var useEMA: Bool
     /// Sample i uses seed `firstSeed + i`.
     public var firstSeed: UInt64
-    /// Class labels for conditional models (cycled over the samples); nil: 0, 1, 2, … cycled.
+    /// Class labels for conditional models: the seed picks one, labels[seed mod count]
+    /// (nil: the classes 0, 1, 2, …), so a sample's label depends only on its seed.
     public var labels: [Int]?
 
     public init(count: Int, batchSize: Int, sampler: SamplerConfig, useEMA: Bool = true, firstSeed: UInt64 = 0, labels: [Int]? = nil) {
@@ -22,10 +23,16 @@ public struct SampleRequest: Sendable {
         self.firstSeed = firstSeed; self.labels = labels
     }
 
-    public var tag: String {
+    /// Names the request in sample file names: the sampler for diffusion models, "gan" for
+    /// a generator (one pass, no sampler settings).
+    public func tag(for kind: ModelKind) -> String {
+        if kind.isGAN { return "gan-\(useEMA ? "ema" : "raw")-n\(count)-seed\(firstSeed)" }
         let s = sampler.kind == .ddpm ? "ddpm" : "ddim\(sampler.steps)-eta\(sampler.eta)-\(sampler.spacing.rawValue)"
         return "\(s)-\(useEMA ? "ema" : "raw")-n\(count)-seed\(firstSeed)" + (sampler.guidance != 1 ? "-g\(sampler.guidance)" : "")
     }
+
+    /// The tag of a diffusion model's request.
+    public var tag: String { tag(for: .unet) }
 }
 
 /// Sample files: the dataset layout (`samples/images`, `samples/labels`, `class_names`)
@@ -46,6 +53,12 @@ public func validate(_ r: SampleRequest, config: TrainConfig) throws {
     guard r.count >= 1 else { throw bad("sample count must be ≥ 1, got \(r.count)") }
     guard r.batchSize >= 1 else { throw bad("sample batch size must be ≥ 1, got \(r.batchSize)") }
     let s = r.sampler, T = config.diffusion.timesteps
+    if config.kind.isGAN {
+        if let l = r.labels, let bad = l.first(where: { $0 < 0 || $0 >= max(config.classes, 1) }) {
+            throw TrainingError.runDirectory("label \(bad) is outside 0…\(config.classes - 1)")
+        }
+        return
+    }
     if s.kind == .ddim {
         guard s.steps >= 1 && s.steps <= T else { throw bad("sampler steps must be in 1…\(T) (the run's diffusion.timesteps), got \(s.steps)") }
         guard s.eta.isFinite && s.eta >= 0 else { throw bad("eta must be a finite number ≥ 0, got \(s.eta)") }
@@ -61,7 +74,7 @@ public func validate(_ r: SampleRequest, config: TrainConfig) throws {
 
 /// Where `generateSamples` writes for this request and checkpoint step.
 public func sampleFilePath(run: RunDirectory, request r: SampleRequest, step: Int) -> String {
-    "\(run.samples)/step\(step)-\(r.tag).h5"
+    "\(run.samples)/step\(step)-\(r.tag(for: (try? run.loadConfig().kind) ?? .unet)).h5"
 }
 
 /// Loads a run's checkpoint (checked against its config) and draws samples; writes
@@ -85,30 +98,62 @@ public func generateSamples(run: RunDirectory, request r: SampleRequest, overwri
     // the samples do not depend on the data, but a run whose data file now holds other
     // images is not the run it claims to be: refuse (skipped when the data is not here)
     if FileManager.default.fileExists(atPath: ckpt.data.file) { _ = try ckpt.trainingSelection(path: run.checkpoint) }
-    let model = try ckpt.model(useEMA: r.useEMA, path: run.checkpoint)
-    let diffusion = config.diffusion.process
     let seeds = (0..<r.count).map { r.firstSeed &+ UInt64($0) }
     var labels: [Int]? = nil
-    if config.model.classes > 0 {
-        let cycle = r.labels ?? Array(0..<config.model.classes)
-        labels = (0..<r.count).map { cycle[$0 % cycle.count] }
+    if config.classes > 0 {
+        // by seed, not by position, so sample i is the same in any request that draws seed i
+        let cycle = r.labels ?? Array(0..<config.classes)
+        labels = seeds.map { cycle[Int($0 % UInt64(cycle.count))] }
     }
-    let x = diffusion.sample(model: model, seeds: seeds, labels: labels, sampler: r.sampler, batchSize: r.batchSize, progress: progress)
+    let x: Tensor
+    let modelJSON: String
+    let samplerDescription: String
+    if config.kind.isGAN {
+        let generator = try ckpt.generator(useEMA: r.useEMA, path: run.checkpoint)
+        x = generator.sample(seeds: seeds, labels: labels, batchSize: r.batchSize, progress: progress)
+        modelJSON = String(decoding: try JSONEncoder().encode(config.gan), as: UTF8.self)
+        samplerDescription = "generator(z_i ~ N(0, I) from seed i, eval-mode BatchNorm)"
+    } else {
+        let model = try ckpt.model(useEMA: r.useEMA, path: run.checkpoint)
+        x = config.diffusion.process.sample(model: model, seeds: seeds, labels: labels, sampler: r.sampler, batchSize: r.batchSize, progress: progress)
+        modelJSON = String(decoding: try JSONEncoder().encode(config.model), as: UTF8.self)
+        samplerDescription = r.sampler.description
+    }
     guard x.doubles.allSatisfy(\.isFinite) else {
         throw TrainingError.runDirectory("\(run.checkpoint): sampling produced NaN or infinite values; nothing written")
     }
     let classNames = (try? DatasetFile(ckpt.data.file).classNames) ?? []
     let set = ImageSet(images: x.imageBytes(), labels: labels ?? [Int](repeating: 0, count: r.count),
-                       channels: config.model.imageChannels, height: config.model.imageSize, width: config.model.imageSize,
+                       channels: config.imageChannels, height: config.imageSize, width: config.imageSize,
                        classNames: classNames)
-    let modelJSON = String(decoding: try JSONEncoder().encode(config.model), as: UTF8.self)
     try SampleFile.write(set, seeds: seeds, attributes: [
         "run": .string(run.path), "checkpoint": .string(run.checkpoint), "checkpoint_step": .int(Int64(ckpt.step)),
-        "weights": .string(r.useEMA ? "ema" : "raw"), "sampler": .string(r.sampler.description),
+        "weights": .string(r.useEMA ? "ema" : "raw"), "sampler": .string(samplerDescription), "model_kind": .string(config.kind.rawValue),
         "model": .string(modelJSON), "conditional": .int(labels == nil ? 0 : 1),
         "command": .string((["eidetic"] + CommandLine.arguments.dropFirst()).joined(separator: " ")),
     ], to: file)
     let shown = min(set.count, 64)
     try PNG.write(PNG.grid((0..<shown).map { set.image($0) }, channels: set.channels, height: set.height, width: set.width, columns: 8), to: grid)
     return (file, grid, set)
+}
+
+extension DCGANGenerator {
+    /// Draws one image per seed: z_i ~ N(0, I) from `RandomKey(seed: seeds[i])` alone, the
+    /// generator in evaluation mode (BatchNorm's running statistics), so image i depends only
+    /// on the weights, seeds[i] and labels[i], for any batch size.
+    /// - Returns: [N, C, H, W] in [−1, 1].
+    public func sample(seeds: [UInt64], labels: [Int]? = nil, batchSize: Int = 128, progress: ((Int, Int) -> Void)? = nil) -> Tensor {
+        precondition(labels == nil || labels!.count == seeds.count, "sample: \(labels!.count) labels for \(seeds.count) seeds")
+        let wasTraining = isTraining
+        eval()
+        defer { train(wasTraining) }
+        var parts: [Tensor] = []
+        for start in stride(from: 0, to: seeds.count, by: max(batchSize, 1)) {
+            let idx = Array(start..<min(seeds.count, start + max(batchSize, 1)))
+            let z = Tensor.concat(idx.map { sampleLatents(1, key: RandomKey(seed: seeds[$0])) }, axis: 0)
+            parts.append(withoutGradient { self(z, labels: labels.map { l in idx.map { l[$0] } }) })
+            progress?(idx.last! + 1, seeds.count)
+        }
+        return Tensor.concat(parts, axis: 0)
+    }
 }

@@ -2,7 +2,37 @@ import Data
 import Diffusion
 import Foundation
 import Models
+import NN
+import Optim
 import TOML
+
+/// The model family a run trains (`model.kind`); it chooses the training task, the
+/// sampler and the membership signal.
+public enum ModelKind: String, Codable, Sendable, CaseIterable {
+    /// A DDPM U-Net (`DiffusionTask`).
+    case unet
+    /// DCGAN (Radford et al., 2016): `GANTask`, non-saturating loss by default.
+    case dcgan
+    /// SNGAN (Miyato et al., 2018): spectrally normalized discriminator, hinge loss by default.
+    case sngan
+}
+
+/// How a GAN is trained (`[gan]`): the generator uses `train.lr`, warmup and schedule; the
+/// discriminator its own rate, scaled by the same schedule.
+public struct GANTraining: Codable, Equatable, Sendable {
+    /// "nonsaturating" (Goodfellow et al., 2014, the DCGAN example's) or "hinge" (SNGAN's).
+    public var loss = GANLoss.nonSaturating
+    /// Discriminator updates per generator update (each on its own real batch).
+    public var discriminatorSteps = 1
+    public var discriminatorLR = 2e-4
+    /// Adam's betas for both networks (the DCGAN paper's 0.5, 0.999).
+    public var beta1 = 0.5
+    public var beta2 = 0.999
+    /// DiffAugment policy (Zhao et al., 2020) applied to real and fake images before the
+    /// discriminator: "" or a comma-separated subset of color, translation, cutout.
+    public var diffAugment = ""
+    public init() {}
+}
 
 /// Everything that defines a DDPM training run. Written as TOML by people; every key has
 /// a default, unknown keys are errors, and the resolved config (all defaults filled in) is
@@ -59,6 +89,45 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         public var threads = 0
         /// Probability of replacing the label with the null label (classifier-free guidance).
         public var labelDropout = 0.1
+        /// After warmup: "constant", or "cosine" decay to `minLR` at the last step.
+        public var lrSchedule = "constant"
+        public var minLR = 0.0
+
+        enum CodingKeys: String, CodingKey {
+            case batchSize, images, learningRate, warmupSteps, gradClip, emaDecay, checkpointEvery, logEvery, threads, labelDropout
+            case lrSchedule, minLR
+        }
+        public init() {}
+        // The schedule keys are written only when not the defaults, so configs (and run
+        // directory hashes) from before they existed stay the same.
+        public init(from d: Decoder) throws {
+            let c = try d.container(keyedBy: CodingKeys.self)
+            batchSize = try c.decode(Int.self, forKey: .batchSize); images = try c.decode(Int.self, forKey: .images)
+            learningRate = try c.decode(Double.self, forKey: .learningRate); warmupSteps = try c.decode(Int.self, forKey: .warmupSteps)
+            gradClip = try c.decode(Double.self, forKey: .gradClip); emaDecay = try c.decode(Double.self, forKey: .emaDecay)
+            checkpointEvery = try c.decode(Int.self, forKey: .checkpointEvery); logEvery = try c.decode(Int.self, forKey: .logEvery)
+            threads = try c.decode(Int.self, forKey: .threads); labelDropout = try c.decode(Double.self, forKey: .labelDropout)
+            lrSchedule = try c.decodeIfPresent(String.self, forKey: .lrSchedule) ?? "constant"
+            minLR = try c.decodeIfPresent(Double.self, forKey: .minLR) ?? 0
+        }
+        public func encode(to e: Encoder) throws {
+            var c = e.container(keyedBy: CodingKeys.self)
+            try c.encode(batchSize, forKey: .batchSize); try c.encode(images, forKey: .images)
+            try c.encode(learningRate, forKey: .learningRate); try c.encode(warmupSteps, forKey: .warmupSteps)
+            try c.encode(gradClip, forKey: .gradClip); try c.encode(emaDecay, forKey: .emaDecay)
+            try c.encode(checkpointEvery, forKey: .checkpointEvery); try c.encode(logEvery, forKey: .logEvery)
+            try c.encode(threads, forKey: .threads); try c.encode(labelDropout, forKey: .labelDropout)
+            if lrSchedule != "constant" { try c.encode(lrSchedule, forKey: .lrSchedule) }
+            if minLR != 0 { try c.encode(minLR, forKey: .minLR) }
+        }
+
+        /// The learning rate at every step: linear warmup over `warmupSteps`, then constant or
+        /// cosine decay to `minLR` at `totalSteps`.
+        public func learningRateSchedule(totalSteps: Int) -> LearningRateSchedule {
+            lrSchedule == "cosine" && totalSteps > warmupSteps
+                ? LearningRateSchedule(base: learningRate, warmupSteps: warmupSteps, decay: .cosine, totalSteps: totalSteps, minimum: minLR)
+                : LearningRateSchedule(base: learningRate, warmupSteps: warmupSteps)
+        }
     }
     public struct Sample: Codable, Equatable, Sendable {
         public var count = 64
@@ -81,7 +150,14 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     public var run = Run()
     public var data = DataSection()
+    /// `model.kind`: which task trains the run and which sections apply.
+    public var kind = ModelKind.unet
+    /// The U-Net (`model.kind = "unet"`).
     public var model = UNetConfig.unetS
+    /// The generator and discriminator (`model.kind = "dcgan"` or `"sngan"`).
+    public var gan = GANConfig.dcgan32
+    /// How the GAN is trained (`[gan]`).
+    public var ganTraining = GANTraining()
     /// The preset the model section started from ("" when fully custom).
     public var modelPreset = "unet-s"
     public var diffusion = DiffusionSection()
@@ -90,8 +166,61 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     public init() {}
 
+    enum CodingKeys: String, CodingKey { case run, data, kind = "modelKind", model, modelPreset, diffusion, gan, train, sample }
+    // `modelKind` is written only for kinds other than the U-Net, so the resolved configs
+    // (and run directory hashes) of diffusion runs from before it existed stay the same.
+    // `model` holds the kind's own section: a UNetConfig, or a GANConfig beside `gan`.
+    public init(from d: Decoder) throws {
+        let c = try d.container(keyedBy: CodingKeys.self)
+        run = try c.decode(Run.self, forKey: .run); data = try c.decode(DataSection.self, forKey: .data)
+        kind = try c.decodeIfPresent(ModelKind.self, forKey: .kind) ?? .unet
+        modelPreset = try c.decode(String.self, forKey: .modelPreset)
+        if kind.isGAN {
+            gan = try c.decode(GANConfig.self, forKey: .model)
+            ganTraining = try c.decode(GANTraining.self, forKey: .gan)
+        } else {
+            model = try c.decode(UNetConfig.self, forKey: .model)
+            diffusion = try c.decode(DiffusionSection.self, forKey: .diffusion)
+        }
+        train = try c.decode(Train.self, forKey: .train)
+        if kind.isGAN {
+            let g = try c.decode(GeneratorSampling.self, forKey: .sample)
+            sample.count = g.count; sample.batchSize = g.batchSize; sample.useEMA = g.useEMA
+        } else {
+            sample = try c.decode(Sample.self, forKey: .sample)
+        }
+    }
+
+    /// `[sample]` of a GAN run: a sample is one generator pass, so there are no sampler settings.
+    struct GeneratorSampling: Codable { var count: Int; var batchSize: Int; var useEMA: Bool }
+    public func encode(to e: Encoder) throws {
+        var c = e.container(keyedBy: CodingKeys.self)
+        try c.encode(run, forKey: .run); try c.encode(data, forKey: .data)
+        try c.encode(modelPreset, forKey: .modelPreset)
+        if kind.isGAN {
+            try c.encode(kind, forKey: .kind)
+            try c.encode(gan, forKey: .model); try c.encode(ganTraining, forKey: .gan)
+        } else {
+            try c.encode(model, forKey: .model); try c.encode(diffusion, forKey: .diffusion)
+        }
+        try c.encode(train, forKey: .train)
+        if kind.isGAN {
+            try c.encode(GeneratorSampling(count: sample.count, batchSize: sample.batchSize, useEMA: sample.useEMA), forKey: .sample)
+        } else {
+            try c.encode(sample, forKey: .sample)
+        }
+    }
+
+    /// Image channels, side and classes of the run's model, whatever its kind.
+    public var imageChannels: Int { kind.isGAN ? gan.imageChannels : model.imageChannels }
+    public var imageSize: Int { kind.isGAN ? gan.imageSize : model.imageSize }
+    public var classes: Int { kind.isGAN ? gan.classes : model.classes }
+
+    /// Real images one step consumes: a batch per discriminator step for GANs.
+    public var imagesPerStep: Int { train.batchSize * (kind.isGAN ? ganTraining.discriminatorSteps : 1) }
+
     /// Total optimizer steps.
-    public var totalSteps: Int { (train.images + train.batchSize - 1) / train.batchSize }
+    public var totalSteps: Int { (train.images + imagesPerStep - 1) / imagesPerStep }
 
     /// Reads a TOML config strictly; `overrides` are `section.key=value` strings applied first.
     public static func load(toml text: String, file: String, overrides: [String] = []) throws -> TrainConfig {
@@ -115,71 +244,53 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         c.data.flip = try d.bool("flip", c.data.flip)
 
         let m = try r.section("model")
-        c.modelPreset = try m.string("preset", c.modelPreset)
-        guard var mc = c.modelPreset.isEmpty ? UNetConfig() : UNetConfig.preset(c.modelPreset) else {
-            throw m.error("preset", "unknown preset \"\(c.modelPreset)\" (known: unet-s, unet-m, or \"\" for custom)")
-        }
-        mc.imageChannels = try m.int("image_channels", mc.imageChannels, min: 1, max: 4)
-        mc.imageSize = try m.int("image_size", mc.imageSize, min: 1, max: 1024)
-        mc.baseChannels = try m.int("base_channels", mc.baseChannels, min: 1, max: 1024)
-        mc.channelMultipliers = try m.ints("channel_multipliers", mc.channelMultipliers, min: 1, max: 64, maxCount: 8)
-        mc.resBlocks = try m.int("res_blocks", mc.resBlocks, min: 1, max: 16)
-        mc.attentionResolutions = try m.ints("attention_resolutions", mc.attentionResolutions, min: 1, maxCount: 8)
-        mc.dropout = try m.double("dropout", mc.dropout, min: 0, max: 0.99)
-        mc.groups = try m.int("groups", mc.groups, min: 1, max: 1024)
-        mc.classes = try m.int("classes", mc.classes, min: 0, max: 100_000)
-        mc.timeFeatures = try m.int("time_features", mc.timeFeatures, min: 2, max: 4096)
-        mc.embeddingDim = try m.int("embedding_dim", mc.embeddingDim, min: 1, max: 8192)
-        do { try mc.validate() } catch {
-            // UNet's messages start with the offending key: name it as model.<key> (or its --set)
-            let text = "\(error)".replacingOccurrences(of: "model: ", with: "")
-            let key = String(text.prefix { $0.isLetter || $0 == "_" })
-            let rest = text.dropFirst(key.count).drop { $0 == ":" || $0 == " " }
-            throw m.has(key) || key.contains("_") ? m.error(key, String(rest)) : m.error("", text)
-        }
-        c.model = mc
-
-        let df = try r.section("diffusion")
-        c.diffusion.schedule = try df.choice("schedule", c.diffusion.schedule, ["linear", "cosine"])
-        c.diffusion.timesteps = try df.int("timesteps", c.diffusion.timesteps, min: 1)
-        c.diffusion.betaStart = try df.double("beta_start", c.diffusion.betaStart, min: 0, max: 1)
-        c.diffusion.betaEnd = try df.double("beta_end", c.diffusion.betaEnd, min: 0, max: 1)
-        c.diffusion.cosineOffset = try df.double("cosine_offset", c.diffusion.cosineOffset, min: 0)
-        if c.diffusion.schedule == "linear" {
-            guard c.diffusion.betaStart > 0 else { throw df.error("beta_start", "must be > 0, got \(c.diffusion.betaStart)") }
-            guard c.diffusion.betaEnd < 1 else { throw df.error("beta_end", "must be < 1, got \(c.diffusion.betaEnd)") }
-            guard c.diffusion.betaStart <= c.diffusion.betaEnd else {
-                throw df.error("beta_start", "\(c.diffusion.betaStart) is larger than diffusion.beta_end = \(c.diffusion.betaEnd)")
+        c.kind = ModelKind(rawValue: try m.choice("kind", c.kind.rawValue, ModelKind.allCases.map(\.rawValue)))!
+        if c.kind.isGAN {
+            try c.readGAN(model: m, training: try r.section("gan"))
+            for section in ["diffusion"] where r.has(section) {
+                throw r.error(section, "applies to model.kind = \"unet\" only (this config's model.kind is \"\(c.kind.rawValue)\")")
             }
+        } else {
+            if r.has("gan") { throw r.error("gan", "applies to GAN kinds (model.kind = \"dcgan\" or \"sngan\") only") }
+            try c.readUNet(model: m, diffusion: try r.section("diffusion"))
         }
-        guard c.diffusion.timesteps <= 100_000 else { throw df.error("timesteps", "must be ≤ 100000, got \(c.diffusion.timesteps)") }
 
         let t = try r.section("train")
         c.train.batchSize = try t.int("batch_size", c.train.batchSize, min: 1, max: 1 << 16)
         c.train.images = try t.int("images", c.train.images, min: 1)
         c.train.learningRate = try t.double("lr", c.train.learningRate, min: 0)
         c.train.warmupSteps = try t.int("warmup_steps", c.train.warmupSteps, min: 0)
-        c.train.gradClip = try t.double("grad_clip", c.train.gradClip, min: 0)
+        c.train.gradClip = try t.double("grad_clip", c.kind.isGAN ? 0 : c.train.gradClip, min: 0)
         c.train.emaDecay = try t.double("ema_decay", c.train.emaDecay, min: 0, max: 1)
         c.train.checkpointEvery = try t.int("checkpoint_every", c.train.checkpointEvery, min: 1)
         c.train.logEvery = try t.int("log_every", c.train.logEvery, min: 1)
         c.train.threads = try t.int("threads", c.train.threads, min: 0, max: 4096)
         c.train.labelDropout = try t.double("label_dropout", c.train.labelDropout, min: 0, max: 1)
+        c.train.lrSchedule = try t.choice("lr_schedule", c.train.lrSchedule, ["constant", "cosine"])
+        c.train.minLR = try t.double("min_lr", c.train.minLR, min: 0)
+        if c.train.minLR > c.train.learningRate { throw t.error("min_lr", "\(c.train.minLR) is larger than train.lr = \(c.train.learningRate)") }
 
         let s = try r.section("sample")
         c.sample.count = try s.int("count", c.sample.count, min: 1, max: 100_000_000)
         c.sample.batchSize = try s.int("batch_size", c.sample.batchSize, min: 1, max: 1 << 16)
         c.sample.useEMA = try s.bool("ema", c.sample.useEMA)
-        c.sample.sampler.kind = SamplerConfig.Kind(rawValue: try s.choice("sampler", c.sample.sampler.kind.rawValue, ["ddpm", "ddim"]))!
-        c.sample.sampler.steps = try s.int("steps", c.sample.sampler.steps, min: 1)
-        c.sample.sampler.eta = try s.double("eta", c.sample.sampler.eta, min: 0)
-        c.sample.sampler.spacing = SamplerConfig.Spacing(rawValue: try s.choice("spacing", c.sample.sampler.spacing.rawValue, ["linspace", "leading", "trailing"]))!
-        c.sample.sampler.guidance = try s.double("guidance", c.sample.sampler.guidance, min: 0)
-        if c.sample.sampler.kind == .ddim && c.sample.sampler.steps > c.diffusion.timesteps {
-            throw s.error("steps", "\(c.sample.sampler.steps) sampler steps exceed diffusion.timesteps = \(c.diffusion.timesteps)")
-        }
-        if c.sample.sampler.guidance != 1 && c.model.classes == 0 {
-            throw s.error("guidance", "\(c.sample.sampler.guidance) needs a class-conditional model (model.classes > 0)")
+        if c.kind.isGAN {
+            for key in ["sampler", "steps", "eta", "spacing", "guidance"] where s.has(key) {
+                throw s.error(key, "applies to diffusion models only (a GAN draws each sample in one generator pass)")
+            }
+            if t.has("label_dropout") { throw t.error("label_dropout", "applies to diffusion models only") }
+        } else {
+            c.sample.sampler.kind = SamplerConfig.Kind(rawValue: try s.choice("sampler", c.sample.sampler.kind.rawValue, ["ddpm", "ddim"]))!
+            c.sample.sampler.steps = try s.int("steps", c.sample.sampler.steps, min: 1)
+            c.sample.sampler.eta = try s.double("eta", c.sample.sampler.eta, min: 0)
+            c.sample.sampler.spacing = SamplerConfig.Spacing(rawValue: try s.choice("spacing", c.sample.sampler.spacing.rawValue, ["linspace", "leading", "trailing"]))!
+            c.sample.sampler.guidance = try s.double("guidance", c.sample.sampler.guidance, min: 0)
+            if c.sample.sampler.kind == .ddim && c.sample.sampler.steps > c.diffusion.timesteps {
+                throw s.error("steps", "\(c.sample.sampler.steps) sampler steps exceed diffusion.timesteps = \(c.diffusion.timesteps)")
+            }
+            if c.sample.sampler.guidance != 1 && c.model.classes == 0 {
+                throw s.error("guidance", "\(c.sample.sampler.guidance) needs a class-conditional model (model.classes > 0)")
+            }
         }
         guard c.train.warmupSteps <= 10_000_000, c.train.images <= 1 << 40 else {
             throw t.error(c.train.images > 1 << 40 ? "images" : "warmup_steps", "is implausibly large")
@@ -223,4 +334,87 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     /// `results/runs/<name>-<hash>`.
     public func defaultRunDirectory() throws -> String { "\(run.out)/\(run.name)-\(try identityHash())" }
+}
+
+extension ModelKind {
+    /// Generator + discriminator kinds (`GANTask`).
+    public var isGAN: Bool { self != .unet }
+}
+
+extension TrainConfig {
+    /// `[model]` and `[diffusion]` of a U-Net config.
+    mutating func readUNet(model m: ConfigReader, diffusion df: ConfigReader) throws {
+        modelPreset = try m.string("preset", modelPreset)
+        guard var mc = modelPreset.isEmpty ? UNetConfig() : UNetConfig.preset(modelPreset) else {
+            throw m.error("preset", "unknown preset \"\(modelPreset)\" (known: unet-s, unet-m, or \"\" for custom)")
+        }
+        mc.imageChannels = try m.int("image_channels", mc.imageChannels, min: 1, max: 4)
+        mc.imageSize = try m.int("image_size", mc.imageSize, min: 1, max: 1024)
+        mc.baseChannels = try m.int("base_channels", mc.baseChannels, min: 1, max: 1024)
+        mc.channelMultipliers = try m.ints("channel_multipliers", mc.channelMultipliers, min: 1, max: 64, maxCount: 8)
+        mc.resBlocks = try m.int("res_blocks", mc.resBlocks, min: 1, max: 16)
+        mc.attentionResolutions = try m.ints("attention_resolutions", mc.attentionResolutions, min: 1, maxCount: 8)
+        mc.dropout = try m.double("dropout", mc.dropout, min: 0, max: 0.99)
+        mc.groups = try m.int("groups", mc.groups, min: 1, max: 1024)
+        mc.classes = try m.int("classes", mc.classes, min: 0, max: 100_000)
+        mc.timeFeatures = try m.int("time_features", mc.timeFeatures, min: 2, max: 4096)
+        mc.embeddingDim = try m.int("embedding_dim", mc.embeddingDim, min: 1, max: 8192)
+        do { try mc.validate() } catch {
+            // UNet's messages start with the offending key: name it as model.<key> (or its --set)
+            let text = "\(error)".replacingOccurrences(of: "model: ", with: "")
+            let key = String(text.prefix { $0.isLetter || $0 == "_" })
+            let rest = text.dropFirst(key.count).drop { $0 == ":" || $0 == " " }
+            throw m.has(key) || key.contains("_") ? m.error(key, String(rest)) : m.error("", text)
+        }
+        model = mc
+
+        diffusion.schedule = try df.choice("schedule", diffusion.schedule, ["linear", "cosine"])
+        diffusion.timesteps = try df.int("timesteps", diffusion.timesteps, min: 1)
+        diffusion.betaStart = try df.double("beta_start", diffusion.betaStart, min: 0, max: 1)
+        diffusion.betaEnd = try df.double("beta_end", diffusion.betaEnd, min: 0, max: 1)
+        diffusion.cosineOffset = try df.double("cosine_offset", diffusion.cosineOffset, min: 0)
+        if diffusion.schedule == "linear" {
+            guard diffusion.betaStart > 0 else { throw df.error("beta_start", "must be > 0, got \(diffusion.betaStart)") }
+            guard diffusion.betaEnd < 1 else { throw df.error("beta_end", "must be < 1, got \(diffusion.betaEnd)") }
+            guard diffusion.betaStart <= diffusion.betaEnd else {
+                throw df.error("beta_start", "\(diffusion.betaStart) is larger than diffusion.beta_end = \(diffusion.betaEnd)")
+            }
+        }
+        guard diffusion.timesteps <= 100_000 else { throw df.error("timesteps", "must be ≤ 100000, got \(diffusion.timesteps)") }
+    }
+}
+
+extension TrainConfig {
+    /// `[model]` and `[gan]` of a GAN config: the preset defaults to the kind's
+    /// ("dcgan-32", "sngan-32"), the loss to the kind's (non-saturating, hinge).
+    mutating func readGAN(model m: ConfigReader, training g: ConfigReader) throws {
+        modelPreset = try m.string("preset", kind == .sngan ? "sngan-32" : "dcgan-32")
+        guard var mc = modelPreset.isEmpty ? GANConfig() : GANConfig.preset(modelPreset) else {
+            throw m.error("preset", "unknown preset \"\(modelPreset)\" (known: \(GANConfig.presetNames.joined(separator: ", ")), or \"\" for custom)")
+        }
+        mc.latentDim = try m.int("latent_dim", mc.latentDim, min: 1, max: 8192)
+        mc.imageChannels = try m.int("image_channels", mc.imageChannels, min: 1, max: 4)
+        mc.imageSize = try m.int("image_size", mc.imageSize, min: 1, max: 1024)
+        mc.stages = try m.int("stages", mc.stages, min: 1, max: 8)
+        mc.generatorChannels = try m.int("generator_channels", mc.generatorChannels, min: 1, max: 8192)
+        mc.discriminatorChannels = try m.int("discriminator_channels", mc.discriminatorChannels, min: 1, max: 8192)
+        mc.discriminatorNorm = try m.choice("discriminator_norm", mc.discriminatorNorm, GANConfig.normKinds)
+        mc.groups = try m.int("groups", mc.groups, min: 1, max: 1024)
+        mc.spectralNorm = try m.bool("spectral_norm", mc.spectralNorm)
+        mc.powerIterations = try m.int("power_iterations", mc.powerIterations, min: 1, max: 100)
+        mc.classes = try m.int("classes", mc.classes, min: 0, max: 100_000)
+        do { try mc.validate() } catch GANError.invalidConfig(let key, let message) { throw m.error(key, message) }
+        gan = mc
+
+        var t = GANTraining()
+        t.loss = GANLoss(rawValue: try g.choice("loss", kind == .sngan ? GANLoss.hinge.rawValue : GANLoss.nonSaturating.rawValue,
+                                                [GANLoss.nonSaturating.rawValue, GANLoss.hinge.rawValue]))!
+        t.discriminatorSteps = try g.int("d_steps", t.discriminatorSteps, min: 1, max: 100)
+        t.discriminatorLR = try g.double("d_lr", t.discriminatorLR, min: 0)
+        t.beta1 = try g.double("beta1", t.beta1, min: 0, max: 0.999999)
+        t.beta2 = try g.double("beta2", t.beta2, min: 0, max: 0.999999)
+        t.diffAugment = try g.string("diffaugment", t.diffAugment)
+        do { t.diffAugment = try DiffAugment(policy: t.diffAugment).policy } catch { throw g.error("diffaugment", "\(error)") }
+        ganTraining = t
+    }
 }

@@ -7,9 +7,10 @@ import Models
 import NN
 import Optim
 import Tensor
+import Training
 
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Benchmarks.", subcommands: [Ops.self, DataReads.self, UNetBench.self, KNNBench.self])
+    static let configuration = CommandConfiguration(abstract: "Benchmarks.", subcommands: [Ops.self, DataReads.self, UNetBench.self, DCGANBench.self, KNNBench.self])
 
     /// The U-Net training step (forward, loss, backward, Adam) and a sampling forward pass.
     struct UNetBench: ParsableCommand {
@@ -36,7 +37,7 @@ struct Bench: ParsableCommand {
                 print(r.line(name: name, threads: threads)); fflush(stdout)
                 var reference: Double? = nil
                 if withTorch {
-                    let line = try runTorch(name)
+                    let line = try runTorchReference(torch, name, threads: threads, steps: steps)
                     print("pytorch: " + line); fflush(stdout)
                     if let d = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any] {
                         reference = o["images_per_second"] as? Double
@@ -51,19 +52,6 @@ struct Bench: ParsableCommand {
             }
         }
 
-        /// Runs the PyTorch reference for one configuration; returns its JSON line.
-        func runTorch(_ name: String) throws -> String {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: torch)
-            p.arguments = ["bench/bench_torch.py", "--threads", String(threads), "--only", name, "--steps", String(steps)]
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "{}"
-        }
     }
 
     /// Exact kNN (the evaluator's extraction step) against faiss IndexFlatL2 / PyTorch on the
@@ -299,5 +287,88 @@ enum UNetStepBenchmark {
         times.sort()
         return Result(secondsPerStep: times[times.count / 2], batch: batch,
                       flopsPerStep: Double(model.forwardFLOPs) * Double(batch) * (training ? 3 : 1))
+    }
+}
+
+/// Runs bench/bench_torch.py for one configuration; returns its JSON line.
+func runTorchReference(_ python: String, _ name: String, threads: Int, steps: Int) throws -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: python)
+    p.arguments = ["bench/bench_torch.py", "--threads", String(threads), "--only", name, "--steps", String(steps)]
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "{}"
+}
+
+extension Bench {
+    /// The DCGAN training step exactly as `eidetic train` runs it (`GANTask.step`: one G pass,
+    /// the D update on real and detached fake, the G update through the updated D; Adam(2e-4,
+    /// 0.5, 0.999)) and a generator sampling pass, against the PyTorch DCGAN example's step on
+    /// the same model (bench/bench_torch.py). FLOPs per real image: 3 × (G + 3·D) forward for
+    /// a step (G once, D three times, backward ≈ 2 × forward), G forward for sampling.
+    struct DCGANBench: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "dcgan", abstract: "DCGAN training-step and sampling throughput.")
+        @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+        @Option(help: "Configurations: dcgan-train-bB, dcgan-nobn-train-bB, dcgan-sample-bB, comma-separated.")
+        var only: String = "dcgan-train-b64,dcgan-nobn-train-b64,dcgan-sample-b256"
+        @Option(help: "Timed steps per configuration (the median is reported).") var steps: Int = 20
+        @Option(help: "Python with PyTorch for the reference (bench/bench_torch.py); \"none\" skips it.")
+        var torch: String = "bench/.venv/bin/python"
+
+        func run() throws {
+            Threads.count = threads
+            let withTorch = torch != "none" && FileManager.default.isExecutableFile(atPath: torch)
+            if !withTorch && torch != "none" { print("(no PyTorch at \(torch): run `make bench-setup` for the reference ratios)") }
+            var rows: [(String, Double, Double?, Double)] = []
+            for name in only.split(separator: ",").map(String.init) {
+                let parts = name.split(separator: "-")
+                guard parts.count >= 3, let batch = Int(parts.last!.dropFirst()), batch >= 1,
+                      ["dcgan-train", "dcgan-nobn-train", "dcgan-sample"].contains(parts.dropLast().joined(separator: "-")) else {
+                    throw ValidationError("unknown configuration \(name) (dcgan-train-bB, dcgan-nobn-train-bB, dcgan-sample-bB)")
+                }
+                var config = TrainConfig()
+                config.kind = .dcgan
+                config.gan = parts[1] == "nobn" ? .dcgan32NoBN : .dcgan32
+                config.ganTraining.beta1 = 0.5
+                let task = try GANTask(config, key: RandomKey(seed: 1))
+                let real = Tensor.uniform([batch, 3, 32, 32], low: -1, high: 1, key: RandomKey(seed: 2))
+                let sampling = parts.contains("sample")
+                var times: [Double] = []
+                for s in 0..<(steps + 2) {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    if sampling {
+                        _ = task.generator.sample(seeds: (0..<batch).map { UInt64(s * batch + $0) }, batchSize: batch)
+                    } else {
+                        let context = StepContext(step: s, key: RandomKey(seed: 3).fold(UInt64(s)), learningRate: 2e-4, rateFactor: 1, gradClip: 0)
+                        _ = try task.step([TrainingBatch(images: real, labels: [Int](repeating: 0, count: batch), indices: Array(0..<batch))], context)
+                    }
+                    if s >= 2 { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
+                }
+                times.sort()
+                let t = times[times.count / 2]
+                let g = Double(task.generator.forwardFLOPs), d = Double(task.discriminator.forwardFLOPs)
+                let gflops = Double(batch) * (sampling ? g : 3 * (g + 3 * d)) / t / 1e9
+                print(String(format: "{\"name\": \"%@\", \"batch\": %d, \"threads\": %d, \"seconds_per_step\": %.4f, \"images_per_second\": %.1f, \"gflops\": %.1f}",
+                             name, batch, threads, t, Double(batch) / t, gflops)); fflush(stdout)
+                var reference: Double? = nil
+                if withTorch {
+                    let line = try runTorchReference(torch, name, threads: threads, steps: steps)
+                    print("pytorch: " + line); fflush(stdout)
+                    if let data = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                        reference = o["images_per_second"] as? Double
+                    }
+                }
+                rows.append((name, Double(batch) / t, reference, gflops))
+            }
+            print("\nconfiguration          Eidetic img/s  GFLOP/s   PyTorch img/s   ratio (threads \(threads))")
+            for (name, ours, theirs, gf) in rows {
+                let r = theirs.map { String(format: "%13.1f   %5.2f×", $0, ours / $0) } ?? "            –       –"
+                print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%13.1f  %7.1f   ", ours, gf) + r)
+            }
+        }
     }
 }

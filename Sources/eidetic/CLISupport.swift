@@ -128,7 +128,7 @@ struct ThreadOptions: ParsableArguments {
     func validate() throws { try Check.atLeast(threads, 1, "--threads") }
 
     /// Sets the kernel thread count: the flag, else `configured` (> 0), else the default.
-    func apply(configured: Int = 0) { Threads.count = DDPMTrainer.threads(threads ?? configured) }
+    func apply(configured: Int = 0) { Threads.count = Trainer.threads(threads ?? configured) }
 }
 
 /// `--force`: the one way to replace an existing output.

@@ -72,7 +72,7 @@ struct Quickstart: ParsableCommand {
         let config = try TrainConfig.load(toml: Quickstart.config, file: "<embedded quickstart config>", overrides: overrides)
         print("eidetic quickstart: DDPM on \(config.data.subset) images of \(config.data.file) (\(config.totalSteps) steps); run directory \(runDir)")
         threads.apply(configured: config.train.threads)
-        let trainer = try DDPMTrainer(config: config, directory: runDir)
+        let trainer = try Trainer(config: config, directory: runDir)
         trainer.threadsOverride = threads.threads
         try trainer.run()
         let request = SampleRequest(count: config.sample.count, batchSize: config.sample.batchSize, sampler: config.sample.sampler, useEMA: config.sample.useEMA)
@@ -87,7 +87,7 @@ struct Quickstart: ParsableCommand {
         } else {
             (file, grid, samples) = try generateSamples(run: run, request: request)
         }
-        let (train, _) = try trainingSet(config.data, model: config.model)
+        let (train, _) = try trainingSet(config)
         let nn = NearestNeighbors.search(queries: samples, references: train, k: 1)
         let order = (0..<samples.count).sorted { nn[$0][0].distance < nn[$1][0].distance }
         let pairs = order.map { (samples.image($0), train.image(nn[$0][0].index)) }
@@ -115,10 +115,10 @@ struct Example: ParsableCommand {
     func run() throws {
         switch name {
         case .xor:
-            let (loss, p) = Examples.xor(seed: seed)
+            let (loss, p) = try Examples.xor(seed: seed)
             print(String(format: "XOR loss %.5f  predictions %@", loss, p.map { String(format: "%.3f", $0) }.joined(separator: " ")))
         case .cnn:
-            let (acc, loss) = Examples.trainTinyCNN(seed: seed) { print($0) }
+            let (acc, loss) = try Examples.trainTinyCNN(seed: seed) { print($0) }
             print(String(format: "test accuracy %.2f%%  final loss %.4f", acc * 100, loss))
         }
     }

@@ -292,7 +292,8 @@ struct EvalQualityClassifier: ParsableCommand {
     func run() throws {
         Threads.count = threads
         try OutputGuard.mayWrite(out, force: force)
-        try FileManager.default.createDirectory(atPath: (out as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let folder = (out as NSString).deletingLastPathComponent
+        if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
         let r = try QualityClassifier.train(dataFile: data, trainSplit: trainSplit, testSplit: testSplit, epochs: epochs, batchSize: batchSize,
                                             seed: seed, out: out, log: { print($0); fflush(stdout) })
         print(String(format: "wrote %@ (sha256 %@); test accuracy %.2f%%", out, r.checkpointSHA256 ?? "?", r.testAccuracy * 100))

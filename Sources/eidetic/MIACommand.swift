@@ -14,8 +14,8 @@ struct EvalMIA: ParsableCommand {
     @Flag(help: "--signals: fit each query separately and average the log-likelihood ratios (the reference code's way) instead of averaging the queries first.") var perQuery = false
     @Flag(help: "Replace an existing output folder (same evaluation, same settings).") var force = false
     @Option(help: "Single-run mode: non-member images drawn from the same split.") var nonMembers = 512
-    @Option(help: "Timesteps of the loss, comma-separated.") var timesteps = "100"
-    @Option(help: "Noise draws per timestep (the same for every model).") var draws = 4
+    @Option(help: "Diffusion runs: timesteps of the loss, comma-separated (default 100). GAN runs have none: their signal is the discriminator's logit.") var timesteps: String?
+    @Option(help: "Diffusion runs: noise draws per timestep, the same for every model (default 4).") var draws: Int?
     @Flag(help: "Also query the mirrored image.") var flip = false
     @Option(help: "Seed of the noise draws and of the non-member choice.") var seed: UInt64 = 0
     @Option(help: "Attacks (plan and signals modes), comma-separated; default: every variant the keep matrix supports.") var attacks: String?
@@ -26,7 +26,7 @@ struct EvalMIA: ParsableCommand {
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
-        try Check.atLeast(draws, 1, "--draws")
+        try Check.atLeast(draws ?? 1, 1, "--draws")
         try Check.atLeast(batchSize, 1, "--batch-size")
         try Check.atLeast(nonMembers, 1, "--non-members")
         try Check.atLeast(bootstrap, 0, "--bootstrap")
@@ -34,7 +34,7 @@ struct EvalMIA: ParsableCommand {
     }
 
     func timestepList() throws -> [Int] {
-        let list = try timesteps.split(separator: ",").map { part -> Int in
+        let list = try (timesteps ?? "100").split(separator: ",").map { part -> Int in
             guard let t = Int(part.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--timesteps: '\(part)' is not an integer") }
             guard t >= 0 else { throw ValidationError("--timesteps must be ≥ 0, got \(t)") }
             return t
@@ -76,8 +76,19 @@ struct EvalMIA: ParsableCommand {
             report = try MembershipReport.fromSignalsFile(file, attacks: try attackList(), direction: dir, perQuery: perQuery,
                                                           bootstrap: bootstrap, out: out, force: force)
         } else {
-            signal.timesteps = try timestepList()
-            signal.draws = draws; signal.flip = flip; signal.seed = seed; signal.batchSize = batchSize
+            // the runs' kind decides the signal: a diffusion loss, or a GAN discriminator's logit
+            let kinds = try Set(runs.map { try RunDirectory($0).loadConfig().kind.isGAN })
+            guard kinds.count <= 1 else { throw ValidationError("the runs mix diffusion and GAN runs; attack one kind at a time") }
+            if kinds.first == true {
+                if timesteps != nil || draws != nil {
+                    throw ValidationError("--\(timesteps != nil ? "timesteps" : "draws") applies to diffusion runs; \(runs[0]) is a GAN run (its signal is the discriminator's logit)")
+                }
+                signal = LossSignalConfig.discriminatorScore(flip: flip, batchSize: batchSize)
+                signal.seed = seed
+            } else {
+                signal.timesteps = try timestepList()
+                signal.draws = draws ?? 4; signal.flip = flip; signal.seed = seed; signal.batchSize = batchSize
+            }
             if let plan {
                 guard !runs.isEmpty else { throw ValidationError("--plan: give the plan's run directories") }
                 let list = try attackList()
@@ -94,7 +105,8 @@ struct EvalMIA: ParsableCommand {
             print("signals: \(f.path): \(f.models) models × \(f.examples) examples × \(f.queries) quer\(f.queries == 1 ? "y" : "ies") (\(f.direction.rawValue), \(f.directionSource)); "
                   + "\(report.members) member trials; \(report.averageQueries ? "queries averaged" : "per-query fits")")
         } else {
-            print("\(report.mode): \(report.models.count) model(s), \(report.examples) examples (\(report.members) member trials); loss at t = \(signal.timesteps), \(signal.draws) draws\(signal.flip ? " + flip" : "")")
+            let what = signal.timesteps.isEmpty ? "discriminator logit" : "loss at t = \(signal.timesteps), \(signal.draws) draws"
+            print("\(report.mode): \(report.models.count) model(s), \(report.examples) examples (\(report.members) member trials); \(what)\(signal.flip ? " + flip" : "")")
         }
         for r in report.results {
             let m = r.metrics

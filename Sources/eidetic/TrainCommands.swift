@@ -31,7 +31,7 @@ struct Train: ParsableCommand {
             return
         }
         threads.apply(configured: c.train.threads)
-        let trainer = try DDPMTrainer(config: c, directory: dir)
+        let trainer = try Trainer(config: c, directory: dir)
         trainer.threadsOverride = threads.threads
         try trainer.run(stopAfter: stopAfter, stopAt: stopAt)
         print("run directory: \(dir)")
@@ -69,6 +69,12 @@ struct Sample: ParsableCommand {
         threads.apply()
         let dir = RunDirectory(runDirectory)
         let c = try dir.loadConfig()
+        if c.kind.isGAN {
+            for (flag, given) in [("--sampler", sampler != nil), ("--steps", steps != nil), ("--eta", eta != nil),
+                                  ("--spacing", spacing != nil), ("--guidance", guidance != nil)] where given {
+                throw ValidationError("\(flag) applies to diffusion models; \(runDirectory) is a \(c.kind.rawValue) run (one generator pass per sample)")
+            }
+        }
         var s = c.sample.sampler
         if let k = sampler { guard let v = SamplerConfig.Kind(rawValue: k) else { throw ValidationError("--sampler must be ddpm or ddim") }; s.kind = v }
         if let v = steps { s.steps = v }
@@ -96,15 +102,25 @@ func flagged(_ m: String) -> String {
     return m
 }
 
-/// `eidetic describe unet-s` or `eidetic describe CONFIG.toml`: parameters and FLOPs.
+/// `eidetic describe unet-s`, `eidetic describe dcgan-32` or `eidetic describe CONFIG.toml`:
+/// layers, parameters and FLOPs.
 struct Describe: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Describe a model: a preset name (unet-s, unet-m) or a config file.")
-    @Argument(help: "unet-s, unet-m, or a TOML config.") var model: String
+    static let configuration = CommandConfiguration(abstract: "Describe a model: a preset name (unet-s, unet-m, dcgan-32, dcgan-32-nobn, dcgan-32-gn, sngan-32) or a config file.")
+    @Argument(help: "A preset name or a TOML config.") var model: String
 
     func run() throws {
-        let config: UNetConfig
-        if let preset = UNetConfig.preset(model) { config = preset } else { config = try TrainConfig.load(file: model).model }
-        print(try UNet(config, key: RandomKey(seed: 0)).describe())
+        if let preset = UNetConfig.preset(model) { print(try UNet(preset, key: RandomKey(seed: 0)).describe()); return }
+        if let preset = GANConfig.preset(model) { print(try describeGAN(preset)); return }
+        guard model.hasSuffix(".toml") || FileManager.default.fileExists(atPath: model) else {
+            throw ValidationError("'\(model)' is neither a preset (unet-s, unet-m, \(GANConfig.presetNames.joined(separator: ", "))) nor a config file")
+        }
+        let c = try TrainConfig.load(file: model)
+        print(c.kind.isGAN ? try describeGAN(c.gan) : try UNet(c.model, key: RandomKey(seed: 0)).describe())
+    }
+
+    func describeGAN(_ c: GANConfig) throws -> String {
+        let g = try DCGANGenerator(c, key: RandomKey(seed: 0)), d = try DCGANDiscriminator(c, key: RandomKey(seed: 0))
+        return g.describe() + "\n" + d.describe()
     }
 }
 

@@ -13,7 +13,7 @@ final class EvaluationLongTests: XCTestCase {
 
     func trained(_ config: String, _ dir: String) throws -> (RunDirectory, String) {
         let c = try TrainConfig.load(file: config)
-        try DDPMTrainer(config: c, directory: dir).run()
+        try Trainer(config: c, directory: dir).run()
         let run = RunDirectory(dir)
         let req = SampleRequest(count: 256, batchSize: 128, sampler: c.sample.sampler, useEMA: true)
         let file = sampleFilePath(run: run, request: req, step: c.totalSteps)

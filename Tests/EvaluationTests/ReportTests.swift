@@ -49,7 +49,7 @@ final class ReportTests: XCTestCase {
     func train(_ toml: String, _ name: String) throws -> RunDirectory {
         let c = try TrainConfig.load(toml: toml, file: name + ".toml")
         let path = dir + "/" + name
-        try DDPMTrainer(config: c, directory: path).run(stopAfter: nil)
+        try Trainer(config: c, directory: path).run(stopAfter: nil)
         return RunDirectory(path)
     }
 

@@ -174,15 +174,15 @@ final class OptimizerTests: XCTestCase {
 }
 
 final class ExampleTrainingTests: XCTestCase {
-    func testMLPLearnsXORDeterministically() {
-        let a = Examples.xor(seed: 0), b = Examples.xor(seed: 0)
+    func testMLPLearnsXORDeterministically() throws {
+        let a = try Examples.xor(seed: 0), b = try Examples.xor(seed: 0)
         XCTAssertEqual(a.predictions, b.predictions)
         XCTAssertLessThan(a.loss, 0.01)
         for (p, t) in zip(a.predictions, [0.0, 1, 1, 0]) { XCTAssertEqual(p, t, accuracy: 0.1) }
     }
 
-    func testTinyCNNReaches95PercentDeterministically() {
-        let a = Examples.trainTinyCNN(seed: 0), b = Examples.trainTinyCNN(seed: 0)
+    func testTinyCNNReaches95PercentDeterministically() throws {
+        let a = try Examples.trainTinyCNN(seed: 0), b = try Examples.trainTinyCNN(seed: 0)
         XCTAssertEqual(a.testAccuracy, b.testAccuracy)
         XCTAssertEqual(a.finalLoss, b.finalLoss)
         XCTAssertGreaterThan(a.testAccuracy, 0.95)

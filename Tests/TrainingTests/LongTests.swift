@@ -25,11 +25,11 @@ final class LongTests: XCTestCase {
         FileManager.default.changeCurrentDirectoryPath(repo)
         let config = try TrainConfig.load(file: "experiments/cifar64-memorize.toml")
         let dir = "results/long-tests/cifar64-memorize"
-        let trainer = try DDPMTrainer(config: config, directory: dir)
+        let trainer = try Trainer(config: config, directory: dir)
         try trainer.run()
         let req = SampleRequest(count: 256, batchSize: 128, sampler: config.sample.sampler, useEMA: true)
         let (_, _, samples) = try generateSamples(run: RunDirectory(dir), request: req, overwrite: true)
-        let (train, _) = try trainingSet(config.data, model: config.model)
+        let (train, _) = try trainingSet(config)
         let nn = NearestNeighbors.search(queries: samples, references: train, k: 1)
         let order = (0..<samples.count).sorted { nn[$0][0].distance < nn[$1][0].distance }
         try PNG.write(PNG.pairsGrid(order.prefix(64).map { (samples.image($0), train.image(nn[$0][0].index)) },

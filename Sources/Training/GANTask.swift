@@ -1,0 +1,129 @@
+import Foundation
+import Models
+import NN
+import Optim
+import Tensor
+
+/// GAN training (Goodfellow et al., 2014) of a DCGAN-style generator against a
+/// discriminator, in the order of PyTorch's DCGAN example: draw z, generate the fake batch
+/// once; update D on the real batch and the detached fake batch (separate forward calls, so
+/// BatchNorm sees each batch alone); then update G through the *updated* D on the same fake
+/// batch. With `gan.d_steps` = k > 1, k − 1 extra D updates on their own real batches and
+/// fresh fakes come first (SNGAN's n_dis). Losses: non-saturating or hinge. DiffAugment
+/// (Zhao et al., 2020), when set, is applied to every image D sees, real or fake, in both steps.
+/// Class-conditional models generate fakes with the real batch's labels.
+///
+/// Checkpoint layout: `generator.*`, `discriminator.*` (weights, BatchNorm statistics and
+/// spectral-norm vectors u, v), `optimizer_g.*`, `optimizer_d.*`, and the loop's `ema.*` (EMA
+/// of the generator's parameters; its BatchNorm statistics are the generator's own).
+///
+/// Metrics per step: d_loss, g_loss, d_real_acc and d_fake_acc (fraction of real logits > 0
+/// and fake logits < 0 in the last D step: both near 1 means D is winning, both near 0.5 means
+/// balance) and fake_std, the per-pixel standard deviation across the fake batch averaged over
+/// pixels (a cheap diversity statistic: it falls towards 0 when G collapses to one mode).
+public final class GANTask: TrainingTask {
+    public let config: TrainConfig
+    public let generator: DCGANGenerator
+    public let discriminator: DCGANDiscriminator
+    public let optimizerG: Adam
+    public let optimizerD: Adam
+    public let augment: DiffAugment
+
+    public init(_ config: TrainConfig, key: RandomKey) throws {
+        self.config = config
+        let t = config.ganTraining
+        generator = try DCGANGenerator(config.gan, key: key.fold("init").fold("generator"))
+        discriminator = try DCGANDiscriminator(config.gan, key: key.fold("init").fold("discriminator"))
+        optimizerG = Adam(learningRate: config.train.learningRate, beta1: t.beta1, beta2: t.beta2)
+        optimizerD = Adam(learningRate: t.discriminatorLR, beta1: t.beta1, beta2: t.beta2)
+        augment = try DiffAugment(policy: t.diffAugment)
+    }
+
+    public var summary: String {
+        String(format: "generator %d parameters, %.1f MFLOP/image; discriminator %d parameters, %.1f MFLOP/image (%@ loss%@)",
+               generator.parameterCount, Double(generator.forwardFLOPs) / 1e6,
+               discriminator.parameterCount, Double(discriminator.forwardFLOPs) / 1e6,
+               config.ganTraining.loss.rawValue, augment.isIdentity ? "" : ", DiffAugment \(augment.policy)")
+    }
+
+    public var sampledModule: Module { generator }
+    public var batchesPerStep: Int { config.ganTraining.discriminatorSteps }
+
+    /// D's logits for images as D sees them in training (augmented when DiffAugment is set).
+    func judge(_ x: Tensor, labels: [Int]?, key: RandomKey) -> Tensor {
+        discriminator(augment.isIdentity ? x : augment(x, key: key), labels: labels)
+    }
+
+    public func step(_ batches: [TrainingBatch], _ context: StepContext) throws -> [(name: String, value: Double)] {
+        let kind = config.ganTraining.loss
+        let conditional = config.gan.classes > 0
+        optimizerG.learningRate = context.learningRate
+        optimizerD.learningRate = config.ganTraining.discriminatorLR * context.rateFactor
+        var dLoss = 0.0, realAcc = 0.0, fakeAcc = 0.0, fakeStd = 0.0
+
+        /// One D update on a real batch and a (detached) fake batch.
+        func discriminatorStep(real: TrainingBatch, fake: Tensor, key: RandomKey) throws {
+            let labels = conditional ? real.labels : nil
+            var realLogits = Tensor.zeros([1]), fakeLogits = Tensor.zeros([1])
+            dLoss = try descend(discriminator, with: optimizerD, clipNorm: context.gradClip) {
+                realLogits = judge(real.images, labels: labels, key: key.fold("augment-real"))
+                fakeLogits = judge(fake.detached(), labels: labels, key: key.fold("augment-fake"))
+                return ganDiscriminatorLoss(real: realLogits, fake: fakeLogits, kind)
+            }
+            realAcc = realLogits.doubles.reduce(0) { $0 + ($1 > 0 ? 1 : 0) } / Double(realLogits.count)
+            fakeAcc = fakeLogits.doubles.reduce(0) { $0 + ($1 < 0 ? 1 : 0) } / Double(fakeLogits.count)
+        }
+
+        // extra discriminator steps (d_steps > 1), each on its own real batch and fresh fakes
+        for (j, real) in batches.dropLast().enumerated() {
+            let key = context.key.fold("d-step").fold(UInt64(j))
+            let fake = withoutGradient { generator(generator.sampleLatents(real.images.shape[0], key: key.fold("z")), labels: conditional ? real.labels : nil) }
+            try discriminatorStep(real: real, fake: fake, key: key)
+        }
+        // the last D step and the G step share one generator pass
+        let real = batches[batches.count - 1]
+        let labels = conditional ? real.labels : nil
+        let z = generator.sampleLatents(real.images.shape[0], key: context.key.fold("z"))
+        let gLoss = try descend(generator, with: optimizerG, clipNorm: context.gradClip) {
+            let fake = generator(z, labels: labels)
+            try discriminatorStep(real: real, fake: fake, key: context.key)
+            fakeStd = withoutGradient { Self.meanPixelStd(fake) }
+            return ganGeneratorLoss(fake: judge(fake, labels: labels, key: context.key.fold("augment-g")), kind)
+        }
+        return [("d_loss", dLoss), ("g_loss", gLoss), ("d_real_acc", realAcc), ("d_fake_acc", fakeAcc), ("fake_std", fakeStd)]
+    }
+
+    /// Per-pixel standard deviation across the batch, averaged over pixels.
+    static func meanPixelStd(_ x: Tensor) -> Double {
+        let n = x.shape[0], size = x.count / max(n, 1)
+        guard n > 1 else { return 0 }
+        let v = x.doubles
+        var total = 0.0
+        for p in 0..<size {
+            var mean = 0.0
+            for i in 0..<n { mean += v[i * size + p] }
+            mean /= Double(n)
+            var ss = 0.0
+            for i in 0..<n { let d = v[i * size + p] - mean; ss += d * d }
+            total += (ss / Double(n - 1)).squareRoot()
+        }
+        return total / Double(size)
+    }
+
+    public func state() -> TensorTree {
+        var tree = generator.state().prefixed("generator")
+        tree.merge(discriminator.state().prefixed("discriminator"))
+        tree.merge(optimizerG.stateTree().prefixed("optimizer_g"))
+        tree.merge(optimizerD.stateTree().prefixed("optimizer_d"))
+        return tree
+    }
+
+    public func load(_ tree: TensorTree, file: String) throws {
+        try generator.load(tree.subtree("generator"))
+        try discriminator.load(tree.subtree("discriminator"))
+        try optimizerG.load(stateTree: tree.subtree("optimizer_g"))
+        try optimizerD.load(stateTree: tree.subtree("optimizer_d"))
+        try checkFinite(generator.state(), what: "generator weights", file: file)
+        try checkFinite(discriminator.state(), what: "discriminator weights", file: file)
+    }
+}
