@@ -31,7 +31,8 @@ cd "$ROOT"
 
 # every dataset must be present in both and report "0 differences found"
 compare() {
-  h5diff -r "$1" "$2" | awk -v what="$3" '
+  # h5diff exits 1 on any difference, attributes included (newer checkpoints carry more)
+  { h5diff -r "$1" "$2" || true; } | awk -v what="$3" '
     /^dataset: / { n++; expect = 1; next }
     expect && /differences? found/ { if ($1 != "0") bad++; expect = 0; next }
     /not comparable|Not comparable|not found|Objects in/ && !/attribute/ { missing++ }
