@@ -25,8 +25,7 @@ struct Bench: ParsableCommand {
 
         func run() throws {
             Threads.count = threads
-            let withTorch = torch != "none" && FileManager.default.isExecutableFile(atPath: torch)
-            if !withTorch && torch != "none" { print("(no PyTorch at \(torch): run `make bench-setup` for the reference ratios)") }
+            let reference = TorchReference(torch)
             var rows: [(String, Double, Double?)] = []
             for name in only.split(separator: ",").map(String.init) {
                 let parts = name.split(separator: "-")
@@ -35,15 +34,7 @@ struct Bench: ParsableCommand {
                 }
                 let r = try UNetStepBenchmark.run(config: config, batch: batch, training: parts[2] == "train", steps: steps, profile: profile)
                 print(r.line(name: name, threads: threads)); fflush(stdout)
-                var reference: Double? = nil
-                if withTorch {
-                    let line = try runTorchReference(torch, name, threads: threads, steps: steps)
-                    print("pytorch: " + line); fflush(stdout)
-                    if let d = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any] {
-                        reference = o["images_per_second"] as? Double
-                    }
-                }
-                rows.append((name, Double(batch) / r.secondsPerStep, reference))
+                rows.append((name, Double(batch) / r.secondsPerStep, try reference.imagesPerSecond(name, threads: threads, steps: steps)))
             }
             print("\nconfiguration          Eidetic img/s   PyTorch img/s   ratio (threads \(threads))")
             for (name, ours, theirs) in rows {
@@ -290,18 +281,35 @@ enum UNetStepBenchmark {
     }
 }
 
-/// Runs bench/bench_torch.py for one configuration; returns its JSON line.
-func runTorchReference(_ python: String, _ name: String, threads: Int, steps: Int) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: python)
-    p.arguments = ["bench/bench_torch.py", "--threads", String(threads), "--only", name, "--steps", String(steps)]
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle.nullDevice
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "{}"
+/// The PyTorch reference of the model benchmarks (bench/bench_torch.py run by the given
+/// Python, `make bench-setup`'s venv by default; "none" skips it).
+struct TorchReference {
+    let python: String?
+
+    init(_ path: String) {
+        let usable = path != "none" && FileManager.default.isExecutableFile(atPath: path)
+        if !usable && path != "none" { print("(no PyTorch at \(path): run `make bench-setup` for the reference ratios)") }
+        python = usable ? path : nil
+    }
+
+    /// Runs one configuration, prints its JSON line, returns its images per second (nil
+    /// without PyTorch).
+    func imagesPerSecond(_ name: String, threads: Int, steps: Int) throws -> Double? {
+        guard let python else { return nil }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["bench/bench_torch.py", "--threads", String(threads), "--only", name, "--steps", String(steps)]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "{}"
+        print("pytorch: " + line); fflush(stdout)
+        guard let d = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return nil }
+        return o["images_per_second"] as? Double
+    }
 }
 
 extension Bench {
@@ -321,8 +329,7 @@ extension Bench {
 
         func run() throws {
             Threads.count = threads
-            let withTorch = torch != "none" && FileManager.default.isExecutableFile(atPath: torch)
-            if !withTorch && torch != "none" { print("(no PyTorch at \(torch): run `make bench-setup` for the reference ratios)") }
+            let reference = TorchReference(torch)
             var rows: [(String, Double, Double?, Double)] = []
             for name in only.split(separator: ",").map(String.init) {
                 let parts = name.split(separator: "-")
@@ -354,15 +361,7 @@ extension Bench {
                 let gflops = Double(batch) * (sampling ? g : 3 * (g + 3 * d)) / t / 1e9
                 print(String(format: "{\"name\": \"%@\", \"batch\": %d, \"threads\": %d, \"seconds_per_step\": %.4f, \"images_per_second\": %.1f, \"gflops\": %.1f}",
                              name, batch, threads, t, Double(batch) / t, gflops)); fflush(stdout)
-                var reference: Double? = nil
-                if withTorch {
-                    let line = try runTorchReference(torch, name, threads: threads, steps: steps)
-                    print("pytorch: " + line); fflush(stdout)
-                    if let data = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
-                        reference = o["images_per_second"] as? Double
-                    }
-                }
-                rows.append((name, Double(batch) / t, reference, gflops))
+                rows.append((name, Double(batch) / t, try reference.imagesPerSecond(name, threads: threads, steps: steps), gflops))
             }
             print("\nconfiguration          Eidetic img/s  GFLOP/s   PyTorch img/s   ratio (threads \(threads))")
             for (name, ours, theirs, gf) in rows {
