@@ -192,8 +192,9 @@ public final class Trainer {
         ].merging(identity.attributes) { a, _ in a }, to: directory.checkpoint)
     }
 
-    /// One update on the next batch; returns the task's metrics.
-    func trainStep() throws -> [(name: String, value: Double)] {
+    /// One update on the next batches at learning rate `rate` (the schedule's for this step);
+    /// returns the task's metrics.
+    func trainStep(rate: Double) throws -> [(name: String, value: Double)] {
         let key = root.fold("step").fold(UInt64(step))
         let batches = (0..<task.batchesPerStep).map { j -> TrainingBatch in
             let idx = schedule.next()
@@ -201,7 +202,6 @@ public final class Trainer {
             let flipKey = j == 0 ? key.fold("flip") : key.fold("flip").fold(UInt64(j))
             return TrainingBatch(images: batch.tensor(flipKey: config.data.flip ? flipKey : nil), labels: batch.labels, indices: idx)
         }
-        let rate = learningRates.rate(at: step)
         let context = StepContext(step: step, key: key, learningRate: rate,
                                   rateFactor: learningRates.base > 0 ? rate / learningRates.base : 0, gradClip: config.train.gradClip)
         let metrics: [(name: String, value: Double)]
@@ -248,7 +248,7 @@ public final class Trainer {
                     throw TrainingError.interrupted(step: step, signal: Interruption.signalNumber)
                 }
                 let rate = learningRates.rate(at: step)
-                let metrics = try trainStep()
+                let metrics = try trainStep(rate: rate)
                 recent.append(metrics)
                 let elapsed = Date().timeIntervalSince(start)
                 let ips = Double((step - startStep) * config.imagesPerStep) / max(elapsed, 1e-9)

@@ -23,6 +23,11 @@ struct Bench: ParsableCommand {
         @Option(help: "Python with PyTorch for the reference (bench/bench_torch.py); \"none\" skips it.")
         var torch: String = "bench/.venv/bin/python"
 
+        func validate() throws {
+            try Check.atLeast(threads, 1, "--threads")
+            try Check.atLeast(steps, 1, "--steps")
+        }
+
         func run() throws {
             Threads.count = threads
             let reference = TorchReference(torch)
@@ -326,6 +331,11 @@ extension Bench {
         @Option(help: "Timed steps per configuration (the median is reported).") var steps: Int = 20
         @Option(help: "Python with PyTorch for the reference (bench/bench_torch.py); \"none\" skips it.")
         var torch: String = "bench/.venv/bin/python"
+
+        func validate() throws {
+            try Check.atLeast(threads, 1, "--threads")
+            try Check.atLeast(steps, 1, "--steps")
+        }
 
         func run() throws {
             Threads.count = threads
