@@ -23,15 +23,18 @@ public struct ConvGeometry: Equatable, Sendable {
     }
 }
 
-/// col[(c·KH + kh)·KW + kw, oh·OW + ow] = x[c, oh·s − p + kh, ow·s − p + kw] (0 outside).
-func im2col<T: TensorScalar>(_ g: ConvGeometry, _ x: UnsafePointer<T>, _ col: UnsafeMutablePointer<T>) {
+/// col[(c·KH + kh)·KW + kw, oh·OW + ow] = x[c, oh·s − p + kh, ow·s − p + kw] (0 outside);
+/// rows of `col` are `ld` apart (default: the window count; larger when several images'
+/// columns sit side by side).
+func im2col<T: TensorScalar>(_ g: ConvGeometry, _ x: UnsafePointer<T>, _ col: UnsafeMutablePointer<T>, ld: Int? = nil) {
+    let ld = ld ?? g.windows
     let (H, W, OH, OW, s, p) = (g.height, g.width, g.outH, g.outW, g.stride, g.padding)
     var row = 0
     for c in 0..<g.channels {
         let xc = x + c * H * W
         for kh in 0..<g.kernelH {
             for kw in 0..<g.kernelW {
-                let dst = col + row * OH * OW
+                let dst = col + row * ld
                 // valid ow: 0 <= ow*s - p + kw < W
                 let owLo = Swift.max(0, (p - kw + s - 1) / s)
                 let owHi = Swift.min(OW, (W + p - kw + s - 1) / s)
@@ -56,15 +59,16 @@ func im2col<T: TensorScalar>(_ g: ConvGeometry, _ x: UnsafePointer<T>, _ col: Un
 }
 
 /// The adjoint of im2col: x[c, ih, iw] += col[…] for every window covering (ih, iw).
-/// `x` must be zeroed by the caller.
-func col2im<T: TensorScalar>(_ g: ConvGeometry, _ col: UnsafePointer<T>, _ x: UnsafeMutablePointer<T>) {
+/// `x` must be zeroed by the caller; rows of `col` are `ld` apart.
+func col2im<T: TensorScalar>(_ g: ConvGeometry, _ col: UnsafePointer<T>, _ x: UnsafeMutablePointer<T>, ld: Int? = nil) {
+    let ld = ld ?? g.windows
     let (H, W, OH, OW, s, p) = (g.height, g.width, g.outH, g.outW, g.stride, g.padding)
     var row = 0
     for c in 0..<g.channels {
         let xc = x + c * H * W
         for kh in 0..<g.kernelH {
             for kw in 0..<g.kernelW {
-                let src = col + row * OH * OW
+                let src = col + row * ld
                 let owLo = Swift.max(0, (p - kw + s - 1) / s)
                 let owHi = Swift.min(OW, (W + p - kw + s - 1) / s)
                 if owLo < owHi {
@@ -87,6 +91,28 @@ enum ConvKernels {
         let n = x.shape[0], o = w.shape[0]
         let px = x.pointer(T.self), pw = w.pointer(T.self), py = out.pointer(T.self)
         let inSize = g.channels * g.height * g.width, outSize = o * g.windows
+        // Grouped only while a tape records (training). Without one (sampling, evaluation)
+        // every image is its own product of one fixed shape, so an image's output does not
+        // depend on its batch (batch invariance by construction, as for Linear layers).
+        let group = Tape.current == nil ? 0 : imageGroup(windows: g.windows, rows: g.patch + o)
+        if group > 0 {
+            let chunks = (n + group - 1) / group
+            let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: (g.patch + o) * group * g.windows)
+            Parallel.run(chunks: chunks) { chunk, worker in
+                let lo = chunk * group, count = min(n, lo + group) - lo, ld = count * g.windows
+                let col = scratch[worker], yT = col + g.patch * group * g.windows
+                for q in 0..<count { im2col(g, px + (lo + q) * inSize, col + q * g.windows, ld: ld) }
+                T.gemm(transA: false, transB: false, m: o, n: ld, k: g.patch, alpha: 1,
+                       a: pw, lda: g.patch, b: col, ldb: ld, beta: 0, c: yT, ldc: ld)
+                let y = py + lo * outSize
+                scatter(yT, count: count, channels: o, windows: g.windows, into: y)
+                if let bias {
+                    let pb = bias.pointer(T.self)
+                    for q in 0..<count { for c in 0..<o { let r = y + (q * o + c) * g.windows; for j in 0..<g.windows { r[j] += pb[c] } } }
+                }
+            }
+            return
+        }
         let pointwise = g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0
         let chunks = Parallel.chunkCount(n)
         let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: pointwise ? 0 : g.patch * g.windows)
@@ -108,16 +134,71 @@ enum ConvKernels {
         }
     }
 
+    /// Images per group in training passes: with a small window grid (16 windows at 4×4)
+    /// per-image products are thin (16 columns: BLAS repacks the whole weight matrix for every
+    /// image; the weight gradient has inner dimension 16 and rewrites its partial once per
+    /// image), so images are put side by side into one product of ≥ 512 columns (within 16 MB
+    /// of scratch). 0: the per-image path (large grids). Fixed by the shape, never by the
+    /// thread count, so results stay identical for any thread count.
+    static func imageGroup(windows: Int, rows: Int) -> Int {
+        guard windows < 256 else { return 0 }
+        let want = (512 + windows - 1) / windows
+        return max(1, min(want, (1 << 22) / max(rows * windows, 1)))
+    }
+
+    /// dst[c, q·windows + j] = src[q, c, j] for q < count: `count` images' [C, windows] planes side by side.
+    static func gather<T: TensorScalar>(_ src: UnsafePointer<T>, count: Int, channels: Int, windows: Int, into dst: UnsafeMutablePointer<T>) {
+        let ld = count * windows
+        for q in 0..<count { for c in 0..<channels {
+            (dst + c * ld + q * windows).update(from: src + (q * channels + c) * windows, count: windows)
+        } }
+    }
+
+    /// The inverse of `gather`.
+    static func scatter<T: TensorScalar>(_ src: UnsafePointer<T>, count: Int, channels: Int, windows: Int, into dst: UnsafeMutablePointer<T>) {
+        let ld = count * windows
+        for q in 0..<count { for c in 0..<channels {
+            (dst + (q * channels + c) * windows).update(from: src + c * ld + q * windows, count: windows)
+        } }
+    }
+
     /// Gradients of conv2d: dx = col2im(Wᵀ·dY), dW = Σ dY·colᵀ, db = Σ dY.
     static func backward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, _ gy: Tensor, _ g: ConvGeometry,
                                           dx: Tensor?, dw: Tensor?, db: Tensor?, _: T.Type) {
         let n = x.shape[0], o = w.shape[0]
         let px = x.pointer(T.self), pw = w.pointer(T.self), pg = gy.pointer(T.self)
         let inSize = g.channels * g.height * g.width, outSize = o * g.windows
+        let wSize = o * g.patch
+        let group = imageGroup(windows: g.windows, rows: g.patch + o)
+        if group > 0 {
+            // images side by side: dYᵀ [o, G·windows] gathered, col [patch, G·windows]
+            let chunks = (n + group - 1) / group
+            let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: (g.patch + o) * group * g.windows)
+            let partial = dw == nil ? nil : ScratchBuffers<T>(count: 1, elements: chunks * wSize)
+            Parallel.run(chunks: chunks) { chunk, worker in
+                let lo = chunk * group, count = min(n, lo + group) - lo, ld = count * g.windows
+                let col = scratch[worker], gyT = col + g.patch * group * g.windows
+                gather(pg + lo * outSize, count: count, channels: o, windows: g.windows, into: gyT)
+                if let partial {
+                    for q in 0..<count { im2col(g, px + (lo + q) * inSize, col + q * g.windows, ld: ld) }
+                    T.gemm(transA: false, transB: true, m: o, n: g.patch, k: ld, alpha: 1,
+                           a: gyT, lda: ld, b: col, ldb: ld, beta: 0, c: partial[0] + chunk * wSize, ldc: g.patch)
+                }
+                if let dx {
+                    T.gemm(transA: true, transB: false, m: g.patch, n: ld, k: o, alpha: 1,
+                           a: pw, lda: g.patch, b: gyT, ldb: ld, beta: 0, c: col, ldc: ld)
+                    let pdx = dx.pointer(T.self) + lo * inSize
+                    pdx.update(repeating: 0, count: count * inSize)
+                    for q in 0..<count { col2im(g, col + q * g.windows, pdx + q * inSize, ld: ld) }
+                }
+            }
+            if let dw, let partial { sumChunks(partial[0], chunks: chunks, size: wSize, into: dw.pointer(T.self)) }
+            if let db { channelSums(pg, n: n, channels: o, inner: g.windows, into: db.pointer(T.self)) }
+            return
+        }
         let pointwise = g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0
         let chunks = Parallel.chunkCount(n)
         let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: pointwise ? 0 : g.patch * g.windows)
-        let wSize = o * g.patch
         // one partial dW per chunk, summed in chunk order (thread-count independent)
         let partial = dw == nil ? nil : ScratchBuffers<T>(count: 1, elements: chunks * wSize)
         Parallel.run(chunks: chunks) { chunk, worker in
@@ -154,6 +235,30 @@ enum ConvKernels {
         let n = x.shape[0], cin = x.shape[1]
         let px = x.pointer(T.self), pw = w.pointer(T.self), py = out.pointer(T.self)
         let inSize = cin * g.windows, outSize = g.channels * g.height * g.width
+        // grouped only while a tape records, as in `forward`
+        let group = Tape.current == nil ? 0 : imageGroup(windows: g.windows, rows: g.patch + cin)
+        if group > 0 {
+            let chunks = (n + group - 1) / group
+            let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: (g.patch + cin) * group * g.windows)
+            Parallel.run(chunks: chunks) { chunk, worker in
+                let lo = chunk * group, count = min(n, lo + group) - lo, ld = count * g.windows
+                let col = scratch[worker], xT = col + g.patch * group * g.windows
+                gather(px + lo * inSize, count: count, channels: cin, windows: g.windows, into: xT)
+                T.gemm(transA: true, transB: false, m: g.patch, n: ld, k: cin, alpha: 1,
+                       a: pw, lda: g.patch, b: xT, ldb: ld, beta: 0, c: col, ldc: ld)
+                for q in 0..<count {
+                    let y = py + (lo + q) * outSize
+                    if let bias {
+                        let pb = bias.pointer(T.self), hw = g.height * g.width
+                        for c in 0..<g.channels { (y + c * hw).update(repeating: pb[c], count: hw) }
+                    } else {
+                        y.update(repeating: 0, count: outSize)
+                    }
+                    col2im(g, col + q * g.windows, y, ld: ld)
+                }
+            }
+            return
+        }
         let chunks = Parallel.chunkCount(n)
         let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: g.patch * g.windows)
         Parallel.run(chunks: chunks) { chunk, worker in
@@ -178,9 +283,34 @@ enum ConvKernels {
         let n = x.shape[0], cin = x.shape[1]
         let px = x.pointer(T.self), pw = w.pointer(T.self), pg = gy.pointer(T.self)
         let inSize = cin * g.windows, outSize = g.channels * g.height * g.width
+        let wSize = cin * g.patch
+        let group = imageGroup(windows: g.windows, rows: g.patch + cin)
+        if group > 0 {
+            // images side by side: col [patch, G·windows] from dY, xᵀ [cin, G·windows] gathered
+            let chunks = (n + group - 1) / group
+            let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: (g.patch + cin) * group * g.windows)
+            let partial = dw == nil ? nil : ScratchBuffers<T>(count: 1, elements: chunks * wSize)
+            Parallel.run(chunks: chunks) { chunk, worker in
+                let lo = chunk * group, count = min(n, lo + group) - lo, ld = count * g.windows
+                let col = scratch[worker], xT = col + g.patch * group * g.windows
+                for q in 0..<count { im2col(g, pg + (lo + q) * outSize, col + q * g.windows, ld: ld) }
+                if let dx {
+                    T.gemm(transA: false, transB: false, m: cin, n: ld, k: g.patch, alpha: 1,
+                           a: pw, lda: g.patch, b: col, ldb: ld, beta: 0, c: xT, ldc: ld)
+                    scatter(xT, count: count, channels: cin, windows: g.windows, into: dx.pointer(T.self) + lo * inSize)
+                }
+                if let partial {
+                    gather(px + lo * inSize, count: count, channels: cin, windows: g.windows, into: xT)
+                    T.gemm(transA: false, transB: true, m: cin, n: g.patch, k: ld, alpha: 1,
+                           a: xT, lda: ld, b: col, ldb: ld, beta: 0, c: partial[0] + chunk * wSize, ldc: g.patch)
+                }
+            }
+            if let dw, let partial { sumChunks(partial[0], chunks: chunks, size: wSize, into: dw.pointer(T.self)) }
+            if let db { channelSums(pg, n: n, channels: g.channels, inner: g.height * g.width, into: db.pointer(T.self)) }
+            return
+        }
         let chunks = Parallel.chunkCount(n)
         let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: g.patch * g.windows)
-        let wSize = cin * g.patch
         let partial = dw == nil ? nil : ScratchBuffers<T>(count: 1, elements: chunks * wSize)
         Parallel.run(chunks: chunks) { chunk, worker in
             let col = scratch[worker]

@@ -29,11 +29,14 @@ public final class GANTask: TrainingTask {
     public let optimizerD: Adam
     public let augment: DiffAugment
 
+    /// The key both networks' initial weights derive from (`untrainedGenerator` rebuilds G with it).
+    static func initKey(_ root: RandomKey) -> RandomKey { root.fold("init") }
+
     public init(_ config: TrainConfig, key: RandomKey) throws {
         self.config = config
         let t = config.ganTraining
-        generator = try DCGANGenerator(config.gan, key: key.fold("init").fold("generator"))
-        discriminator = try DCGANDiscriminator(config.gan, key: key.fold("init").fold("discriminator"))
+        generator = try DCGANGenerator(config.gan, key: Self.initKey(key).fold("generator"))
+        discriminator = try DCGANDiscriminator(config.gan, key: Self.initKey(key).fold("discriminator"))
         optimizerG = Adam(learningRate: config.train.learningRate, beta1: t.beta1, beta2: t.beta2)
         optimizerD = Adam(learningRate: t.discriminatorLR, beta1: t.beta1, beta2: t.beta2)
         augment = try DiffAugment(policy: t.diffAugment)

@@ -137,6 +137,12 @@ public func generateSamples(run: RunDirectory, request r: SampleRequest, overwri
     return (file, grid, set)
 }
 
+/// The generator a GAN run starts from (its weights at step 0), rebuilt from the config and
+/// seed exactly as `GANTask` builds it: the untrained baseline of `eval quality`.
+public func untrainedGenerator(_ config: TrainConfig) throws -> DCGANGenerator {
+    try DCGANGenerator(config.gan, key: GANTask.initKey(RandomKey(seed: config.run.seed)).fold("generator"))
+}
+
 extension DCGANGenerator {
     /// Draws one image per seed: z_i ~ N(0, I) from `RandomKey(seed: seeds[i])` alone, the
     /// generator in evaluation mode (BatchNorm's running statistics), so image i depends only

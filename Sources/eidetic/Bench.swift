@@ -267,13 +267,7 @@ enum UNetStepBenchmark {
                 opt.update(model, gradients: g)
                 if Profiler.enabled {
                     Profiler.enabled = false
-                    var rows = Profiler.report()
-                    rows.append(("adam", Double(DispatchTime.now().uptimeNanoseconds - u0) / 1e9, 1))
-                    let total = rows.reduce(0) { $0 + $1.1 }
-                    print("per-op profile of one step (\(String(format: "%.3f", total)) s):")
-                    for (n, sec, c) in rows.sorted(by: { $0.1 > $1.1 }).prefix(40) {
-                        print(String(format: "  %-22@ %8.2f ms  %5.1f%%  %4d calls", n as NSString, sec * 1e3, 100 * sec / total, c))
-                    }
+                    printProfile(Profiler.report() + [("adam", Double(DispatchTime.now().uptimeNanoseconds - u0) / 1e9, 1)])
                 }
             } else {
                 _ = withoutGradient { model(x0, timesteps: [Double](repeating: 500, count: batch)) }
@@ -283,6 +277,15 @@ enum UNetStepBenchmark {
         times.sort()
         return Result(secondsPerStep: times[times.count / 2], batch: batch,
                       flopsPerStep: Double(model.forwardFLOPs) * Double(batch) * (training ? 3 : 1))
+    }
+}
+
+/// Prints a per-op profile (`Profiler.report()` rows), largest first.
+func printProfile(_ rows: [(String, Double, Int)]) {
+    let total = rows.reduce(0) { $0 + $1.1 }
+    print("per-op profile of one step (\(String(format: "%.3f", total)) s):")
+    for (n, sec, c) in rows.sorted(by: { $0.1 > $1.1 }).prefix(40) {
+        print(String(format: "  %-26@ %8.2f ms  %5.1f%%  %4d calls", n as NSString, sec * 1e3, 100 * sec / total, c))
     }
 }
 
@@ -331,14 +334,40 @@ extension Bench {
         @Option(help: "Timed steps per configuration (the median is reported).") var steps: Int = 20
         @Option(help: "Python with PyTorch for the reference (bench/bench_torch.py); \"none\" skips it.")
         var torch: String = "bench/.venv/bin/python"
+        @Flag(help: "Print a per-op time profile of the last timed step (EIDETIC_PROFILE_DETAIL=1: per conv shape).") var profile = false
+        @Option(help: ArgumentHelp("Instead of timing: write one train-mode forward + backward of --preset (weights, inputs, outputs, loss, gradients, updated buffers) to this HDF5 file for bench/check_dcgan_torch.py.", valueName: "file"))
+        var exportCheck: String?
+        @Option(help: "--export-check: GAN preset (\(GANConfig.presetNames.joined(separator: ", "))).") var preset = "dcgan-32"
+        @Option(help: "--export-check: float64 or float32.") var dtype = "float64"
+        @Option(help: "--export-check: nonsaturating or hinge.") var loss = "nonsaturating"
+        @Option(help: "--export-check: batch size.") var checkBatch = 8
+        @Option(help: "--export-check: seed of the weights and inputs.") var checkSeed: UInt64 = 1
+        @Flag(help: "--export-check: overwrite an existing file.") var force = false
 
         func validate() throws {
             try Check.atLeast(threads, 1, "--threads")
             try Check.atLeast(steps, 1, "--steps")
+            if let path = exportCheck {
+                try Check.atLeast(checkBatch, 2, "--check-batch")   // BatchNorm needs more than one value per channel
+                guard GANConfig.preset(preset) != nil else {
+                    throw ValidationError("--preset: unknown GAN preset \"\(preset)\" (\(GANConfig.presetNames.joined(separator: ", ")))")
+                }
+                guard DType(rawValue: dtype) != nil else { throw ValidationError("--dtype must be float64 or float32, got \"\(dtype)\"") }
+                guard GANLoss(rawValue: loss) != nil else { throw ValidationError("--loss must be nonsaturating or hinge, got \"\(loss)\"") }
+                guard force || !FileManager.default.fileExists(atPath: path) else {
+                    throw ValidationError("--export-check: \(path) exists (pass --force to overwrite it)")
+                }
+            }
         }
 
         func run() throws {
             Threads.count = threads
+            if let path = exportCheck {
+                print(try DCGANCheckExport.export(preset: preset, to: path, batch: checkBatch, dtype: DType(rawValue: dtype)!,
+                                                  loss: GANLoss(rawValue: loss)!, seed: checkSeed))
+                return
+            }
+            Profiler.detailed = ProcessInfo.processInfo.environment["EIDETIC_PROFILE_DETAIL"] != nil
             let reference = TorchReference(torch)
             var rows: [(String, Double, Double?, Double)] = []
             for name in only.split(separator: ",").map(String.init) {
@@ -357,6 +386,9 @@ extension Bench {
                 var times: [Double] = []
                 for s in 0..<(steps + 2) {
                     let t0 = DispatchTime.now().uptimeNanoseconds
+                    Profiler.enabled = profile && s == steps + 1
+                    if Profiler.enabled { Profiler.reset() }
+                    defer { if Profiler.enabled { Profiler.enabled = false; printProfile(Profiler.report()) } }
                     if sampling {
                         _ = task.generator.sample(seeds: (0..<batch).map { UInt64(s * batch + $0) }, batchSize: batch)
                     } else {

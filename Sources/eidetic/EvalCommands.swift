@@ -267,6 +267,9 @@ struct EvalQuality: ParsableCommand {
         let r = try QualityReport.run(run: dir, samplesFile: file!, classifierPath: classifier, referenceSplit: referenceSplit, force: force)
         print(String(format: "%@ (%d samples) vs %@ (%d images), classifier test accuracy %.2f%%:", file!, r.samples, r.reference, r.referenceImages, r.classifier.testAccuracy * 100))
         print(String(format: "  FCD %.3f (real-vs-real floor %.3f);  KCD×1000 %.3f ± %.3f (floor %.3f)", r.fcd, r.fcdRealFloor, r.kcd * 1000, r.kcdStd * 1000, r.kcdRealFloor * 1000))
+        for b in r.baselines ?? [] {
+            print(String(format: "  baseline %@: FCD %.3f;  KCD×1000 %.3f ± %.3f", b.name, b.fcd, b.kcd * 1000, b.kcdStd * 1000))
+        }
         print("summary: \(r.outputs["summary"]!)")
     }
 }

@@ -8,7 +8,7 @@ import Training
 
 /// `eidetic train CONFIG`: starts the run the config describes, or resumes it.
 struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train a DDPM from a TOML config (resumes an interrupted run).")
+    static let configuration = CommandConfiguration(abstract: "Train a model (DDPM or GAN) from a TOML config (resumes an interrupted run).")
     @Argument(help: "Config file (TOML).") var config: String
     @Option(name: .customLong("set"), help: "Override a config key: --set train.lr=1e-4 (repeatable).") var overrides: [String] = []
     @Option(help: "Run directory (default: <run.out>/<run.name>-<config hash>).") var runDir: String?

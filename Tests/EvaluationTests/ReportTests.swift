@@ -136,6 +136,8 @@ final class ReportTests: XCTestCase {
         let q = try QualityReport.run(run: runs[0], samplesFile: samples, classifierPath: clf, maxReference: 200)
         XCTAssertEqual(q.classifier.checkpointSHA256, try QualityClassifier.fileSHA256(clf))
         XCTAssertGreaterThan(q.fcd, 2 * q.fcdRealFloor)
+        XCTAssertEqual(q.baselines?.map(\.name), ["gaussian-noise"], "a U-Net run has no untrained-generator baseline")
+        XCTAssertGreaterThan(q.baselines![0].fcd, 2 * q.fcdRealFloor)
 
         // outliers: the pool's outlier scores joined with the plan attack and run 0's extraction
         let scores = OutlierScores(dataset: ref, images: split, indices: plan.pool, neighbors: 5)
@@ -148,5 +150,29 @@ final class ReportTests: XCTestCase {
         let elsewhere = OutlierScores(dataset: ref, images: split, indices: Array(500..<520), neighbors: 5)
         XCTAssertTrue(message { _ = try OutlierReport.run(outliers: elsewhere, outlierFile: "other", mia: out + "/mia.h5", attack: "global-threshold", extraction: nil, out: dir + "/o2") }
             .contains("examples in common"))
+    }
+
+    /// The noise baseline matches each pixel's mean and spread and nothing else: a constant
+    /// pixel stays constant, a pixel that is 100 or 200 half the time becomes N(150, 50²).
+    func testGaussianNoiseBaselineMatchesPixelMoments() {
+        let a = [UInt8](repeating: 100, count: 4), b = [UInt8](repeating: 200, count: 4)
+        var bytes: [UInt8] = []
+        for i in 0..<10 { bytes += i % 2 == 0 ? a : b }
+        for i in 0..<10 { bytes[i * 4 + 3] = 7 }   // pixel 3: always 7
+        let set = ImageSet(images: bytes, labels: Array(repeating: 0, count: 10), channels: 1, height: 2, width: 2, classNames: [])
+        let noise = gaussianNoiseImages(like: set, count: 20_000, key: RandomKey(seed: 3))
+        XCTAssertEqual(noise.count, 20_000); XCTAssertEqual(noise.shape, [20_000, 1, 2, 2])
+        for j in 0..<3 {
+            let v = (0..<noise.count).map { Double(noise.images[$0 * 4 + j]) }
+            let m = v.reduce(0, +) / Double(v.count)
+            let sd = (v.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(v.count)).squareRoot()
+            XCTAssertEqual(m, 150, accuracy: 1.5, "pixel \(j) mean")
+            XCTAssertEqual(sd, 50, accuracy: 1.5, "pixel \(j) std")
+        }
+        XCTAssertTrue((0..<noise.count).allSatisfy { noise.images[$0 * 4 + 3] == 7 })
+        XCTAssertEqual(gaussianNoiseImages(like: set, count: 50, key: RandomKey(seed: 3)).images,
+                       gaussianNoiseImages(like: set, count: 50, key: RandomKey(seed: 3)).images, "seeded")
+        XCTAssertNotEqual(gaussianNoiseImages(like: set, count: 50, key: RandomKey(seed: 4)).images,
+                          gaussianNoiseImages(like: set, count: 50, key: RandomKey(seed: 3)).images)
     }
 }

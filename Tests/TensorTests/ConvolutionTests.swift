@@ -30,8 +30,10 @@ final class ConvolutionTests: XCTestCase {
     }
 
     func testConv2dMatchesDirectConvolution() {
-        for (stride, pad, k) in [(1, 1, 3), (2, 1, 3), (1, 0, 1), (2, 1, 4), (1, 2, 5)] {
-            let xs = [3, 5, 9, 8], ws = [6, 5, k, k]
+        // small window grids take the grouped backward path (images side by side), grids of
+        // ≥ 256 windows (the 17×16 and 34×33 inputs) the per-image one
+        for (stride, pad, k, h) in [(1, 1, 3, 9), (2, 1, 3, 9), (1, 0, 1, 9), (2, 1, 4, 9), (1, 2, 5, 9), (1, 1, 3, 17), (2, 1, 4, 34)] {
+            let xs = [3, 5, h, h - 1], ws = [6, 5, k, k]
             let x = Tensor.normal(xs, key: RandomKey(seed: 1)), w = Tensor.normal(ws, key: RandomKey(seed: 2)), b = Tensor.normal([6], key: RandomKey(seed: 3))
             let (yRef, ys) = naiveConv(x.doubles, xs, w.doubles, ws, b.doubles, stride: stride, pad: pad)
             let y = Tensor.conv2d(x, weight: w, bias: b, stride: stride, padding: pad)
@@ -41,7 +43,8 @@ final class ConvolutionTests: XCTestCase {
             // Backward against the adjoint definitions: with upstream g,
             // dW[o,c,a,b] = Σ g[n,o,i,j] x[n,c,i·s−p+a, j·s−p+b]; dx by scattering; db = Σ g.
             let g = Tensor.normal(ys, key: RandomKey(seed: 4))
-            let (_, grads) = valueAndGradients(wrt: [x, w, b], seed: g) { Tensor.conv2d(x, weight: w, bias: b, stride: stride, padding: pad) }
+            let (taped, grads) = valueAndGradients(wrt: [x, w, b], seed: g) { Tensor.conv2d(x, weight: w, bias: b, stride: stride, padding: pad) }
+            assertClose(taped.scalars, yRef, "conv2d forward under a tape (grouped on small grids) s\(stride) p\(pad) k\(k)")
             let (xd, wdv, gd) = (x.doubles, w.doubles, g.doubles)
             var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: w.count), db = [Double](repeating: 0, count: 6)
             let (n, c, h, wd) = (xs[0], xs[1], xs[2], xs[3]), (oh, ow) = (ys[2], ys[3])
@@ -64,16 +67,35 @@ final class ConvolutionTests: XCTestCase {
     /// convTranspose2d is the adjoint of conv2d's input map: ⟨conv(x), y⟩ = ⟨x, convT(y)⟩,
     /// and its forward output equals conv2d's input gradient.
     func testConvTransposeIsAdjointOfConv() {
-        for (stride, pad, k) in [(2, 1, 4), (1, 1, 3), (2, 0, 2)] {
-            let x = Tensor.normal([2, 3, 8, 8], key: RandomKey(seed: 5)), w = Tensor.normal([4, 3, k, k], key: RandomKey(seed: 6))
+        for (stride, pad, k, h) in [(2, 1, 4, 8), (1, 1, 3, 8), (2, 0, 2, 8), (2, 1, 4, 32), (1, 1, 3, 16)] {
+            let x = Tensor.normal([2, 3, h, h], key: RandomKey(seed: 5)), w = Tensor.normal([4, 3, k, k], key: RandomKey(seed: 6))
             let y = Tensor.conv2d(x, weight: w, stride: stride, padding: pad)
             let g = Tensor.normal(y.shape, key: RandomKey(seed: 7))
             let t = Tensor.convTranspose2d(g, weight: w, stride: stride, padding: pad)
             XCTAssertEqual(t.shape, x.shape)
             let (_, grads) = valueAndGradients(wrt: [x], seed: g) { Tensor.conv2d(x, weight: w, stride: stride, padding: pad) }
             assertClose(t.scalars, grads[0].doubles, "convTranspose2d vs conv2d input gradient s\(stride) p\(pad) k\(k)")
+            let (taped, _) = valueAndGradients(wrt: [g], seed: t) { Tensor.convTranspose2d(g, weight: w, stride: stride, padding: pad) }
+            assertClose(taped.scalars, t.doubles, "convTranspose2d under a tape s\(stride) p\(pad) k\(k)")
             let lhs = (y * g).sum().item, rhs = (x * t).sum().item
             XCTAssertEqual(lhs, rhs, accuracy: 1e-4 * Swift.abs(lhs) + 1e-3)
+        }
+    }
+
+    /// Without a tape (sampling, evaluation) an image's convolution output does not depend on
+    /// its batch, bit for bit, on the small grids that training groups as well as large ones.
+    func testInferenceConvolutionsDoNotDependOnTheBatch() {
+        for h in [8, 32] {
+            let x = Tensor.normal([9, 6, h, h], key: RandomKey(seed: 20)), w = Tensor.normal([5, 6, 4, 4], key: RandomKey(seed: 21))
+            let wt = Tensor.normal([6, 3, 4, 4], key: RandomKey(seed: 22)), b = Tensor.normal([5], key: RandomKey(seed: 23))
+            let y = Tensor.conv2d(x, weight: w, bias: b, stride: 2, padding: 1), z = Tensor.convTranspose2d(x, weight: wt, stride: 2, padding: 1)
+            for (start, length) in [(4, 1), (2, 5), (0, 9)] {
+                let part = x.sliced(axis: 0, start: start, length: length)
+                XCTAssertEqual(Tensor.conv2d(part, weight: w, bias: b, stride: 2, padding: 1).scalars,
+                               y.sliced(axis: 0, start: start, length: length).scalars, "conv2d \(h)×\(h) images \(start)..<\(start + length)")
+                XCTAssertEqual(Tensor.convTranspose2d(part, weight: wt, stride: 2, padding: 1).scalars,
+                               z.sliced(axis: 0, start: start, length: length).scalars, "convTranspose2d \(h)×\(h)")
+            }
         }
     }
 

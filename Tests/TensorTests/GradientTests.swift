@@ -137,6 +137,10 @@ final class GradientTests: XCTestCase {
             let x = rand([2, 3, 4, 3], 12), w = rand([3, 2, k, k], 13), b = rand([2], 14)
             check("convTranspose2d s\(stride) p\(pad) k\(k)", [x, w, b]) { Tensor.convTranspose2d($0[0], weight: $0[1], bias: $0[2], stride: stride, padding: pad) }
         }
+        // a window grid of ≥ 256 (16×17) takes the per-image backward path, the grids above the grouped one
+        let big = rand([2, 2, 16, 17], 16)
+        check("conv2d 16×17 s1 p1 k3", [big, rand([3, 2, 3, 3], 17), rand([3], 18)]) { Tensor.conv2d($0[0], weight: $0[1], bias: $0[2], padding: 1) }
+        check("convTranspose2d 16×17 s1 p1 k3", [big, rand([2, 3, 3, 3], 19), rand([3], 20)]) { Tensor.convTranspose2d($0[0], weight: $0[1], bias: $0[2], padding: 1) }
         let img = rand([2, 3, 4, 6], 15)
         check("upsample x2", [img]) { $0[0].upsampledNearest(factor: 2) }
         check("avgPool 2", [img]) { $0[0].avgPooled(kernel: 2) }

@@ -137,6 +137,19 @@ final class GANTrainingTests: XCTestCase {
         return sigma
     }
 
+    /// The untrained baseline of `eval quality` is the generator a run starts from, bit for bit.
+    func testUntrainedGeneratorIsTheRunsStartingPoint() throws {
+        let c = try config(set: ["run.seed=7"])
+        let trainer = try Trainer(config: c, directory: dir + "/run")
+        let task = try XCTUnwrap(trainer.task as? GANTask)
+        let rebuilt = try untrainedGenerator(c)
+        let a = task.generator.state(), b = rebuilt.state()
+        XCTAssertEqual(a.keys.sorted(), b.keys.sorted())
+        for k in a.keys { XCTAssertEqual(a[k]!.doubles, b[k]!.doubles, k) }
+        let other = try untrainedGenerator(try config(set: ["run.seed=8"])).state()
+        XCTAssertTrue(a.keys.contains { a[$0]!.count > 100 && a[$0]!.doubles != other[$0]!.doubles }, "another seed, other weights")
+    }
+
     /// The generator's image for seed i does not depend on the batch it is drawn in, and a
     /// class-conditional generator's image depends on the label.
     func testGeneratorSamplesDependOnlyOnTheirSeed() throws {

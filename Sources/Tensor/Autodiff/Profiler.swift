@@ -19,6 +19,9 @@ public enum Profiler {
         if detailed, case .conv2d(let g) = op {
             return "conv2d \(g.channels)@\(g.height) k\(g.kernelH)s\(g.stride)"
         }
+        if detailed, case .convTranspose2d(let g) = op {
+            return "convT →\(g.channels)@\(g.height) k\(g.kernelH)s\(g.stride)"
+        }
         return String("\(op)".prefix { $0 != "(" })
     }
 
