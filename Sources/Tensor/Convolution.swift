@@ -96,11 +96,8 @@ enum ConvKernels {
         // depend on its batch (batch invariance by construction, as for Linear layers).
         let group = Tape.current == nil ? 0 : imageGroup(windows: g.windows, rows: g.patch + o)
         if group > 0 {
-            let chunks = (n + group - 1) / group
-            let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: (g.patch + o) * group * g.windows)
-            Parallel.run(chunks: chunks) { chunk, worker in
-                let lo = chunk * group, count = min(n, lo + group) - lo, ld = count * g.windows
-                let col = scratch[worker], yT = col + g.patch * group * g.windows
+            forEachGroup(n, group: group, windows: g.windows, rows: g.patch + o, T.self) { chunk, lo, count, ld, col in
+                let yT = col + g.patch * group * g.windows
                 for q in 0..<count { im2col(g, px + (lo + q) * inSize, col + q * g.windows, ld: ld) }
                 T.gemm(transA: false, transB: false, m: o, n: ld, k: g.patch, alpha: 1,
                        a: pw, lda: g.patch, b: col, ldb: ld, beta: 0, c: yT, ldc: ld)
@@ -146,6 +143,19 @@ enum ConvKernels {
         return max(1, min(want, (1 << 22) / max(rows * windows, 1)))
     }
 
+    /// Runs `body(chunk, lo, count, ld, scratch)` for each group of `group` images of `n`
+    /// (images lo..<lo + count, columns side by side with row stride ld = count·windows),
+    /// with `rows × group·windows` elements of per-worker scratch.
+    static func forEachGroup<T: TensorScalar>(_ n: Int, group: Int, windows: Int, rows: Int, _: T.Type,
+                                              _ body: (_ chunk: Int, _ lo: Int, _ count: Int, _ ld: Int, _ scratch: UnsafeMutablePointer<T>) -> Void) {
+        let chunks = (n + group - 1) / group
+        let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: rows * group * windows)
+        Parallel.run(chunks: chunks) { chunk, worker in
+            let lo = chunk * group, count = min(n, lo + group) - lo
+            body(chunk, lo, count, count * windows, scratch[worker])
+        }
+    }
+
     /// dst[c, q·windows + j] = src[q, c, j] for q < count: `count` images' [C, windows] planes side by side.
     static func gather<T: TensorScalar>(_ src: UnsafePointer<T>, count: Int, channels: Int, windows: Int, into dst: UnsafeMutablePointer<T>) {
         let ld = count * windows
@@ -173,11 +183,9 @@ enum ConvKernels {
         if group > 0 {
             // images side by side: dYᵀ [o, G·windows] gathered, col [patch, G·windows]
             let chunks = (n + group - 1) / group
-            let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: (g.patch + o) * group * g.windows)
             let partial = dw == nil ? nil : ScratchBuffers<T>(count: 1, elements: chunks * wSize)
-            Parallel.run(chunks: chunks) { chunk, worker in
-                let lo = chunk * group, count = min(n, lo + group) - lo, ld = count * g.windows
-                let col = scratch[worker], gyT = col + g.patch * group * g.windows
+            forEachGroup(n, group: group, windows: g.windows, rows: g.patch + o, T.self) { chunk, lo, count, ld, col in
+                let gyT = col + g.patch * group * g.windows
                 gather(pg + lo * outSize, count: count, channels: o, windows: g.windows, into: gyT)
                 if let partial {
                     for q in 0..<count { im2col(g, px + (lo + q) * inSize, col + q * g.windows, ld: ld) }
@@ -238,11 +246,8 @@ enum ConvKernels {
         // grouped only while a tape records, as in `forward`
         let group = Tape.current == nil ? 0 : imageGroup(windows: g.windows, rows: g.patch + cin)
         if group > 0 {
-            let chunks = (n + group - 1) / group
-            let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: (g.patch + cin) * group * g.windows)
-            Parallel.run(chunks: chunks) { chunk, worker in
-                let lo = chunk * group, count = min(n, lo + group) - lo, ld = count * g.windows
-                let col = scratch[worker], xT = col + g.patch * group * g.windows
+            forEachGroup(n, group: group, windows: g.windows, rows: g.patch + cin, T.self) { chunk, lo, count, ld, col in
+                let xT = col + g.patch * group * g.windows
                 gather(px + lo * inSize, count: count, channels: cin, windows: g.windows, into: xT)
                 T.gemm(transA: true, transB: false, m: g.patch, n: ld, k: cin, alpha: 1,
                        a: pw, lda: g.patch, b: xT, ldb: ld, beta: 0, c: col, ldc: ld)
@@ -288,11 +293,9 @@ enum ConvKernels {
         if group > 0 {
             // images side by side: col [patch, G·windows] from dY, xᵀ [cin, G·windows] gathered
             let chunks = (n + group - 1) / group
-            let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: (g.patch + cin) * group * g.windows)
             let partial = dw == nil ? nil : ScratchBuffers<T>(count: 1, elements: chunks * wSize)
-            Parallel.run(chunks: chunks) { chunk, worker in
-                let lo = chunk * group, count = min(n, lo + group) - lo, ld = count * g.windows
-                let col = scratch[worker], xT = col + g.patch * group * g.windows
+            forEachGroup(n, group: group, windows: g.windows, rows: g.patch + cin, T.self) { chunk, lo, count, ld, col in
+                let xT = col + g.patch * group * g.windows
                 for q in 0..<count { im2col(g, pg + (lo + q) * outSize, col + q * g.windows, ld: ld) }
                 if let dx {
                     T.gemm(transA: false, transB: false, m: cin, n: ld, k: g.patch, alpha: 1,
