@@ -98,31 +98,46 @@ enum NormKernels {
         }
     }
 
+    /// Σ_{j < count} f(j) in four interleaved partial sums, combined (a + b) + (c + d): a fixed
+    /// order that does not wait on one addition chain.
+    @inline(__always) static func laneSum<S: FloatingPoint>(_ count: Int, _ f: (Int) -> S) -> S {
+        var a: S = 0, b: S = 0, c: S = 0, d: S = 0
+        var j = 0
+        while j + 4 <= count { a += f(j); b += f(j + 1); c += f(j + 2); d += f(j + 3); j += 4 }
+        while j < count { a += f(j); j += 1 }
+        return (a + b) + (c + d)
+    }
+
     /// BatchNorm (training): statistics per channel over N and L.
     static func batchForward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, eps: Double,
                                               _ out: Tensor, _ mean: Tensor, _ rstd: Tensor, _ variance: Tensor, _: T.Type) {
         let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let m = Double(n * l)
         let px = x.pointer(T.self), py = out.pointer(T.self)
-        for ch in 0..<c {
+        // channels are independent: split them across threads (each computed whole by one)
+        Parallel.forRanges(c, cost: 3 * x.count) { channels in for ch in channels {
             var s: Double = 0, ss: Double = 0
-            for i in 0..<n { let o = (i * c + ch) * l; for j in 0..<l { s += Double(px[o + j]) } }
+            for i in 0..<n { let o = (i * c + ch) * l; s += laneSum(l) { Double(px[o + $0]) } }
             let mu = s / m
-            for i in 0..<n { let o = (i * c + ch) * l; for j in 0..<l { let d = Double(px[o + j]) - mu; ss += d * d } }
+            for i in 0..<n { let o = (i * c + ch) * l; ss += laneSum(l) { let d = Double(px[o + $0]) - mu; return d * d } }
             let v = ss / m, r = 1 / (v + eps).squareRoot()
             mean.pointer(T.self)[ch] = T(mu); rstd.pointer(T.self)[ch] = T(r); variance.pointer(T.self)[ch] = T(v)
             let a = T(r) * (gamma?.pointer(T.self)[ch] ?? 1), b = (beta?.pointer(T.self)[ch] ?? 0) - T(mu) * a
             for i in 0..<n { let o = (i * c + ch) * l; for j in 0..<l { py[o + j] = px[o + j] * a + b } }
-        }
+        } }
     }
 
     static func batchBackward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ gy: Tensor, _ mean: Tensor, _ rstd: Tensor,
                                                dx: Tensor?, dgamma: Tensor?, dbeta: Tensor?, _: T.Type) {
         let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let m = T(n * l)
         let px = x.pointer(T.self), pg = gy.pointer(T.self)
-        for ch in 0..<c {
+        Parallel.forRanges(c, cost: 4 * x.count) { channels in for ch in channels {
             let mu = mean.pointer(T.self)[ch], r = rstd.pointer(T.self)[ch], ga = gamma?.pointer(T.self)[ch] ?? 1
             var sg: T = 0, sgx: T = 0
-            for i in 0..<n { let o = (i * c + ch) * l; for j in 0..<l { sg += pg[o + j]; sgx += pg[o + j] * (px[o + j] - mu) * r } }
+            for i in 0..<n {
+                let o = (i * c + ch) * l
+                sg += laneSum(l) { pg[o + $0] }
+                sgx += laneSum(l) { pg[o + $0] * (px[o + $0] - mu) * r }
+            }
             dgamma?.pointer(T.self)[ch] = sgx; dbeta?.pointer(T.self)[ch] = sg
             guard let dx else { continue }
             let pdx = dx.pointer(T.self), a = sg * ga / m, b = sgx * ga / m
@@ -130,7 +145,7 @@ enum NormKernels {
                 let xh = (px[o + j] - mu) * r
                 pdx[o + j] = r * (pg[o + j] * ga - a - xh * b)
             } }
-        }
+        } }
     }
 }
 
