@@ -16,6 +16,8 @@ struct Train: ParsableCommand {
     @Option(help: "Stop at this step (absolute, counted from the start of the run), checkpoint, and exit.") var stopAt: Int?
     @OptionGroup var threads: ThreadOptions
     @Flag(help: "Print the resolved config and the run directory, and exit.") var dryRun = false
+    @Flag(help: "When the run is complete, draw the config's [sample] request (EMA weights, seeds 0…count−1) unless that file exists.")
+    var sample = false
 
     func validate() throws {
         try Check.atLeast(stopAfter, 1, "--stop-after")
@@ -31,10 +33,27 @@ struct Train: ParsableCommand {
             return
         }
         threads.apply(configured: c.train.threads)
-        let trainer = try Trainer(config: c, directory: dir)
-        trainer.threadsOverride = threads.threads
-        try trainer.run(stopAfter: stopAfter, stopAt: stopAt)
+        do {
+            // the trainer (and its exclusive lock on the run) ends with this scope
+            let trainer = try Trainer(config: c, directory: dir)
+            trainer.threadsOverride = threads.threads
+            try trainer.run(stopAfter: stopAfter, stopAt: stopAt)
+        }
         print("run directory: \(dir)")
+        let run = RunDirectory(dir)
+        guard sample, run.readStatus()?["state"] as? String == "done" else { return }
+        let req = SampleRequest(count: c.sample.count, batchSize: c.sample.batchSize, sampler: c.sample.sampler, useEMA: c.sample.useEMA)
+        let step = try run.loadCheckpoint().step
+        if FileManager.default.fileExists(atPath: sampleFilePath(run: run, request: req, step: step)) {
+            print("samples: \(sampleFilePath(run: run, request: req, step: step)) (already drawn)")
+            return
+        }
+        let t0 = Date()
+        let (file, grid, _) = try generateSamples(run: run, request: req) { done, total in
+            FileHandle.standardError.write(Data("\rsampled \(done)/\(total)".utf8))
+        }
+        FileHandle.standardError.write(Data("\n".utf8))
+        print(String(format: "wrote %@ and %@ (%.1f s)", file, grid, Date().timeIntervalSince(t0)))
     }
 }
 

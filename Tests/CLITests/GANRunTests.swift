@@ -121,8 +121,15 @@ final class GANRunTests: XCTestCase {
         let small = GANRunTests.config.replacingOccurrences(of: "images = 100000", with: "images = 320")
             .replacingOccurrences(of: "d_steps = 2", with: "d_steps = 1")
         try small.write(toFile: root + "/small.toml", atomically: true, encoding: .utf8)
-        let t = Binary.run(["train", "small.toml", "--run-dir", "g"], cwd: root)
+        let t = Binary.run(["train", "small.toml", "--run-dir", "g", "--sample"], cwd: root)
         XCTAssertEqual(t.status, 0, t.stderr)
+        // --sample: the finished run draws its config's [sample] request once
+        let drawn = try FileManager.default.contentsOfDirectory(atPath: root + "/g/samples").filter { $0.hasSuffix(".h5") }
+        XCTAssertEqual(drawn.count, 1, "\(drawn)")
+        XCTAssertTrue(drawn[0].hasPrefix("step40-gan-ema-") && t.stdout.contains(drawn[0]), t.stdout)
+        let again = Binary.run(["train", "small.toml", "--run-dir", "g", "--sample"], cwd: root)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("already drawn"), again.stdout)
         let e = Binary.run(["eval", "extraction", "g", "--count", "16", "--no-clique"], cwd: root)
         XCTAssertEqual(e.status, 0, e.stderr)
         XCTAssertTrue(e.stdout.contains("step40-gan-ema-n16-seed0.h5"), e.stdout)
