@@ -2,7 +2,7 @@ import Foundation
 import Privacy
 import XCTest
 
-/// The RDP accountant against Opacus 1.5 (`opacus.accountants.analysis.rdp`, computed with
+/// The RDP accountant against Opacus 1.6 (`opacus.accountants.analysis.rdp`, computed with
 /// its default orders; the classic ε is min over orders of rdp + log(1/δ)/(α − 1)), and its
 /// own invariants.
 final class RDPAccountantTests: XCTestCase {
