@@ -33,6 +33,16 @@ struct AccountingOptions: ParsableArguments {
         guard delta < 1 else { throw ValidationError("--delta must be < 1, got \(delta)") }
     }
 
+    /// The accounting of `steps` steps at (q, σ) over the chosen orders.
+    func spent(sigma: Double) -> PrivacySpent {
+        PrivacySpent(phases: [(sampleRate, sigma, steps)], delta: delta, orders: grid)
+    }
+
+    /// The JSON fields every report carries, after `leading` ones.
+    func fields(_ p: PrivacySpent, leading: [(String, Double)] = []) -> [(String, Double)] {
+        leading + [("epsilon_improved", p.epsilonImproved), ("epsilon_classic", p.epsilonClassic), ("best_order", p.bestOrder), ("delta", delta)]
+    }
+
     func emit(_ fields: [(String, Double)], text: String) {
         if json {
             let body = fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ")   // shortest round-trip digits
@@ -53,10 +63,8 @@ struct PrivacyEpsilon: ParsableCommand {
     func validate() throws { try Check.finite(noiseMultiplier, "--noise-multiplier", above: 0) }
 
     func run() throws {
-        let o = options
-        let p = PrivacySpent(phases: [(o.sampleRate, noiseMultiplier, o.steps)], delta: o.delta, orders: o.grid)
-        o.emit([("epsilon_improved", p.epsilonImproved), ("epsilon_classic", p.epsilonClassic), ("best_order", p.bestOrder), ("delta", o.delta)],
-               text: String(format: "ε = %.4f (improved conversion, Balle et al. 2020; order %g)\nε = %.4f (classic conversion, Mironov 2017; order %g)\nat δ = %g after %d steps, q = %g, σ = %g",
+        let o = options, p = o.spent(sigma: noiseMultiplier)
+        o.emit(o.fields(p), text: String(format: "ε = %.4f (improved conversion, Balle et al. 2020; order %g)\nε = %.4f (classic conversion, Mironov 2017; order %g)\nat δ = %g after %d steps, q = %g, σ = %g",
                             p.epsilonImproved, p.bestOrder, p.epsilonClassic, p.bestOrderClassic, o.delta, o.steps, o.sampleRate, noiseMultiplier))
     }
 }
@@ -75,9 +83,8 @@ struct PrivacySigma: ParsableCommand {
         guard let s = PrivacySpent.sigma(forEpsilon: epsilon, q: o.sampleRate, steps: o.steps, delta: o.delta, orders: o.grid) else {
             throw ValidationError("--epsilon \(epsilon): no noise multiplier up to 1e6 reaches it at q = \(o.sampleRate), \(o.steps) steps, δ = \(o.delta)")
         }
-        let p = PrivacySpent(phases: [(o.sampleRate, s, o.steps)], delta: o.delta, orders: o.grid)
-        o.emit([("sigma", s), ("epsilon_improved", p.epsilonImproved), ("epsilon_classic", p.epsilonClassic), ("best_order", p.bestOrder), ("delta", o.delta)],
-               text: String(format: "σ = %.4f gives ε = %.4f ≤ %g (improved conversion; classic %.4f) at δ = %g after %d steps, q = %g",
+        let p = o.spent(sigma: s)
+        o.emit(o.fields(p, leading: [("sigma", s)]), text: String(format: "σ = %.4f gives ε = %.4f ≤ %g (improved conversion; classic %.4f) at δ = %g after %d steps, q = %g",
                             s, p.epsilonImproved, epsilon, p.epsilonClassic, o.delta, o.steps, o.sampleRate))
     }
 }

@@ -43,9 +43,9 @@ struct Train: ParsableCommand {
         let run = RunDirectory(dir)
         guard sample, run.readStatus()?["state"] as? String == "done" else { return }
         let req = SampleRequest(count: c.sample.count, batchSize: c.sample.batchSize, sampler: c.sample.sampler, useEMA: c.sample.useEMA)
-        let step = try run.loadCheckpoint().step
-        if FileManager.default.fileExists(atPath: sampleFilePath(run: run, request: req, step: step)) {
-            print("samples: \(sampleFilePath(run: run, request: req, step: step)) (already drawn)")
+        let existing = sampleFilePath(run: run, request: req, step: try run.loadCheckpoint().step)
+        if FileManager.default.fileExists(atPath: existing) {
+            print("samples: \(existing) (already drawn)")
             return
         }
         let t0 = Date()
