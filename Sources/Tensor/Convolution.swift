@@ -1,3 +1,5 @@
+import CKernels
+
 /// 2-D convolution as im2col + GEMM (Chellapilla et al., 2006), its transpose, nearest
 /// upsampling and average pooling. Layouts: x [N, C, H, W]; conv weight [O, C, KH, KW];
 /// transposed-conv weight [Cin, Cout, KH, KW] (PyTorch's layouts).
@@ -89,6 +91,10 @@ func col2im<T: TensorScalar>(_ g: ConvGeometry, _ col: UnsafePointer<T>, _ x: Un
 enum ConvKernels {
     static func forward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ g: ConvGeometry, _ out: Tensor, _: T.Type) {
         let n = x.shape[0], o = w.shape[0]
+        if T.self == Float.self && DirectConv3x3.applies(g, outChannels: o) {
+            DirectConv3x3.forward(x, w, bias, g, out)
+            return
+        }
         let px = x.pointer(T.self), pw = w.pointer(T.self), py = out.pointer(T.self)
         let inSize = g.channels * g.height * g.width, outSize = o * g.windows
         // Grouped only while a tape records (training). Without one (sampling, evaluation)
@@ -176,6 +182,10 @@ enum ConvKernels {
     static func backward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, _ gy: Tensor, _ g: ConvGeometry,
                                           dx: Tensor?, dw: Tensor?, db: Tensor?, _: T.Type) {
         let n = x.shape[0], o = w.shape[0]
+        if T.self == Float.self && DirectConv3x3.applies(g, outChannels: o) {
+            DirectConv3x3.backward(x, w, gy, g, dx: dx, dw: dw, db: db)
+            return
+        }
         let px = x.pointer(T.self), pw = w.pointer(T.self), pg = gy.pointer(T.self)
         let inSize = g.channels * g.height * g.width, outSize = o * g.windows
         let wSize = o * g.patch
@@ -349,6 +359,62 @@ enum ConvKernels {
             for j in 0..<inner { s += r[j] }
             out[c] += s
         } }
+    }
+}
+
+/// 3×3 stride-1 padding-1 convolutions with an RGB-sized side (≤ 4 input or output
+/// channels), computed directly (`ek_conv3x3_image`, `ek_conv3x3_weight_grad`) instead of
+/// im2col + GEMM, whose im2col matrix would be 9× the image for a product of inner or outer
+/// dimension 3. Float only; one image at a time, so batch invariance holds as on the GEMM path.
+enum DirectConv3x3 {
+    static func applies(_ g: ConvGeometry, outChannels o: Int) -> Bool {
+        g.kernelH == 3 && g.kernelW == 3 && g.stride == 1 && g.padding == 1 && g.width % 16 == 0
+            && min(g.channels, o) <= 4
+    }
+
+    static func forward(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ g: ConvGeometry, _ out: Tensor) {
+        let n = x.shape[0], o = w.shape[0]
+        let px = x.pointer(Float.self), pw = w.pointer(Float.self), py = out.pointer(Float.self)
+        let pb: UnsafePointer<Float>? = bias.map { UnsafePointer($0.pointer(Float.self)) }
+        let inSize = g.channels * g.height * g.width, outSize = o * g.windows
+        let chunks = Parallel.chunkCount(n)
+        let scratch = ScratchBuffers<Float>(count: Parallel.workers(for: chunks), elements: ek_conv3x3_scratch(g.channels, g.height, g.width))
+        Parallel.run(chunks: chunks) { chunk, worker in
+            for i in Parallel.chunkRange(chunk, of: n) {
+                ek_conv3x3_image(px + i * inSize, g.channels, g.height, g.width, pw, o, pb, py + i * outSize, scratch[worker])
+            }
+        }
+    }
+
+    static func backward(_ x: Tensor, _ w: Tensor, _ gy: Tensor, _ g: ConvGeometry, dx: Tensor?, dw: Tensor?, db: Tensor?) {
+        let n = x.shape[0], o = w.shape[0], c = g.channels
+        let px = x.pointer(Float.self), pw = w.pointer(Float.self), pg = gy.pointer(Float.self)
+        let inSize = c * g.height * g.width, outSize = o * g.windows, wSize = o * c * 9
+        // dx is the forward map applied to dY with the weights transposed and flipped:
+        // flipped[c][o][8 − k] = w[o][c][k]
+        var flipped = [Float](repeating: 0, count: wSize)
+        for oo in 0..<o { for cc in 0..<c { for k in 0..<9 { flipped[(cc * o + oo) * 9 + 8 - k] = pw[(oo * c + cc) * 9 + k] } } }
+        let chunks = Parallel.chunkCount(n)
+        let scratch = ScratchBuffers<Float>(count: Parallel.workers(for: chunks),
+                                            elements: ek_conv3x3_scratch(max(c, o), g.height, g.width))
+        // one partial dW per chunk, summed in chunk order (thread-count independent)
+        let partial = dw == nil ? nil : ScratchBuffers<Float>(count: 1, elements: chunks * wSize)
+        flipped.withUnsafeBufferPointer { pf in
+            Parallel.run(chunks: chunks) { chunk, worker in
+                if let partial { (partial[0] + chunk * wSize).update(repeating: 0, count: wSize) }
+                for i in Parallel.chunkRange(chunk, of: n) {
+                    if let partial {
+                        ek_conv3x3_weight_grad(px + i * inSize, c, g.height, g.width, pg + i * outSize, o, partial[0] + chunk * wSize, scratch[worker])
+                    }
+                    if let dx {
+                        ek_conv3x3_image(pg + i * outSize, o, g.height, g.width, pf.baseAddress!, c, nil,
+                                         dx.pointer(Float.self) + i * inSize, scratch[worker])
+                    }
+                }
+            }
+        }
+        if let dw, let partial { ConvKernels.sumChunks(partial[0], chunks: chunks, size: wSize, into: dw.pointer(Float.self)) }
+        if let db { ConvKernels.channelSums(pg, n: n, channels: o, inner: g.windows, into: db.pointer(Float.self)) }
     }
 }
 

@@ -46,6 +46,11 @@ extension Float: TensorScalar {
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if GEMM.ownKernel {
+            let status = ek_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            precondition(status == 0, "sgemm: out of memory for packing buffers (\(m)×\(n)×\(k))")
+            return
+        }
         Threads.pinBLAS()
         cblas_sgemm(CblasRowMajor, cblasTrans(transA), cblasTrans(transB), Int32(m), Int32(n), Int32(k),
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
@@ -91,6 +96,52 @@ extension Double: TensorScalar {
     public static func rowsMatmul(m: Int, n: Int, k: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
                                   c: UnsafeMutablePointer<Double>, ldc: Int) {
         ek_rows_matmul_f64(a, m, k, lda, b, ldb, n, c, ldc)
+    }
+}
+
+/// Which single-precision GEMM Eidetic runs. Its own (Sources/CKernels/gemm.c) wherever the
+/// CPU has AVX2 + FMA or AVX-512: it picks its micro-kernel by the CPU's features, never by
+/// `OPENBLAS_CORETYPE`, and gives the same bits on both ISAs and for any batch size.
+/// OpenBLAS elsewhere (older x86-64, other architectures), or when the environment sets
+/// `EIDETIC_GEMM=openblas` (to compare the two in benchmarks). Double precision always
+/// uses OpenBLAS.
+public enum GEMM {
+    public static let ownKernel: Bool = {
+        if ProcessInfo.processInfo.environment["EIDETIC_GEMM"] == "openblas" { return false }
+        return ownAvailable
+    }()
+
+    /// Whether this CPU runs one of Eidetic's vector micro-kernels (AVX2 + FMA or AVX-512).
+    public static var ownAvailable: Bool { ek_sgemm_best_isa() != EK_ISA_PORTABLE }
+
+    /// OpenBLAS's sgemm whatever `ownKernel` says (benchmarks), row-major like `Float.gemm`.
+    public static func openBLAS(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                                a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, cblasTrans(transA), cblasTrans(transB), Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// Eidetic's micro-kernels; all three give the same bits (gemm.c).
+    public enum ISA: Int32, CaseIterable, Sendable {
+        case portable = 0, avx2 = 1, avx512 = 2
+        public var isAvailable: Bool { ek_sgemm_isa_available(rawValue) != 0 }
+    }
+
+    /// Eidetic's sgemm with OpenBLAS's signature, on the best micro-kernel or a chosen one
+    /// (tests and benchmarks). False when that micro-kernel cannot run here.
+    @discardableResult
+    public static func own(isa: ISA? = nil, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                           a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                           beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
+        let chosen = isa?.rawValue ?? ek_sgemm_best_isa()
+        return ek_sgemm_isa(chosen, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0
+    }
+
+    /// "eidetic avx512", "eidetic avx2" or "openblas": what `Float.gemm` runs.
+    public static var description: String {
+        guard ownKernel else { return "openblas" }
+        return ek_sgemm_best_isa() == EK_ISA_AVX512 ? "eidetic avx512" : "eidetic avx2"
     }
 }
 

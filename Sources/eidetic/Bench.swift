@@ -178,23 +178,32 @@ struct Bench: ParsableCommand {
 
         func run() throws {
             Threads.count = threads
-            print("OpenBLAS \(Threads.blasConfiguration); threads \(Threads.count)")
+            print("OpenBLAS \(Threads.blasConfiguration); threads \(Threads.count); Float GEMM: \(GEMM.description)")
             var peak = 0.0
-            print("\nsgemm (row-major C = A·B, square; OpenBLAS's own \(threads)-thread sgemm):")
+            print("\nsgemm (row-major C = A·B, square; OpenBLAS's own \(threads)-thread sgemm, and Eidetic's 1-thread one):")
             for n in noSgemm ? [] : [1024, 2048] {
                 let a = Tensor.uniform([n, n], key: RandomKey(seed: 1)), b = Tensor.uniform([n, n], key: RandomKey(seed: 2))
                 let c = Tensor.zeros([n, n])
+                let (pa, pb, pc) = (a.pointer(Float.self), b.pointer(Float.self), c.pointer(Float.self))
                 let t = Threads.withNativeBLAS(threads: threads) {
                     bestTime(seconds) {
-                        Float.gemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a.pointer(Float.self), lda: n,
-                                   b: b.pointer(Float.self), ldb: n, beta: 0, c: c.pointer(Float.self), ldc: n)
+                        GEMM.openBLAS(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: pa, lda: n, b: pb, ldb: n, beta: 0, c: pc, ldc: n)
                     }
                 }
                 let gf = 2 * pow(Double(n), 3) / t / 1e9
                 peak = max(peak, gf)
-                print(String(format: "  %5d²   %8.2f ms   %7.1f GFLOP/s", n, t * 1e3, gf))
+                var own = ""
+                if GEMM.ownAvailable {
+                    let to = bestTime(seconds) {
+                        GEMM.own(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: pa, lda: n, b: pb, ldb: n, beta: 0, c: pc, ldc: n)
+                    }
+                    let gfOwn = 2 * pow(Double(n), 3) / to / 1e9
+                    peak = max(peak, gfOwn)
+                    own = String(format: "   Eidetic 1 thread %7.1f GFLOP/s", gfOwn)
+                }
+                print(String(format: "  %5d²   %8.2f ms   %7.1f GFLOP/s", n, t * 1e3, gf) + own)
             }
-            print(String(format: "  sgemm reference for this run: %.1f GFLOP/s\n", peak))
+            print(String(format: "  sgemm reference for this run (the better of the two): %.1f GFLOP/s\n", peak))
             print("conv2d 3×3 pad 1, forward + backward (dx, dW, db); FLOPs = 3 × 2·N·O·C·9·H·W:")
             print("  batch  C→O   H×W    fwd ms  fwd GF/s   f+b ms  f+b GF/s  of sgemm")
             var worst = Double.infinity

@@ -31,14 +31,20 @@ final class ConvolutionTests: XCTestCase {
 
     func testConv2dMatchesDirectConvolution() {
         // small window grids take the grouped backward path (images side by side), grids of
-        // ≥ 256 windows (the 17×16 and 34×33 inputs) the per-image one
-        for (stride, pad, k, h) in [(1, 1, 3, 9), (2, 1, 3, 9), (1, 0, 1, 9), (2, 1, 4, 9), (1, 2, 5, 9), (1, 1, 3, 17), (2, 1, 4, 34)] {
-            let xs = [3, 5, h, h - 1], ws = [6, 5, k, k]
-            let x = Tensor.normal(xs, key: RandomKey(seed: 1)), w = Tensor.normal(ws, key: RandomKey(seed: 2)), b = Tensor.normal([6], key: RandomKey(seed: 3))
+        // ≥ 256 windows (the 17×16 and 34×33 inputs) the per-image one; 3×3 stride-1 convs
+        // with ≤ 4 channels on one side and widths divisible by 16 the direct kernel
+        let gemmCases = [(1, 1, 3, 9), (2, 1, 3, 9), (1, 0, 1, 9), (2, 1, 4, 9), (1, 2, 5, 9), (1, 1, 3, 17), (2, 1, 4, 34)].map {
+            (stride: $0.0, pad: $0.1, k: $0.2, h: $0.3, c: 5, o: 6, wd: $0.3 - 1)
+        }
+        let directCases = [(stride: 1, pad: 1, k: 3, h: 4, c: 3, o: 8, wd: 16), (stride: 1, pad: 1, k: 3, h: 5, c: 7, o: 3, wd: 32),
+                           (stride: 1, pad: 1, k: 3, h: 3, c: 2, o: 4, wd: 16)]
+        for (stride, pad, k, h, c, o, wd) in gemmCases + directCases {
+            let xs = [3, c, h, wd], ws = [o, c, k, k]
+            let x = Tensor.normal(xs, key: RandomKey(seed: 1)), w = Tensor.normal(ws, key: RandomKey(seed: 2)), b = Tensor.normal([o], key: RandomKey(seed: 3))
             let (yRef, ys) = naiveConv(x.doubles, xs, w.doubles, ws, b.doubles, stride: stride, pad: pad)
             let y = Tensor.conv2d(x, weight: w, bias: b, stride: stride, padding: pad)
             XCTAssertEqual(y.shape, ys)
-            assertClose(y.scalars, yRef, "conv2d forward s\(stride) p\(pad) k\(k)")
+            assertClose(y.scalars, yRef, "conv2d forward s\(stride) p\(pad) k\(k) \(c)→\(o)")
 
             // Backward against the adjoint definitions: with upstream g,
             // dW[o,c,a,b] = Σ g[n,o,i,j] x[n,c,i·s−p+a, j·s−p+b]; dx by scattering; db = Σ g.
@@ -46,10 +52,10 @@ final class ConvolutionTests: XCTestCase {
             let (taped, grads) = valueAndGradients(wrt: [x, w, b], seed: g) { Tensor.conv2d(x, weight: w, bias: b, stride: stride, padding: pad) }
             assertClose(taped.scalars, yRef, "conv2d forward under a tape (grouped on small grids) s\(stride) p\(pad) k\(k)")
             let (xd, wdv, gd) = (x.doubles, w.doubles, g.doubles)
-            var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: w.count), db = [Double](repeating: 0, count: 6)
-            let (n, c, h, wd) = (xs[0], xs[1], xs[2], xs[3]), (oh, ow) = (ys[2], ys[3])
-            for ni in 0..<n { for oi in 0..<6 { for i in 0..<oh { for j in 0..<ow {
-                let gv = gd[((ni * 6 + oi) * oh + i) * ow + j]
+            var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: w.count), db = [Double](repeating: 0, count: o)
+            let n = xs[0], (oh, ow) = (ys[2], ys[3])
+            for ni in 0..<n { for oi in 0..<o { for i in 0..<oh { for j in 0..<ow {
+                let gv = gd[((ni * o + oi) * oh + i) * ow + j]
                 db[oi] += gv
                 for ci in 0..<c { for a in 0..<k { for bb in 0..<k {
                     let ih = i * stride - pad + a, iw = j * stride - pad + bb
@@ -106,10 +112,12 @@ final class ConvolutionTests: XCTestCase {
         defer { Threads.count = saved }
         let x = Tensor.normal([10, 4, 8, 8], key: RandomKey(seed: 10)), w = Tensor.normal([6, 4, 3, 3], key: RandomKey(seed: 11))
         let b = Tensor.normal([6], key: RandomKey(seed: 12)), wt = Tensor.normal([4, 3, 4, 4], key: RandomKey(seed: 13))
+        let xr = Tensor.normal([10, 3, 4, 16], key: RandomKey(seed: 14)), wr = Tensor.normal([5, 3, 3, 3], key: RandomKey(seed: 15))
         func run() -> [[Float]] {
             let (y, g) = valueAndGradients(wrt: [x, w, b]) { Tensor.conv2d(x, weight: w, bias: b, padding: 1).squared().sum() }
+            let (r, q) = valueAndGradients(wrt: [xr, wr]) { Tensor.conv2d(xr, weight: wr, padding: 1).squared().sum() }
             let (z, h) = valueAndGradients(wrt: [x, wt]) { Tensor.convTranspose2d(x, weight: wt, stride: 2, padding: 1).squared().sum() }
-            return [y.scalars, z.scalars] + g.map { $0.scalars } + h.map { $0.scalars }
+            return [y.scalars, z.scalars, r.scalars] + g.map { $0.scalars } + h.map { $0.scalars } + q.map { $0.scalars }
         }
         Threads.count = 1
         let one = run()

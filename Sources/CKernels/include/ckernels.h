@@ -56,4 +56,32 @@ void ek_rows_matmul_f32(const float *a, size_t m, size_t k, size_t lda, const fl
                         size_t n, float *c, size_t ldc);
 void ek_rows_matmul_f64(const double *a, size_t m, size_t k, size_t lda, const double *b, size_t ldb,
                         size_t n, double *c, size_t ldc);
+/* Eidetic's single-precision GEMM (gemm.c): row-major C = alpha·op(A)·op(B) + beta·C with
+   op(X) = Xᵀ when trans is non-zero; one thread per call. One summation order by
+   construction: the result is identical bit for bit on every ISA below and for any m and n
+   (row i of C depends only on row i of op(A) and on op(B)). Returns 0, or -1 when packing
+   memory cannot be had, -2 for an ISA this CPU lacks. */
+#define EK_ISA_PORTABLE 0
+#define EK_ISA_AVX2 1
+#define EK_ISA_AVX512 2
+int ek_sgemm(int transA, int transB, size_t m, size_t n, size_t k, float alpha,
+             const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
+/* The same with a chosen micro-kernel (tests and benchmarks). */
+int ek_sgemm_isa(int isa, int transA, int transB, size_t m, size_t n, size_t k, float alpha,
+                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
+/* 1 when this CPU runs that micro-kernel. */
+int ek_sgemm_isa_available(int isa);
+/* The fastest micro-kernel this CPU runs (what ek_sgemm uses). */
+int ek_sgemm_best_isa(void);
+/* Direct 3×3, stride-1, padding-1 convolution of one image (conv3x3.c), for layers with
+   few channels on one side; W must be a multiple of 16. in [C][H][W], wt [O][C][3][3],
+   out [O][H][W] = bias[o] (or 0 when bias is NULL) + Σ_c,kh,kw wt·in[c][h+kh−1][w+kw−1];
+   pad is scratch of ek_conv3x3_scratch(C, H, W) floats. The input gradient is this same
+   function applied to dY with the weights transposed and flipped. */
+size_t ek_conv3x3_scratch(size_t C, size_t H, size_t W);
+void ek_conv3x3_image(const float *in, size_t C, size_t H, size_t W, const float *wt, size_t O,
+                      const float *bias, float *out, float *pad);
+/* dw[o][c][kh][kw] += Σ_h,w gy[o][h][w] · in[c][h+kh−1][w+kw−1] for one image. */
+void ek_conv3x3_weight_grad(const float *in, size_t C, size_t H, size_t W, const float *gy, size_t O,
+                            float *dw, float *pad);
 #endif
