@@ -30,6 +30,11 @@ public struct ConvGeometry: Equatable, Sendable {
 /// columns sit side by side).
 func im2col<T: TensorScalar>(_ g: ConvGeometry, _ x: UnsafePointer<T>, _ col: UnsafeMutablePointer<T>, ld: Int? = nil) {
     let ld = ld ?? g.windows
+    if T.self == Float.self {
+        ek_im2col_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), g.channels, g.height, g.width, g.kernelH, g.kernelW,
+                      g.stride, g.padding, UnsafeMutableRawPointer(col).assumingMemoryBound(to: Float.self), ld)
+        return
+    }
     let (H, W, OH, OW, s, p) = (g.height, g.width, g.outH, g.outW, g.stride, g.padding)
     var row = 0
     for c in 0..<g.channels {
@@ -64,6 +69,11 @@ func im2col<T: TensorScalar>(_ g: ConvGeometry, _ x: UnsafePointer<T>, _ col: Un
 /// `x` must be zeroed by the caller; rows of `col` are `ld` apart.
 func col2im<T: TensorScalar>(_ g: ConvGeometry, _ col: UnsafePointer<T>, _ x: UnsafeMutablePointer<T>, ld: Int? = nil) {
     let ld = ld ?? g.windows
+    if T.self == Float.self {
+        ek_col2im_f32(UnsafeRawPointer(col).assumingMemoryBound(to: Float.self), g.channels, g.height, g.width, g.kernelH, g.kernelW,
+                      g.stride, g.padding, UnsafeMutableRawPointer(x).assumingMemoryBound(to: Float.self), ld)
+        return
+    }
     let (H, W, OH, OW, s, p) = (g.height, g.width, g.outH, g.outW, g.stride, g.padding)
     var row = 0
     for c in 0..<g.channels {

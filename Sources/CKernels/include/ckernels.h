@@ -84,4 +84,11 @@ void ek_conv3x3_image(const float *in, size_t C, size_t H, size_t W, const float
 /* dw[o][c][kh][kw] += Σ_h,w gy[o][h][w] · in[c][h+kh−1][w+kw−1] for one image. */
 void ek_conv3x3_weight_grad(const float *in, size_t C, size_t H, size_t W, const float *gy, size_t O,
                             float *dw, float *pad);
+/* im2col / col2im for Float (im2col.c), as Convolution.swift's generic ones: col[(c·KH + kh)·KW + kw][oh·OW + ow]
+   = x[c][oh·s − pad + kh][ow·s − pad + kw] (0 outside), rows ld apart; col2im adds the
+   adjoint into x (which the caller zeroes). */
+void ek_im2col_f32(const float *x, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t stride,
+                   size_t pad, float *col, size_t ld);
+void ek_col2im_f32(const float *col, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t stride,
+                   size_t pad, float *x, size_t ld);
 #endif
