@@ -113,6 +113,15 @@ enum NormKernels {
                                               _ out: Tensor, _ mean: Tensor, _ rstd: Tensor, _ variance: Tensor, _: T.Type) {
         let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let m = Double(n * l)
         let px = x.pointer(T.self), py = out.pointer(T.self)
+        if T.self == Float.self {
+            // channels are independent: split them across threads (each computed whole by one)
+            let f = { (t: Tensor?) in t.map { UnsafePointer($0.pointer(Float.self)) } }
+            Parallel.forRanges(c, cost: 16 * x.count) { channels in
+                ek_batchnorm_forward_f32(f(x)!, n, c, l, channels.lowerBound, channels.upperBound, f(gamma), f(beta), eps,
+                                         out.pointer(Float.self), mean.pointer(Float.self), rstd.pointer(Float.self), variance.pointer(Float.self))
+            }
+            return
+        }
         // channels are independent: split them across threads (each computed whole by one)
         Parallel.forRanges(c, cost: 3 * x.count) { channels in for ch in channels {
             var s: Double = 0, ss: Double = 0
@@ -130,6 +139,14 @@ enum NormKernels {
                                                dx: Tensor?, dgamma: Tensor?, dbeta: Tensor?, _: T.Type) {
         let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let m = T(n * l)
         let px = x.pointer(T.self), pg = gy.pointer(T.self)
+        if T.self == Float.self {
+            let f = { (t: Tensor?) in t.map { UnsafePointer($0.pointer(Float.self)) } }
+            Parallel.forRanges(c, cost: 16 * x.count) { channels in
+                ek_batchnorm_backward_f32(f(x)!, f(gy)!, n, c, l, channels.lowerBound, channels.upperBound, f(gamma), f(mean)!, f(rstd)!,
+                                          dx?.pointer(Float.self), dgamma?.pointer(Float.self), dbeta?.pointer(Float.self))
+            }
+            return
+        }
         Parallel.forRanges(c, cost: 4 * x.count) { channels in for ch in channels {
             let mu = mean.pointer(T.self)[ch], r = rstd.pointer(T.self)[ch], ga = gamma?.pointer(T.self)[ch] ?? 1
             var sg: T = 0, sgx: T = 0
