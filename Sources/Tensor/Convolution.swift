@@ -107,10 +107,12 @@ enum ConvKernels {
         }
         let px = x.pointer(T.self), pw = w.pointer(T.self), py = out.pointer(T.self)
         let inSize = g.channels * g.height * g.width, outSize = o * g.windows
-        // Grouped only while a tape records (training). Without one (sampling, evaluation)
-        // every image is its own product of one fixed shape, so an image's output does not
-        // depend on its batch (batch invariance by construction, as for Linear layers).
-        let group = Tape.current == nil ? 0 : imageGroup(windows: g.windows, rows: g.patch + o)
+        // Grouped while a tape records (training), or always with Eidetic's sgemm, whose every
+        // element has one summation order whatever the product's shape (gemm.c). Otherwise
+        // (OpenBLAS, Double) sampling and evaluation compute every image as its own product of
+        // one fixed shape. Either way an image's output does not depend on its batch (batch
+        // invariance by construction, as for Linear layers).
+        let group = groupsAtInference(T.self) || Tape.current != nil ? imageGroup(windows: g.windows, rows: g.patch + o) : 0
         if group > 0 {
             forEachGroup(n, group: group, windows: g.windows, rows: g.patch + o, T.self) { chunk, lo, count, ld, col in
                 let yT = col + g.patch * group * g.windows
@@ -146,6 +148,10 @@ enum ConvKernels {
             }
         }
     }
+
+    /// Whether inference may put images side by side: only when the GEMM gives every element
+    /// the same bits whatever the product's shape (Eidetic's sgemm), not OpenBLAS's.
+    static func groupsAtInference<T: TensorScalar>(_: T.Type) -> Bool { T.self == Float.self && GEMM.ownKernel }
 
     /// Images per group in training passes: with a small window grid (16 windows at 4×4)
     /// per-image products are thin (16 columns: BLAS repacks the whole weight matrix for every
@@ -263,8 +269,8 @@ enum ConvKernels {
         let n = x.shape[0], cin = x.shape[1]
         let px = x.pointer(T.self), pw = w.pointer(T.self), py = out.pointer(T.self)
         let inSize = cin * g.windows, outSize = g.channels * g.height * g.width
-        // grouped only while a tape records, as in `forward`
-        let group = Tape.current == nil ? 0 : imageGroup(windows: g.windows, rows: g.patch + cin)
+        // grouped as in `forward`
+        let group = groupsAtInference(T.self) || Tape.current != nil ? imageGroup(windows: g.windows, rows: g.patch + cin) : 0
         if group > 0 {
             forEachGroup(n, group: group, windows: g.windows, rows: g.patch + cin, T.self) { chunk, lo, count, ld, col in
                 let xT = col + g.patch * group * g.windows

@@ -34,6 +34,13 @@ extension Tensor {
                                a: pa + i * ar * ac, lda: ac, b: pb + i * br * bc, ldb: bc, beta: 0, c: pc + i * m * n, ldc: n)
                     }
                 }
+            } else if !transposeA && T.self == Float.self && GEMM.ownKernel {
+                // rows of A are examples (Linear layers): Eidetic's sgemm is row-invariant by
+                // construction (gemm.c), so an example's output never depends on its batch
+                Parallel.forRanges(m, cost: m * n * k / 4) { rows in
+                    T.gemm(transA: false, transB: transposeB, m: rows.count, n: n, k: k, alpha: 1,
+                           a: pa + rows.lowerBound * ac, lda: ac, b: pb, ldb: bc, beta: 0, c: pc + rows.lowerBound * n, ldc: n)
+                }
             } else if !transposeA {
                 // rows of A are examples (Linear layers): the row-invariant kernel, so an
                 // example's output never depends on the batch it is in
