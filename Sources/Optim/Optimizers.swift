@@ -138,11 +138,14 @@ public final class Adam: SlotOptimizer, Optimizer {
                 let (tb1, tb2) = (T(b1), T(b2))
                 let stepSize = T(lr / c1), rc2 = T(1 / c2.squareRoot()), te = T(eps)
                 let l2 = dec ? T(0) : T(wd), shrink = dec ? T(1 - lr * wd) : T(1)
-                for i in 0..<p.count {
-                    let gi = pg[i] + l2 * pp[i]
-                    pm[i] = tb1 * pm[i] + (1 - tb1) * gi
-                    pv[i] = tb2 * pv[i] + (1 - tb2) * gi * gi
-                    pp[i] = pp[i] * shrink - stepSize * pm[i] / ((pv[i]).squareRoot() * rc2 + te)
+                // elementwise: any split across threads gives the same bits
+                Parallel.forRanges(p.count, cost: 16 * p.count) { range in
+                    for i in range {
+                        let gi = pg[i] + l2 * pp[i]
+                        pm[i] = tb1 * pm[i] + (1 - tb1) * gi
+                        pv[i] = tb2 * pv[i] + (1 - tb2) * gi * gi
+                        pp[i] = pp[i] * shrink - stepSize * pm[i] / ((pv[i]).squareRoot() * rc2 + te)
+                    }
                 }
             }
             if p.dtype == .float32 { run(Float.self) } else { run(Double.self) }

@@ -42,7 +42,7 @@ public enum Parallel {
     /// Splits 0..<n into about `Threads.count` contiguous ranges when the work (`cost`,
     /// in rough element-operations) is worth a thread wake-up (~10 µs), and runs `body`
     /// on each. Results must not depend on the split (each index written by one range).
-    static func forRanges(_ n: Int, cost: Int, _ body: (Range<Int>) -> Void) {
+    public static func forRanges(_ n: Int, cost: Int, _ body: (Range<Int>) -> Void) {
         Threads.pinBLAS()
         let w = min(budget, n, max(1, cost / 400_000))
         if w <= 1 { body(0..<n); return }
