@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "Privacy"),
         .target(name: "Models", dependencies: ["Tensor", "NN"]),
         .target(name: "Diffusion", dependencies: ["Tensor", "NN", "Models"]),
-        .target(name: "Training", dependencies: ["Tensor", "NN", "Optim", "HDF5", "Data", "Models", "Diffusion", "TOML"]),
+        .target(name: "Training", dependencies: ["Tensor", "NN", "Optim", "HDF5", "Data", "Models", "Diffusion", "TOML", "Privacy"]),
         .target(name: "Evaluation", dependencies: ["Tensor", "CKernels", "NN", "Optim", "Data", "HDF5", "Models", "Diffusion", "Training"]),
         .target(name: "Examples", dependencies: ["Tensor", "NN", "Optim"]),
         .executableTarget(name: "eidetic", dependencies: [

@@ -91,20 +91,26 @@ public final class DPOptimizer {
 }
 
 /// One DP-SGD step on `model`: per-example gradients of `loss` (which must return the *sum*
-/// of the n examples' losses; not called when the Poisson batch is empty, n = 0), clipped,
-/// noised and applied by `optimizer`. Returns the summed loss (0 for an empty batch) and the
+/// of the losses of its n·K rows; not called when the Poisson batch is empty, n = 0),
+/// clipped, noised and applied by `optimizer`. With augmentation multiplicity K > 1 the rows
+/// are example-major (example i's K augmented copies are rows iK ..< iK + K) and an
+/// example's gradient is the mean of its copies', taken before clipping (DPDM). Returns the
+/// loss summed over examples (each the mean of its copies; 0 for an empty batch) and the
 /// step's statistics. Throws `PerExampleError` for a model that mixes examples (BatchNorm)
 /// and `OptimizerError.nonFiniteLoss` without updating anything.
-public func descendPrivately(_ model: Module, with optimizer: DPOptimizer, batch n: Int, noiseKey: RandomKey,
-                             loss: () throws -> Tensor) throws -> (loss: Double, stats: DPStepStats) {
+public func descendPrivately(_ model: Module, with optimizer: DPOptimizer, batch n: Int, multiplicity k: Int = 1,
+                             noiseKey: RandomKey, loss: () throws -> Tensor) throws -> (loss: Double, stats: DPStepStats) {
+    precondition(n >= 0 && k >= 1, "descendPrivately: batch \(n) and multiplicity \(k)")
     let parameters = model.parameters()
     var value = 0.0
     var perExample = parameters.values.map { Tensor.zeros([0] + $0.shape, dtype: $0.dtype) }
     if n > 0 {
-        let (v, grads) = try valueAndPerExampleGradients(wrt: parameters.values, batch: n, of: loss)
-        value = v.item
+        let (v, grads) = try valueAndPerExampleGradients(wrt: parameters.values, batch: n * k, of: loss)
+        value = v.item / Double(k)
         guard value.isFinite else { throw OptimizerError.nonFiniteLoss(value) }
-        perExample = grads
+        perExample = k == 1 ? grads : zip(grads, parameters.values).map { g, p in
+            g.reshaped([n, k] + p.shape).mean(axes: [1])
+        }
     }
     let stats = optimizer.update(parameters, perExample: perExample, noiseKey: noiseKey)
     return (value, stats)

@@ -14,12 +14,19 @@ public final class DiffusionTask: TrainingTask {
     public let model: UNet
     public let optimizer: Adam
     public let diffusion: GaussianDiffusion
+    /// DP-SGD around `optimizer` for private runs (`[privacy]`).
+    public let privateOptimizer: DPOptimizer?
+    let multiplicity: Int
 
-    public init(_ config: TrainConfig, key: RandomKey) throws {
+    public init(_ config: TrainConfig, key: RandomKey, privacy: ResolvedPrivacy? = nil) throws {
         self.config = config
         model = try UNet(config.model, key: key.fold("init"))
-        optimizer = Adam(learningRate: config.train.learningRate)
+        let adam = Adam(learningRate: config.train.learningRate)
+        optimizer = adam
         diffusion = config.diffusion.process
+        privateOptimizer = privacy.map { DPOptimizer(adam, clipNorm: $0.clipNorm, noiseMultiplier: $0.noiseMultiplier,
+                                                     expectedBatchSize: $0.expectedBatchSize) }
+        multiplicity = privacy?.multiplicity ?? 1
     }
 
     public var summary: String {
@@ -38,6 +45,7 @@ public final class DiffusionTask: TrainingTask {
                 Double(drop.word(i)) / 4_294_967_296.0 < config.train.labelDropout ? config.model.classes : l
             }
         }
+        if let dp = privateOptimizer { return try privateStep(batch, labels: labels, key: key, dp) }
         let x0 = batch.images
         let t = diffusion.randomTimesteps(batch.indices.count, key: key.fold("t"))
         let noise = Tensor.normal(x0.shape, key: key.fold("noise"))
@@ -46,6 +54,24 @@ public final class DiffusionTask: TrainingTask {
                            x0: x0, t: t, noise: noise)
         }
         return [("loss", loss)]
+    }
+
+    /// DP-SGD (Abadi et al., 2016) on a Poisson batch: each example repeated K times
+    /// (multiplicity) with its own timestep and noise, per-example gradients of the summed
+    /// per-example losses, clipped, noised and applied (`descendPrivately`).
+    func privateStep(_ batch: TrainingBatch, labels: [Int]?, key: RandomKey, _ dp: DPOptimizer) throws -> [(name: String, value: Double)] {
+        let n = batch.indices.count, k = multiplicity
+        let rows = (0..<n).flatMap { i in Array(repeating: i, count: k) }
+        let x0 = k == 1 || n == 0 ? batch.images : Tensor.concat(rows.map { batch.images.sliced(axis: 0, start: $0, length: 1) }, axis: 0)
+        let rowLabels = labels.map { l in rows.map { l[$0] } }
+        let t = diffusion.randomTimesteps(n * k, key: key.fold("t"))
+        let noise = Tensor.normal([n * k] + Array(x0.shape.dropFirst()), key: key.fold("noise"))
+        let (loss, stats) = try descendPrivately(model, with: dp, batch: n, multiplicity: k, noiseKey: key.fold("dp-noise")) {
+            diffusion.perExampleLoss({ model($0, timesteps: $1.map(Double.init), labels: rowLabels, dropoutKey: key.fold("dropout")) },
+                                     x0: x0, t: t, noise: noise).sum()
+        }
+        return [("loss", n > 0 ? loss / Double(n) : 0), ("batch_examples", Double(stats.examples)),
+                ("clipped_fraction", stats.clippedFraction), ("grad_norm", stats.meanNorm)]
     }
 
     public func state() -> TensorTree {

@@ -84,6 +84,8 @@ public final class Trainer {
     /// `--threads` from the command line, which wins over train.threads.
     public var threadsOverride: Int?
     public private(set) var schedule: BatchSchedule
+    /// DP-SGD settings resolved against the training set (nil: ordinary training).
+    public let privacy: ResolvedPrivacy?
     public let learningRates: LearningRateSchedule
     let root: RandomKey
     /// Which examples were selected, for the log.
@@ -102,7 +104,8 @@ public final class Trainer {
             throw TrainingError.data("train.batch_size \(config.train.batchSize) is larger than the \(set.count) training images")
         }
         data = set
-        task = try makeTask(config, key: root)
+        privacy = try config.privacy.map { _ in try ResolvedPrivacy(config, examples: set.count) }
+        task = try makeTask(config, key: root, privacy: privacy)
         ema = EMA(task.sampledModule.parameters(), decay: config.train.emaDecay)
         learningRates = config.train.learningRateSchedule(totalSteps: config.totalSteps)
         schedule = BatchSchedule(count: set.count, batchSize: config.train.batchSize, key: root.fold("batches"))
@@ -189,7 +192,17 @@ public final class Trainer {
             "seed": .int(Int64(bitPattern: config.run.seed)), "config_hash": .string(try config.identityHash()),
             "model_kind": .string(config.kind.rawValue),
             "rng": .string("Philox4x32-10; every stream is RandomKey(seed).fold(purpose).fold(step)"),
-        ].merging(identity.attributes) { a, _ in a }, to: directory.checkpoint)
+        ].merging(identity.attributes) { a, _ in a }.merging(privacyAttributes) { a, _ in a }, to: directory.checkpoint)
+    }
+
+    /// What a private run's checkpoint records of its privacy: ε so far (improved
+    /// conversion), δ, σ and q.
+    var privacyAttributes: [String: AttributeValue] {
+        guard let privacy else { return [:] }
+        let spent = privacy.spent(steps: step)
+        return ["privacy_epsilon": .double(spent.improved), "privacy_epsilon_classic": .double(spent.classic),
+                "privacy_delta": .double(privacy.delta), "privacy_sigma": .double(privacy.noiseMultiplier),
+                "privacy_sample_rate": .double(privacy.sampleRate), "privacy_clip_norm": .double(privacy.clipNorm)]
     }
 
     /// One update on the next batches at learning rate `rate` (the schedule's for this step);
@@ -197,7 +210,11 @@ public final class Trainer {
     func trainStep(rate: Double) throws -> [(name: String, value: Double)] {
         let key = root.fold("step").fold(UInt64(step))
         let batches = (0..<task.batchesPerStep).map { j -> TrainingBatch in
-            let idx = schedule.next()
+            // private runs: a Poisson sample of the training set (possibly empty), as the accountant assumes
+            let idx = privacy.map { $0.poissonBatch(examples: data.count, key: key.fold("poisson")) } ?? schedule.next()
+            if idx.isEmpty {
+                return TrainingBatch(images: Tensor.zeros([0, config.imageChannels, config.imageSize, config.imageSize]), labels: [], indices: [])
+            }
             let batch = data.subset(idx)
             let flipKey = j == 0 ? key.fold("flip") : key.fold("flip").fold(UInt64(j))
             return TrainingBatch(images: batch.tensor(flipKey: config.data.flip ? flipKey : nil), labels: batch.labels, indices: idx)
@@ -229,6 +246,7 @@ public final class Trainer {
         let header = (resumed ? "resuming at step \(step)/\(total)" : "starting \(total) steps") +
             " in \(directory.path); data \(dataDescription); \(task.summary); threads \(Threads.count)"
         output(header); directory.appendLog(header)
+        if let privacy { output(privacy.summary); directory.appendLog(privacy.summary) }
         directory.writeStatus(["state": "running", "step": step, "total_steps": total])
         let isTTY = isatty(STDOUT_FILENO) != 0
         let start = Date()
@@ -257,8 +275,9 @@ public final class Trainer {
                     let means = metrics.indices.map { i in (metrics[i].name, recent.reduce(0) { $0 + $1[i].value } / Double(recent.count)) }
                     recent.removeAll()
                     let fields = means.map { String(format: "\"%@\": %.6f", $0.0, $0.1) }.joined(separator: ", ")
-                    let line = String(format: "{\"step\": %d, \"images\": %d, %@, \"images_per_sec\": %.2f, \"lr\": %.6g, \"elapsed_s\": %.1f}",
-                                      step, step * config.imagesPerStep, fields, ips, rate, elapsed)
+                    let dp = privacy.map { String(format: ", \"epsilon\": %.6g, \"delta\": %.3g", $0.spent(steps: step).improved, $0.delta) } ?? ""
+                    let line = String(format: "{\"step\": %d, \"images\": %d, %@%@, \"images_per_sec\": %.2f, \"lr\": %.6g, \"elapsed_s\": %.1f}",
+                                      step, step * config.imagesPerStep, fields, dp, ips, rate, elapsed)
                     directory.appendMetrics(line)
                     let human = String(format: "step %d/%d  %@  %.1f img/s  ETA %@", step, total, Trainer.format(means), ips, formatDuration(eta))
                     if !isTTY { output(human) }
@@ -289,9 +308,9 @@ public final class Trainer {
 }
 
 /// The task for a config's model kind.
-func makeTask(_ config: TrainConfig, key: RandomKey) throws -> TrainingTask {
+func makeTask(_ config: TrainConfig, key: RandomKey, privacy: ResolvedPrivacy? = nil) throws -> TrainingTask {
     switch config.kind {
-    case .unet: return try DiffusionTask(config, key: key)
+    case .unet: return try DiffusionTask(config, key: key, privacy: privacy)
     case .dcgan, .sngan: return try GANTask(config, key: key)
     }
 }

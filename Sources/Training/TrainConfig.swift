@@ -34,6 +34,30 @@ public struct GANTraining: Codable, Equatable, Sendable {
     public init() {}
 }
 
+/// DP-SGD for the run (`[privacy]`; Abadi et al., 2016): Poisson sampling at rate
+/// q = train.batch_size / N, per-example clipping at `clipNorm`, Gaussian noise of std
+/// σ·C, the RDP accountant's ε logged as training goes. Either σ (`noise_multiplier`) or a
+/// target ε (`target_epsilon`, σ calibrated by bisection for the whole run) is given.
+public struct PrivacyConfig: Codable, Equatable, Sendable {
+    public var noiseMultiplier = 0.0
+    public var targetEpsilon = 0.0
+    public var clipNorm = 1.0
+    /// 0: the largest power of ten below 1/N (N = training examples); δ ≥ 1/N is refused.
+    public var delta = 0.0
+    /// Augmentation multiplicity K: gradients of K (timestep, noise) draws per example are
+    /// averaged before clipping (DPDM; Dockhorn et al., 2023).
+    public var multiplicity = 1
+    public init() {}
+
+    /// δ for N training examples: the configured one, or the largest power of ten below 1/N.
+    public func delta(examples n: Int) -> Double {
+        if delta > 0 { return delta }
+        var d = pow(10, floor(log10(1 / Double(max(n, 1)))))
+        if d >= 1 / Double(max(n, 1)) { d /= 10 }
+        return d
+    }
+}
+
 /// Everything that defines a DDPM training run. Written as TOML by people; every key has
 /// a default, unknown keys are errors, and the resolved config (all defaults filled in) is
 /// saved beside the run as JSON. Sections: [run] [data] [model] [diffusion] [train] [sample].
@@ -163,10 +187,12 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var diffusion = DiffusionSection()
     public var train = Train()
     public var sample = Sample()
+    /// DP-SGD settings (`[privacy]`); nil for ordinary training.
+    public var privacy: PrivacyConfig?
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey { case run, data, kind = "modelKind", model, modelPreset, diffusion, gan, train, sample }
+    enum CodingKeys: String, CodingKey { case run, data, kind = "modelKind", model, modelPreset, diffusion, gan, train, sample, privacy }
     // `modelKind` is written only for kinds other than the U-Net, so the resolved configs
     // (and run directory hashes) of diffusion runs from before it existed stay the same.
     // `model` holds the kind's own section: a UNetConfig, or a GANConfig beside `gan`.
@@ -183,6 +209,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             diffusion = try c.decode(DiffusionSection.self, forKey: .diffusion)
         }
         train = try c.decode(Train.self, forKey: .train)
+        privacy = try c.decodeIfPresent(PrivacyConfig.self, forKey: .privacy)
         if kind.isGAN {
             let g = try c.decode(GeneratorSampling.self, forKey: .sample)
             sample.count = g.count; sample.batchSize = g.batchSize; sample.useEMA = g.useEMA
@@ -204,6 +231,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             try c.encode(model, forKey: .model); try c.encode(diffusion, forKey: .diffusion)
         }
         try c.encode(train, forKey: .train)
+        // written only when set, so ordinary configs (and run directory hashes) stay the same
+        if let privacy { try c.encode(privacy, forKey: .privacy) }
         if kind.isGAN {
             try c.encode(GeneratorSampling(count: sample.count, batchSize: sample.batchSize, useEMA: sample.useEMA), forKey: .sample)
         } else {
@@ -296,6 +325,29 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             throw t.error(c.train.images > 1 << 40 ? "images" : "warmup_steps", "is implausibly large")
         }
         if c.data.planModel >= 0 && c.data.plan.isEmpty { throw d.error("plan_model", "is set but data.plan is empty") }
+        if r.has("privacy") {
+            let p = try r.section("privacy")
+            var dp = PrivacyConfig()
+            dp.noiseMultiplier = try p.double("noise_multiplier", 0, min: 0, max: 1e6)
+            dp.targetEpsilon = try p.double("target_epsilon", 0, min: 0, max: 1e6)
+            if (dp.noiseMultiplier > 0) == (dp.targetEpsilon > 0) {
+                throw p.error(dp.noiseMultiplier > 0 ? "target_epsilon" : "noise_multiplier",
+                              "give exactly one of privacy.noise_multiplier (σ) and privacy.target_epsilon (ε), positive")
+            }
+            dp.clipNorm = try p.double("clip_norm", dp.clipNorm, min: 1e-12, max: 1e12)
+            dp.delta = try p.double("delta", 0, min: 0, max: 1)
+            if p.has("delta") && !(dp.delta > 0 && dp.delta < 1) { throw p.error("delta", "\(dp.delta) must be in (0, 1)") }
+            dp.multiplicity = try p.int("multiplicity", 1, min: 1, max: 256)
+            if c.kind.isGAN {
+                throw p.error("noise_multiplier", "private training is implemented for model.kind = \"unet\" only so far (a private GAN discriminator is not yet)")
+            }
+            // a global clip after DP's per-example clipping is not what the accountant analyses
+            if t.has("grad_clip") && c.train.gradClip > 0 {
+                throw t.error("grad_clip", "does not apply to private training (privacy.clip_norm clips each example)")
+            }
+            c.train.gradClip = 0
+            c.privacy = dp
+        }
         try r.finish()
         return c
     }
