@@ -53,8 +53,26 @@ public final class DPOptimizer {
         // flat per-example norms, accumulated in Double
         var squared = [Double](repeating: 0, count: n)
         for g in perExample {
-            let v = g.doubles, size = v.count / max(n, 1)
-            for i in 0..<n { var s = 0.0; for j in 0..<size { let x = v[i * size + j]; s += x * x }; squared[i] += s }
+            let size = g.count / max(n, 1)
+            func add<T: TensorScalar>(_: T.Type) {
+                let pg = g.pointer(T.self)
+                for i in 0..<n {
+                    // eight lanes in Double, combined in a fixed order
+                    var lanes = SIMD8<Double>()
+                    let row = pg + i * size
+                    var j = 0
+                    while j + 8 <= size {
+                        let v = SIMD8<Double>(Double(row[j]), Double(row[j + 1]), Double(row[j + 2]), Double(row[j + 3]),
+                                              Double(row[j + 4]), Double(row[j + 5]), Double(row[j + 6]), Double(row[j + 7]))
+                        lanes += v * v
+                        j += 8
+                    }
+                    var s = lanes.sum()
+                    while j < size { let x = Double(row[j]); s += x * x; j += 1 }
+                    squared[i] += s
+                }
+            }
+            if g.dtype == .float32 { add(Float.self) } else { add(Double.self) }
         }
         let norms = squared.map { $0.squareRoot() }
         let factors = norms.map { min(1, clipNorm / ($0 + 1e-6)) }

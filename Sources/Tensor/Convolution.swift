@@ -360,6 +360,66 @@ enum ConvKernels {
         if let db { channelSums(pg, n: n, channels: g.channels, inner: g.height * g.width, into: db.pointer(T.self)) }
     }
 
+    /// Per-example weight and bias gradients of conv2d (DP-SGD): dw [n, O, C, KH, KW] and
+    /// db [n, O], image i's slot written by image i's own product (the batch-of-one
+    /// backward's), images split across threads.
+    static func perExampleGradients<T: TensorScalar>(_ x: Tensor, _ gy: Tensor, _ g: ConvGeometry, outChannels o: Int,
+                                                     dw: Tensor?, db: Tensor?, _: T.Type) {
+        let n = x.shape[0]
+        let px = x.pointer(T.self), pg = gy.pointer(T.self)
+        let inSize = g.channels * g.height * g.width, outSize = o * g.windows, wSize = o * g.patch
+        let chunks = Parallel.chunkCount(n)
+        if let dw {
+            let pdw = dw.pointer(T.self)
+            if T.self == Float.self && DirectConv3x3.applies(g, outChannels: o) {
+                pdw.update(repeating: 0, count: n * wSize)
+                let scratch = ScratchBuffers<Float>(count: Parallel.workers(for: chunks), elements: ek_conv3x3_scratch(g.channels, g.height, g.width))
+                let fx = UnsafeRawPointer(px).assumingMemoryBound(to: Float.self), fg = UnsafeRawPointer(pg).assumingMemoryBound(to: Float.self)
+                let fw = UnsafeMutableRawPointer(pdw).assumingMemoryBound(to: Float.self)
+                Parallel.run(chunks: chunks) { chunk, worker in
+                    for i in Parallel.chunkRange(chunk, of: n) {
+                        ek_conv3x3_weight_grad(fx + i * inSize, g.channels, g.height, g.width, fg + i * outSize, o, fw + i * wSize, scratch[worker])
+                    }
+                }
+            } else {
+                let pointwise = g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0
+                let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: pointwise ? 0 : g.patch * g.windows)
+                Parallel.run(chunks: chunks) { chunk, worker in
+                    for i in Parallel.chunkRange(chunk, of: n) {
+                        let src: UnsafePointer<T>
+                        if pointwise { src = UnsafePointer(px + i * inSize) } else { im2col(g, px + i * inSize, scratch[worker]); src = UnsafePointer(scratch[worker]) }
+                        T.gemm(transA: false, transB: true, m: o, n: g.patch, k: g.windows, alpha: 1,
+                               a: pg + i * outSize, lda: g.windows, b: src, ldb: g.windows, beta: 0, c: pdw + i * wSize, ldc: g.patch)
+                    }
+                }
+            }
+        }
+        if let db { for i in 0..<n { channelSums(pg + i * outSize, n: 1, channels: o, inner: g.windows, into: db.pointer(T.self) + i * o) } }
+    }
+
+    /// Per-example weight and bias gradients of convTranspose2d: dw [n, Cin, Cout, KH, KW], db [n, Cout].
+    static func perExampleTransposeGradients<T: TensorScalar>(_ x: Tensor, _ gy: Tensor, _ g: ConvGeometry,
+                                                              dw: Tensor?, db: Tensor?, _: T.Type) {
+        let n = x.shape[0], cin = x.shape[1]
+        let px = x.pointer(T.self), pg = gy.pointer(T.self)
+        let inSize = cin * g.windows, outSize = g.channels * g.height * g.width, wSize = cin * g.patch
+        if let dw {
+            let pdw = dw.pointer(T.self)
+            let chunks = Parallel.chunkCount(n)
+            let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: g.patch * g.windows)
+            Parallel.run(chunks: chunks) { chunk, worker in
+                for i in Parallel.chunkRange(chunk, of: n) {
+                    im2col(g, pg + i * outSize, scratch[worker])
+                    T.gemm(transA: false, transB: true, m: cin, n: g.patch, k: g.windows, alpha: 1,
+                           a: px + i * inSize, lda: g.windows, b: scratch[worker], ldb: g.windows, beta: 0, c: pdw + i * wSize, ldc: g.patch)
+                }
+            }
+        }
+        if let db {
+            for i in 0..<n { channelSums(pg + i * outSize, n: 1, channels: g.channels, inner: g.height * g.width, into: db.pointer(T.self) + i * g.channels) }
+        }
+    }
+
     /// out = Σ_c parts[c] in chunk order.
     static func sumChunks<T: TensorScalar>(_ parts: UnsafeMutablePointer<T>, chunks: Int, size: Int, into out: UnsafeMutablePointer<T>) {
         out.update(from: parts, count: size)

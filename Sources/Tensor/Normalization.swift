@@ -49,7 +49,8 @@ enum NormKernels {
     /// dy·SiLU′(γx̂ + β) is rebuilt block by block (never stored) and fed to the GN rule.
     static func groupBackward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, _ gy: Tensor, groups G: Int, silu: Bool,
                                                _ mean: Tensor, _ rstd: Tensor,
-                                               dx: Tensor?, dgamma: Tensor?, dbeta: Tensor?, _: T.Type) {
+                                               dx: Tensor?, dgamma: Tensor?, dbeta: Tensor?,
+                                               perExampleGamma: Tensor? = nil, perExampleBeta: Tensor? = nil, _: T.Type) {
         let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let cg = c / G
         let px = x.pointer(T.self), pm = mean.pointer(T.self), pr = rstd.pointer(T.self)
         let pgam = gamma?.pointer(T.self), pbet = beta?.pointer(T.self)
@@ -95,6 +96,9 @@ enum NormKernels {
         } }
         }
         for i in 0..<n { for ch in 0..<c { pdg?[ch] += ps[(i * c + ch) * 2]; pdb?[ch] += ps[(i * c + ch) * 2 + 1] } }
+        // DP-SGD: each image's own affine gradients, [n, C]
+        if let perExampleGamma { let q = perExampleGamma.pointer(T.self); for k in 0..<n * c { q[k] = ps[k * 2] } }
+        if let perExampleBeta { let q = perExampleBeta.pointer(T.self); for k in 0..<n * c { q[k] = ps[k * 2 + 1] } }
         }
     }
 

@@ -98,6 +98,9 @@ public func valueAndPerExampleGradients(wrt parameters: [Tensor], batch n: Int, 
             for j in 0..<shaped.count { d[j] += s[j] }
         })
     }
+    func addStacked(_ slot: Int, _ stacked: Tensor) {
+        if let existing = perExample[slot] { existing.addInPlace(stacked) } else { perExample[slot] = stacked }
+    }
     for node in tape.nodes.reversed() {
         let out = node.output.slot
         if fromParameters[out] {
@@ -128,6 +131,10 @@ public func valueAndPerExampleGradients(wrt parameters: [Tensor], batch n: Int, 
         }
         let parameterInputs = node.inputs.indices.filter { tracked[$0] && fromParameters[node.inputs[$0].slot] }
         guard !parameterInputs.isEmpty else { continue }
+        if let fast = batchedRule(node, g, n: n, parameterInputs: parameterInputs) {
+            for (k, stacked) in fast { addStacked(node.inputs[k].slot, stacked) }
+            continue
+        }
         let needs = node.inputs.indices.map { parameterInputs.contains($0) }
         for i in 0..<n {
             guard let restricted = restrict(node, to: i, of: n, isParameter: { tape.tracks($0) && fromParameters[$0.slot] }) else {
@@ -158,4 +165,40 @@ private func restrict(_ node: Node, to i: Int, of n: Int, isParameter: (Tensor) 
     let inputs = node.inputs.map { t in !isParameter(t) && t.rank > 0 && t.shape[0] == n ? row(t) : t }
     let saved = node.saved.map { $0.rank > 0 && $0.shape[0] == n ? row($0) : $0 }
     return Node(op: node.op, inputs: inputs, output: row(node.output), saved: saved)
+}
+
+/// Batched per-example rules for the parameter-consuming layers that dominate private models
+/// (convolutions and GroupNorm's affine): each image's gradient from the batch-of-one
+/// backward's own product, all images in one call split across threads, no slicing. nil:
+/// use the restriction above. Keyed by input index, each [n] + the input's shape.
+private func batchedRule(_ node: Node, _ g: Tensor, n: Int, parameterInputs: [Int]) -> [Int: Tensor]? {
+    let x = node.inputs
+    guard !parameterInputs.contains(0), x[0].rank > 0, x[0].shape[0] == n else { return nil }
+    func stacked(_ k: Int, _ shape: [Int]) -> Tensor? {
+        parameterInputs.contains(k) ? Tensor(uninitialized: [n] + shape, dtype: g.dtype) : nil
+    }
+    switch node.op {
+    case .conv2d(let geo):
+        let o = x[1].shape[0]
+        let dw = stacked(1, x[1].shape), db = x.count > 2 ? stacked(2, [o]) : nil
+        dispatch(g.dtype, { ConvKernels.perExampleGradients(x[0], g, geo, outChannels: o, dw: dw, db: db, Float.self) },
+                          { ConvKernels.perExampleGradients(x[0], g, geo, outChannels: o, dw: dw, db: db, Double.self) })
+        return [1: dw, 2: db].compactMapValues { $0 }
+    case .convTranspose2d(let geo):
+        let dw = stacked(1, x[1].shape), db = x.count > 2 ? stacked(2, [geo.channels]) : nil
+        dispatch(g.dtype, { ConvKernels.perExampleTransposeGradients(x[0], g, geo, dw: dw, db: db, Float.self) },
+                          { ConvKernels.perExampleTransposeGradients(x[0], g, geo, dw: dw, db: db, Double.self) })
+        return [1: dw, 2: db].compactMapValues { $0 }
+    case .groupNorm(let groups, let silu):
+        guard x.count == 3 else { return nil }
+        let c = x[0].shape[1]
+        let dg = stacked(1, [c]), dbeta = stacked(2, [c])
+        dispatch(g.dtype, { NormKernels.groupBackward(x[0], x[1], x[2], g, groups: groups, silu: silu, node.saved[0], node.saved[1],
+                                                      dx: nil, dgamma: nil, dbeta: nil, perExampleGamma: dg, perExampleBeta: dbeta, Float.self) },
+                          { NormKernels.groupBackward(x[0], x[1], x[2], g, groups: groups, silu: silu, node.saved[0], node.saved[1],
+                                                      dx: nil, dgamma: nil, dbeta: nil, perExampleGamma: dg, perExampleBeta: dbeta, Double.self) })
+        return [1: dg, 2: dbeta].compactMapValues { $0 }
+    default:
+        return nil
+    }
 }
