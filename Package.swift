@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["Tensor", "NN", "Optim", "Examples"]),
         .testTarget(name: "DataTests", dependencies: ["Tensor", "HDF5", "Data", "CZlib"]),
         .testTarget(name: "ModelTests", dependencies: ["Tensor", "NN", "Models"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Tensor", "NN", "Models", "Diffusion", "Training", "TOML", "Data", "HDF5"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Tensor", "NN", "Models", "Diffusion", "Training", "TOML", "Data", "HDF5", "Privacy"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Tensor", "NN", "Data", "Models", "Diffusion", "Training", "Evaluation"]),
         .testTarget(name: "HDF5Tests", dependencies: ["Tensor", "HDF5", "NN", "Optim"]),
         // Bad input and faults through the real `eidetic` binary (built beside the tests).

@@ -26,6 +26,7 @@ public func spectralNormalized(_ weight: Tensor, u: Tensor, v: Tensor, powerIter
     // Copies: a later training-mode call rewrites the buffers in place, and this graph's
     // backward pass must still see the vectors used here (PyTorch clones them for the same reason).
     let uConst = u.copy().reshaped([out, 1]), vConst = v.copy().reshaped([rest, 1])
+    uConst.isBatchFree = true; vConst.isBatchFree = true   // never batch data (per-example gradients)
     let sigma = (Tensor.matmul(matrix, vConst) * uConst).sum()
     return weight / sigma
 }

@@ -9,6 +9,10 @@ public struct DPStepStats: Equatable, Sendable {
     public var meanNorm: Double
     public var maxNorm: Double
     public var clippedFraction: Double
+
+    public init(examples: Int, meanNorm: Double, maxNorm: Double, clippedFraction: Double) {
+        self.examples = examples; self.meanNorm = meanNorm; self.maxNorm = maxNorm; self.clippedFraction = clippedFraction
+    }
 }
 
 /// DP-SGD around any optimizer (Abadi et al., 2016, Algorithm 1; the wrapper pattern of

@@ -15,6 +15,9 @@ public final class Tensor {
     /// Which tape this tensor was recorded on (0: none) and its gradient slot there.
     var tapeID: Int = 0
     var slot: Int = -1
+    /// Set on constants that belong to a parameter's own computation (spectral norm's u, v):
+    /// per-example gradients never take them for batch data, whatever their leading size.
+    public var isBatchFree = false
 
     public var dtype: DType { storage.dtype }
     public var rank: Int { shape.count }

@@ -199,7 +199,7 @@ public final class Trainer {
     /// conversion), δ, σ and q.
     var privacyAttributes: [String: AttributeValue] {
         guard let privacy else { return [:] }
-        let spent = privacy.spent(steps: step)
+        let spent = privacy.spent(steps: step * privacy.stepsPerTrainingStep)
         return ["privacy_epsilon": .double(spent.improved), "privacy_epsilon_classic": .double(spent.classic),
                 "privacy_delta": .double(privacy.delta), "privacy_sigma": .double(privacy.noiseMultiplier),
                 "privacy_sample_rate": .double(privacy.sampleRate), "privacy_clip_norm": .double(privacy.clipNorm)]
@@ -211,7 +211,8 @@ public final class Trainer {
         let key = root.fold("step").fold(UInt64(step))
         let batches = (0..<task.batchesPerStep).map { j -> TrainingBatch in
             // private runs: a Poisson sample of the training set (possibly empty), as the accountant assumes
-            let idx = privacy.map { $0.poissonBatch(examples: data.count, key: key.fold("poisson")) } ?? schedule.next()
+            let poissonKey = j == 0 ? key.fold("poisson") : key.fold("poisson").fold(UInt64(j))
+            let idx = privacy.map { $0.poissonBatch(examples: data.count, key: poissonKey) } ?? schedule.next()
             if idx.isEmpty {
                 return TrainingBatch(images: Tensor.zeros([0, config.imageChannels, config.imageSize, config.imageSize]), labels: [], indices: [])
             }
@@ -275,7 +276,7 @@ public final class Trainer {
                     let means = metrics.indices.map { i in (metrics[i].name, recent.reduce(0) { $0 + $1[i].value } / Double(recent.count)) }
                     recent.removeAll()
                     let fields = means.map { String(format: "\"%@\": %.6f", $0.0, $0.1) }.joined(separator: ", ")
-                    let dp = privacy.map { String(format: ", \"epsilon\": %.6g, \"delta\": %.3g", $0.spent(steps: step).improved, $0.delta) } ?? ""
+                    let dp = privacy.map { String(format: ", \"epsilon\": %.6g, \"delta\": %.3g", $0.spent(steps: step * $0.stepsPerTrainingStep).improved, $0.delta) } ?? ""
                     let line = String(format: "{\"step\": %d, \"images\": %d, %@%@, \"images_per_sec\": %.2f, \"lr\": %.6g, \"elapsed_s\": %.1f}",
                                       step, step * config.imagesPerStep, fields, dp, ips, rate, elapsed)
                     directory.appendMetrics(line)
@@ -311,7 +312,7 @@ public final class Trainer {
 func makeTask(_ config: TrainConfig, key: RandomKey, privacy: ResolvedPrivacy? = nil) throws -> TrainingTask {
     switch config.kind {
     case .unet: return try DiffusionTask(config, key: key, privacy: privacy)
-    case .dcgan, .sngan: return try GANTask(config, key: key)
+    case .dcgan, .sngan: return try GANTask(config, key: key, privacy: privacy)
     }
 }
 

@@ -32,13 +32,19 @@ public final class GANTask: TrainingTask {
     /// The key both networks' initial weights derive from (`untrainedGenerator` rebuilds G with it).
     static func initKey(_ root: RandomKey) -> RandomKey { root.fold("init") }
 
-    public init(_ config: TrainConfig, key: RandomKey) throws {
+    /// DP-SGD for the discriminator (`[privacy]`): the only network that sees training
+    /// images; the generator learns through it (post-processing).
+    public let privateD: DPOptimizer?
+
+    public init(_ config: TrainConfig, key: RandomKey, privacy: ResolvedPrivacy? = nil) throws {
         self.config = config
         let t = config.ganTraining
         generator = try DCGANGenerator(config.gan, key: Self.initKey(key).fold("generator"))
         discriminator = try DCGANDiscriminator(config.gan, key: Self.initKey(key).fold("discriminator"))
         optimizerG = Adam(learningRate: config.train.learningRate, beta1: t.beta1, beta2: t.beta2)
-        optimizerD = Adam(learningRate: t.discriminatorLR, beta1: t.beta1, beta2: t.beta2)
+        let adamD = Adam(learningRate: t.discriminatorLR, beta1: t.beta1, beta2: t.beta2)
+        optimizerD = adamD
+        privateD = privacy.map { DPOptimizer(adamD, clipNorm: $0.clipNorm, noiseMultiplier: $0.noiseMultiplier, expectedBatchSize: $0.expectedBatchSize) }
         augment = try DiffAugment(policy: t.diffAugment)
     }
 
@@ -65,7 +71,12 @@ public final class GANTask: TrainingTask {
         var dLoss = 0.0, realAcc = 0.0, fakeAcc = 0.0, fakeStd = 0.0
 
         /// One D update on a real batch and a (detached) fake batch.
-        func discriminatorStep(real: TrainingBatch, fake: Tensor, key: RandomKey) throws {
+        func discriminatorStep(real: TrainingBatch, fake: Tensor, fakeLabels: [Int]?, key: RandomKey) throws {
+            if let dp = privateD {
+                try privateDiscriminatorStep(real: real, fake: fake, fakeLabels: fakeLabels, key: key, dp)
+                dLoss = lastDLoss; realAcc = lastRealAcc; fakeAcc = lastFakeAcc
+                return
+            }
             let labels = conditional ? real.labels : nil
             var realLogits = Tensor.zeros([1]), fakeLogits = Tensor.zeros([1])
             dLoss = try descend(discriminator, with: optimizerD, clipNorm: context.gradClip) {
@@ -77,24 +88,75 @@ public final class GANTask: TrainingTask {
             fakeAcc = fakeLogits.doubles.reduce(0) { $0 + ($1 < 0 ? 1 : 0) } / Double(fakeLogits.count)
         }
 
+        // Fakes: as many as real images with their labels; in a private run as many as the
+        // expected batch with uniform labels, so nothing about the Poisson batch leaks through them.
+        func fakeCount(_ real: TrainingBatch) -> Int { privateD.map { Int($0.expectedBatchSize) } ?? real.images.shape[0] }
+        func fakeLabels(_ real: TrainingBatch, key: RandomKey) -> [Int]? {
+            guard conditional else { return nil }
+            guard privateD != nil else { return real.labels }
+            let k = key.fold("fake-labels")
+            return (0..<fakeCount(real)).map { Int((UInt64(k.word($0)) * UInt64(config.gan.classes)) >> 32) }
+        }
         // extra discriminator steps (d_steps > 1), each on its own real batch and fresh fakes
         for (j, real) in batches.dropLast().enumerated() {
             let key = context.key.fold("d-step").fold(UInt64(j))
-            let fake = withoutGradient { generator(generator.sampleLatents(real.images.shape[0], key: key.fold("z")), labels: conditional ? real.labels : nil) }
-            try discriminatorStep(real: real, fake: fake, key: key)
+            let fl = fakeLabels(real, key: key)
+            let fake = withoutGradient { generator(generator.sampleLatents(fakeCount(real), key: key.fold("z")), labels: fl) }
+            try discriminatorStep(real: real, fake: fake, fakeLabels: fl, key: key)
         }
         // the last D step and the G step share one generator pass
         let real = batches[batches.count - 1]
-        let labels = conditional ? real.labels : nil
-        let z = generator.sampleLatents(real.images.shape[0], key: context.key.fold("z"))
+        let labels = fakeLabels(real, key: context.key)
+        let z = generator.sampleLatents(fakeCount(real), key: context.key.fold("z"))
         let gLoss = try descend(generator, with: optimizerG, clipNorm: context.gradClip) {
             let fake = generator(z, labels: labels)
-            try discriminatorStep(real: real, fake: fake, key: context.key)
+            try discriminatorStep(real: real, fake: fake, fakeLabels: labels, key: context.key)
             fakeStd = withoutGradient { Self.meanPixelStd(fake) }
             return ganGeneratorLoss(fake: judge(fake, labels: labels, key: context.key.fold("augment-g")), kind)
         }
-        return [("d_loss", dLoss), ("g_loss", gLoss), ("d_real_acc", realAcc), ("d_fake_acc", fakeAcc), ("fake_std", fakeStd)]
+        let metrics = [("d_loss", dLoss), ("g_loss", gLoss), ("d_real_acc", realAcc), ("d_fake_acc", fakeAcc), ("fake_std", fakeStd)]
+        guard privateD != nil else { return metrics }
+        return metrics + [("batch_examples", Double(lastPrivateStats.examples)), ("clipped_fraction", lastPrivateStats.clippedFraction),
+                          ("grad_norm", lastPrivateStats.meanNorm)]
     }
+
+    /// A private D update (DP-SGD; cf. Xie et al., 2018, DPGAN): the real images' loss terms
+    /// get per-example gradients, clipped, noised and divided by the expected batch size
+    /// (an estimate of the gradient of the mean real loss); the fake batch's term, which
+    /// touches no training image, is added as an ordinary gradient. Then Adam.
+    func privateDiscriminatorStep(real: TrainingBatch, fake: Tensor, fakeLabels: [Int]?, key: RandomKey, _ dp: DPOptimizer) throws {
+        let kind = config.ganTraining.loss
+        let conditional = config.gan.classes > 0
+        let params = discriminator.parameters()
+        var fakeLogits = Tensor.zeros([1])
+        let (fakeValue, fakeGrads) = valueAndGradient(wrt: params) {
+            fakeLogits = judge(fake.detached(), labels: fakeLabels, key: key.fold("augment-fake"))
+            return kind == .hinge ? (1 + fakeLogits).relu().mean() : bceWithLogitsLoss(fakeLogits, Tensor.zeros(fakeLogits.shape))
+        }
+        let n = real.indices.count
+        var realValue = 0.0, realLogits = Tensor.zeros([0])
+        var perExample = params.values.map { Tensor.zeros([0] + $0.shape, dtype: $0.dtype) }
+        if n > 0 {
+            let (v, g) = try valueAndPerExampleGradients(wrt: params.values, batch: n) {
+                realLogits = judge(real.images, labels: conditional ? real.labels : nil, key: key.fold("augment-real"))
+                // Σ over examples of each one's loss term
+                return kind == .hinge ? (1 - realLogits).relu().sum() : bceWithLogitsLoss(realLogits, Tensor.ones(realLogits.shape)) * Double(n)
+            }
+            realValue = v.item
+            perExample = g
+        }
+        let total = realValue / dp.expectedBatchSize + fakeValue.item
+        guard total.isFinite else { throw OptimizerError.nonFiniteLoss(total) }
+        let (gradient, stats) = dp.privatize(params, perExample: perExample, noiseKey: key.fold("dp-noise"))
+        for (k, g) in gradient { g.addInPlace(fakeGrads[k]!) }
+        optimizerD.update(params, gradients: gradient)
+        lastPrivateStats = stats
+        lastDLoss = total
+        lastRealAcc = n == 0 ? 0 : realLogits.doubles.reduce(0) { $0 + ($1 > 0 ? 1 : 0) } / Double(n)
+        lastFakeAcc = fakeLogits.doubles.reduce(0) { $0 + ($1 < 0 ? 1 : 0) } / Double(fakeLogits.count)
+    }
+    var lastPrivateStats = DPStepStats(examples: 0, meanNorm: 0, maxNorm: 0, clippedFraction: 0)
+    var lastDLoss = 0.0, lastRealAcc = 0.0, lastFakeAcc = 0.0
 
     /// Per-pixel standard deviation across the batch, averaged over pixels.
     static func meanPixelStd(_ x: Tensor) -> Double {

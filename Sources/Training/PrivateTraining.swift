@@ -26,7 +26,8 @@ public struct ResolvedPrivacy: Sendable {
         guard delta < 1 / Double(n) else {
             throw TrainingError.data("privacy.delta = \(delta) is not below 1/N = \(1 / Double(n)) for the \(n) training examples; δ ≥ 1/N allows releasing an example outright")
         }
-        let steps = config.totalSteps
+        // one DP-SGD step per discriminator update for GANs (the discriminator is the private network)
+        let steps = config.totalSteps * (config.kind.isGAN ? config.ganTraining.discriminatorSteps : 1)
         var sigma = p.noiseMultiplier
         if p.targetEpsilon > 0 {
             guard let s = PrivacySpent.sigma(forEpsilon: p.targetEpsilon, q: q, steps: steps, delta: delta) else {
@@ -36,10 +37,15 @@ public struct ResolvedPrivacy: Sendable {
         }
         sampleRate = q; noiseMultiplier = sigma; clipNorm = p.clipNorm; self.delta = delta
         expectedBatchSize = Double(config.train.batchSize); multiplicity = p.multiplicity; totalSteps = steps
+        trainingSteps = config.totalSteps
         rdpPerStep = RDP.defaultOrders.map { RDP.subsampledGaussian(q: q, sigma: sigma, order: $0) }
     }
 
-    /// (ε, δ) after `steps` steps, both conversions.
+    /// DP-SGD steps per training step (a GAN's discriminator updates).
+    public var stepsPerTrainingStep: Int { max(1, totalSteps / max(trainingSteps, 1)) }
+    let trainingSteps: Int
+
+    /// (ε, δ) after `steps` DP-SGD steps, both conversions.
     public func spent(steps: Int) -> (improved: Double, classic: Double) {
         let rdp = rdpPerStep.map { $0 * Double(steps) }
         let imp = RDP.epsilon(rdp: rdp, delta: delta, conversion: .improved)

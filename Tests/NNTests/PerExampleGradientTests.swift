@@ -98,4 +98,16 @@ final class PerExampleGradientTests: XCTestCase {
             }
         }
     }
+
+    /// A batch of one: its gradient is the batch gradient, even where a constant of leading
+    /// size 1 takes part in a parameter-only computation.
+    func testBatchOfOneIsTheOrdinaryGradient() throws {
+        let layer = Linear(3, 2, key: RandomKey(seed: 8))
+        let x = Tensor.normal([1, 3], key: RandomKey(seed: 9)), one = Tensor.ones([1])
+        let params = layer.parameters().values
+        let f = { (layer(x) * (layer.weight.squared().sum(axes: [0, 1]).reshaped([1]) + one)).sum() }
+        let (_, perExample) = try valueAndPerExampleGradients(wrt: params, batch: 1, of: f)
+        let (_, plain) = valueAndGradients(wrt: params, of: f)
+        for (a, b) in zip(perExample, plain) { XCTAssertEqual(a.shape, [1] + b.shape); XCTAssertEqual(a.doubles, b.doubles) }
+    }
 }

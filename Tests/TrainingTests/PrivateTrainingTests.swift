@@ -2,6 +2,7 @@ import Foundation
 import HDF5
 import Tensor
 import TOML
+import Privacy
 import Training
 import XCTest
 
@@ -104,5 +105,62 @@ final class PrivateTrainingTests: XCTestCase {
         // Poisson batches: sizes vary around the expected 8 (64 examples at q = 1/8)
         let sizes = rows.compactMap { $0["batch_examples"] as? Double }
         XCTAssertGreaterThan(Set(sizes).count, 1, "\(sizes)")
+    }
+
+    /// A private discriminator: BatchNorm refused, one DP-SGD step per D update in the
+    /// accountant, Poisson batches per D step, exact resume; the generator is not private.
+    func testPrivateGANDiscriminatorResumesExactlyAndCountsEveryDStep() throws {
+        func gan(_ preset: String, kind: String = "dcgan") -> String {
+            """
+            [run]
+            seed = 2
+            [data]
+            file = "\(Self.repository)/datasets/fashion-mnist-2k.h5"
+            subset = 64
+            [model]
+            kind = "\(kind)"
+            preset = "\(preset)"
+            image_channels = 1
+            classes = 10
+            [gan]
+            d_steps = 2
+            [train]
+            batch_size = 8
+            images = 64
+            log_every = 1
+            checkpoint_every = 3
+            [privacy]
+            noise_multiplier = 1.0
+            """
+        }
+        XCTAssertTrue(error(gan("dcgan-32")).contains("model.discriminator_norm: \"batch\" mixes the examples"), error(gan("dcgan-32")))
+        XCTAssertTrue(error(gan("dcgan-32-gn") + "\nmultiplicity = 2").contains("privacy.multiplicity: applies to diffusion models only"))
+        for (preset, kind) in [("dcgan-32-gn", "dcgan"), ("sngan-32", "sngan")] {
+            let c = try TrainConfig.load(toml: gan(preset, kind: kind), file: "g.toml")
+            let a = try Trainer(config: c, directory: dir + "/\(kind)-a"); a.output = { _ in }
+            try a.run()
+            let b = try Trainer(config: c, directory: dir + "/\(kind)-b"); b.output = { _ in }
+            try b.run(stopAt: 2)
+            let b2 = try Trainer(config: c, directory: dir + "/\(kind)-b"); b2.output = { _ in }
+            try b2.run()
+            let (x, attrs) = try TensorFile.load(dir + "/\(kind)-a/checkpoints/latest.h5")
+            let (y, _) = try TensorFile.load(dir + "/\(kind)-b/checkpoints/latest.h5")
+            for (k, t) in x { XCTAssertEqual(t.doubles, y[k]?.doubles, "\(kind): \(k) differs after resume") }
+            // 64 images at 8 × 2 a step: 4 training steps × 2 discriminator updates = 8 DP-SGD steps at q = 8/64, σ = 1
+            let want = ResolvedPrivacyCheck.epsilon(q: 0.125, sigma: 1, steps: 8, delta: 0.01)
+            guard case .double(let e)? = attrs["privacy_epsilon"] else { return XCTFail("\(attrs)") }
+            XCTAssertEqual(e, want, accuracy: 1e-9 * want)
+            let rows = try String(contentsOfFile: dir + "/\(kind)-a/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+                .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            XCTAssertEqual(rows.count, 4)
+            XCTAssertTrue(rows.allSatisfy { $0["epsilon"] is Double && $0["batch_examples"] is Double && $0["d_loss"] is Double })
+        }
+    }
+}
+
+/// The accountant's ε (improved conversion) at Opacus's default orders, independently of the trainer.
+enum ResolvedPrivacyCheck {
+    static func epsilon(q: Double, sigma: Double, steps: Int, delta: Double) -> Double {
+        PrivacySpent(phases: [(q, sigma, steps)], delta: delta).epsilonImproved
     }
 }

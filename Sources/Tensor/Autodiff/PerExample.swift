@@ -14,7 +14,9 @@
 /// how the tests check it (against whole batch-size-1 backward passes).
 ///
 /// Ops that mix the examples of a batch (batchNorm) make per-example gradients undefined and
-/// are refused with `PerExampleError`.
+/// are refused with `PerExampleError`. Batch data is recognized by shape: an untracked tensor
+/// whose leading size is n. A constant of a parameter-only computation whose leading size
+/// may equal n (spectral norm's u, v) must say so with `isBatchFree`.
 public enum PerExampleError: Error, CustomStringConvertible, Equatable {
     /// `op` mixes examples or has no per-example restriction; `parameter` is the index (in
     /// `wrt`) of a parameter it touches, when known.
@@ -72,10 +74,21 @@ public func valueAndPerExampleGradients(wrt parameters: [Tensor], batch n: Int, 
         // per-example indices
         if case .embedding = node.op { continue }
         let tracked = node.inputs.filter { tape.tracks($0) }
-        let batchData = node.inputs.contains { !tape.tracks($0) && $0.rank > 0 && $0.shape[0] == n }
+        let batchData = node.inputs.contains { !tape.tracks($0) && !$0.isBatchFree && $0.rank > 0 && $0.shape[0] == n }
         if !tracked.isEmpty && !batchData && tracked.allSatisfy({ fromParameters[$0.slot] }) { fromParameters[node.output.slot] = true }
     }
 
+    if n == 1 {
+        // one example: its gradient is the batch gradient (and no constant of leading size 1
+        // can be mistaken for a batch of one)
+        var plain = [Tensor?](repeating: nil, count: tape.slotCount)
+        if tape.tracks(value) {
+            plain[value.slot] = Tensor.ones(value.shape, dtype: value.dtype)
+            backward(tape, &plain)
+        }
+        let result = parameters.map { p in (plain[p.slot] ?? Tensor.zeros(p.shape, dtype: p.dtype)).reshaped([1] + p.shape) }
+        return (tape.tracks(value) ? value.detached() : value, result)
+    }
     var grads = [Tensor?](repeating: nil, count: tape.slotCount)        // batched, for activations
     var perExample = [Tensor?](repeating: nil, count: tape.slotCount)   // [n] + shape, for parameter-derived tensors
     if tape.tracks(value) && !fromParameters[value.slot] {
@@ -83,7 +96,11 @@ public func valueAndPerExampleGradients(wrt parameters: [Tensor], batch n: Int, 
     }
     Tape.pauseDepth += 1
     defer { Tape.pauseDepth -= 1 }
-    func accumulate(_ slot: Int, example i: Int, _ gi: Tensor, shape: [Int]) {
+    func accumulate(_ slot: Int, example i: Int, _ gi: Tensor, shape: [Int], op: Op) throws {
+        // a gradient that does not reduce to the input's shape means the batch axis was misread
+        let (a, b) = (gi.shape, shape)
+        let reducible = b.count <= a.count && zip(a.suffix(b.count), b).allSatisfy { $0 == $1 || $1 == 1 }
+        guard reducible else { throw PerExampleError.unsupported(op: Profiler.name(op), parameter: parameterSlots[slot]) }
         let stacked = perExample[slot] ?? Tensor.zeros([n] + shape, dtype: gi.dtype)
         perExample[slot] = stacked
         let shaped = gi.shape == shape ? gi : gi.summed(toShape: shape)
@@ -112,7 +129,7 @@ public func valueAndPerExampleGradients(wrt parameters: [Tensor], batch n: Int, 
                 let gi = stacked.sliced(axis: 0, start: i, length: 1).reshaped(node.output.shape)
                 let inputGrads = vectorJacobianProducts(node, gi, needs: needs)
                 for (k, input) in node.inputs.enumerated() where needs[k] {
-                    if let g = inputGrads[k] { accumulate(input.slot, example: i, g, shape: input.shape) }
+                    if let g = inputGrads[k] { try accumulate(input.slot, example: i, g, shape: input.shape, op: node.op) }
                 }
             }
             continue
@@ -144,7 +161,7 @@ public func valueAndPerExampleGradients(wrt parameters: [Tensor], batch n: Int, 
             let gi = g.shape.first == n ? g.sliced(axis: 0, start: i, length: 1) : g
             let inputGrads = vectorJacobianProducts(restricted, gi, needs: needs)
             for k in parameterInputs {
-                if let gk = inputGrads[k] { accumulate(node.inputs[k].slot, example: i, gk, shape: node.inputs[k].shape) }
+                if let gk = inputGrads[k] { try accumulate(node.inputs[k].slot, example: i, gk, shape: node.inputs[k].shape, op: node.op) }
             }
         }
     }
@@ -162,7 +179,7 @@ private func restrict(_ node: Node, to i: Int, of n: Int, isParameter: (Tensor) 
         guard indices.count == n else { return nil }
         return Node(op: .embedding(indices: [indices[i]]), inputs: node.inputs, output: row(node.output), saved: [])
     }
-    let inputs = node.inputs.map { t in !isParameter(t) && t.rank > 0 && t.shape[0] == n ? row(t) : t }
+    let inputs = node.inputs.map { t in !isParameter(t) && !t.isBatchFree && t.rank > 0 && t.shape[0] == n ? row(t) : t }
     let saved = node.saved.map { $0.rank > 0 && $0.shape[0] == n ? row($0) : $0 }
     return Node(op: node.op, inputs: inputs, output: row(node.output), saved: saved)
 }
