@@ -26,6 +26,18 @@ final class RDPAccountantTests: XCTestCase {
         }
     }
 
+    /// TF Privacy's MNIST table (N = 60,000, batch 256, δ = 1e-5, classic conversion; steps
+    /// = ⌈epochs · N / batch⌉ as its `compute_dp_sgd_privacy` counts them): σ = 1.1 for 60
+    /// epochs → ε ≈ 3.01, σ = 0.7 for 45 → 7.10, σ = 1.3 for 15 → 1.19 (two decimals).
+    func testTFPrivacyMNISTTable() {
+        for (sigma, epochs, published) in [(1.1, 60.0, 3.01), (0.7, 45.0, 7.10), (1.3, 15.0, 1.19)] {
+            let steps = Int((epochs * 60000 / 256).rounded(.up))
+            let p = PrivacySpent(phases: [(256.0 / 60000, sigma, steps)], delta: 1e-5)
+            XCTAssertEqual(p.epsilonClassic, published, accuracy: 0.005, "σ \(sigma), \(epochs) epochs")
+            XCTAssertLessThan(p.epsilonImproved, p.epsilonClassic)
+        }
+    }
+
     /// Single-step RDP at fractional and integer orders (Opacus `_compute_rdp`).
     func testSingleStepRDPAtFractionalAndIntegerOrders() {
         for (q, s, a, want) in [(0.01, 1.1, 2.5, 0.00016207740933199663), (0.01, 1.1, 32.0, 8.469416433675926),
