@@ -58,25 +58,32 @@ public final class DPOptimizer {
         var squared = [Double](repeating: 0, count: n)
         for g in perExample {
             let size = g.count / max(n, 1)
-            func add<T: TensorScalar>(_: T.Type) {
-                let pg = g.pointer(T.self)
-                for i in 0..<n {
-                    // eight lanes in Double, combined in a fixed order
-                    var lanes = SIMD8<Double>()
-                    let row = pg + i * size
-                    var j = 0
-                    while j + 8 <= size {
-                        let v = SIMD8<Double>(Double(row[j]), Double(row[j + 1]), Double(row[j + 2]), Double(row[j + 3]),
-                                              Double(row[j + 4]), Double(row[j + 5]), Double(row[j + 6]), Double(row[j + 7]))
-                        lanes += v * v
-                        j += 8
+            var part = [Double](repeating: 0, count: n)
+            part.withUnsafeMutableBufferPointer { out in
+                let po = out.baseAddress!
+                func add<T: TensorScalar>(_: T.Type) {
+                    let pg = g.pointer(T.self)
+                    // each example's sum by one thread, in eight Double lanes combined in a fixed order
+                    Parallel.forRanges(n, cost: 2 * g.count) { range in
+                        for i in range {
+                            var lanes = SIMD8<Double>()
+                            let row = pg + i * size
+                            var j = 0
+                            while j + 8 <= size {
+                                let v = SIMD8<Double>(Double(row[j]), Double(row[j + 1]), Double(row[j + 2]), Double(row[j + 3]),
+                                                      Double(row[j + 4]), Double(row[j + 5]), Double(row[j + 6]), Double(row[j + 7]))
+                                lanes += v * v
+                                j += 8
+                            }
+                            var s = lanes.sum()
+                            while j < size { let x = Double(row[j]); s += x * x; j += 1 }
+                            po[i] = s
+                        }
                     }
-                    var s = lanes.sum()
-                    while j < size { let x = Double(row[j]); s += x * x; j += 1 }
-                    squared[i] += s
                 }
+                if g.dtype == .float32 { add(Float.self) } else { add(Double.self) }
             }
-            if g.dtype == .float32 { add(Float.self) } else { add(Double.self) }
+            for i in 0..<n { squared[i] += part[i] }
         }
         let norms = squared.map { $0.squareRoot() }
         let factors = norms.map { min(1, clipNorm / ($0 + 1e-6)) }
@@ -88,9 +95,13 @@ public final class DPOptimizer {
             let sum = Tensor.zeros(p.shape, dtype: p.dtype)
             func accumulate<T: TensorScalar>(_: T.Type) {
                 let ps = sum.pointer(T.self), pg = g.pointer(T.self)
-                for i in 0..<n {
-                    let f = T(factors[i]), row = pg + i * size
-                    for j in 0..<size { ps[j] += f * row[j] }
+                let fs = factors.map { T($0) }
+                // each element summed over examples in example order by one thread
+                Parallel.forRanges(size, cost: 2 * n * size) { range in
+                    for i in 0..<n {
+                        let f = fs[i], row = pg + i * size
+                        for j in range { ps[j] += f * row[j] }
+                    }
                 }
             }
             if p.dtype == .float32 { accumulate(Float.self) } else { accumulate(Double.self) }
