@@ -33,7 +33,8 @@ bench-setup:
 
 ## Benchmarks: sgemm and conv2d GFLOP/s at the reference U-Net's shapes; the U-Net training
 ## step and sampling pass against PyTorch (same models, threads, machine, run); the DCGAN training
-## step (D + G, batch 64, all threads and 1) and a generator sampling pass, likewise; dataset reads
+## step (D + G, batch 64, all threads and 1) and a generator sampling pass, likewise; the DP-SGD
+## step against the ordinary one on unet-s at batch 32 (same run, interleaved); dataset reads
 ## (CIFAR-10 import time and random batches when the archive is there, else the embedded set);
 ## exact kNN against faiss IndexFlatL2 and PyTorch on CIFAR-10.
 bench: build bench-setup
@@ -41,6 +42,7 @@ bench: build bench-setup
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench unet --threads $(THREADS)
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench dcgan --threads $(THREADS)
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench dcgan --threads 1 --only dcgan-train-b64
+	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench dp --threads $(THREADS)
 	@if [ -f "$(CIFAR10)" ]; then \
 	  echo; echo "CIFAR-10 import:"; \
 	  /usr/bin/time -f "  import wall %e s, max RSS %M KB" .build/release/eidetic data import cifar10 --from "$(CIFAR10)" --out datasets/cifar10.h5 && \
