@@ -43,4 +43,19 @@ final class PrivacyCommandTests: XCTestCase {
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
         }
     }
+
+    /// `eidetic bench dp`: one JSON line with both step times and their ratio; a bad preset is one line.
+    func testDPBenchmarkPrintsBothStepsAndTheRatio() throws {
+        let cwd = NSTemporaryDirectory()
+        let r = Binary.run(["bench", "dp", "--batch", "2", "--steps", "1", "--threads", "1"], cwd: cwd)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let line = try XCTUnwrap(r.stdout.split(separator: "\n").first { $0.hasPrefix("{") })
+        let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let a = try XCTUnwrap(o["ordinary_seconds_per_step"] as? Double), b = try XCTUnwrap(o["dp_seconds_per_step"] as? Double)
+        XCTAssertGreaterThan(a, 0); XCTAssertGreaterThan(b, 0)
+        XCTAssertEqual(try XCTUnwrap(o["dp_over_ordinary"] as? Double), b / a, accuracy: 0.01 * b / a)
+        let bad = Binary.run(["bench", "dp", "--preset", "unet-xl"], cwd: cwd)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--preset: unknown U-Net preset 'unet-xl'"), bad.stderr)
+    }
 }
