@@ -48,7 +48,17 @@ public final class DPOptimizer {
     /// The privatized gradient g̃ for `parameters` from per-example gradients ([n] + shape
     /// each, in the tree's order; n may be 0), and the step's statistics.
     public func privatize(_ parameters: TensorTree, perExample: [Tensor], noiseKey: RandomKey) -> (gradient: TensorTree, stats: DPStepStats) {
-        precondition(perExample.count == parameters.count, "DPOptimizer: \(perExample.count) per-example gradients for \(parameters.count) parameters")
+        let sums = parameters.values.map { Tensor.zeros($0.shape, dtype: $0.dtype) }
+        let norms = clipAndAdd(parameters, perExample: perExample, into: sums)
+        return finish(parameters, sums: sums, norms: norms, noiseKey: noiseKey)
+    }
+
+    /// Adds Σᵢ gᵢ·min(1, C/‖gᵢ‖) to `sums` (one tensor per parameter), examples in order, and
+    /// returns the examples' norms. Called once per micro-batch, it gives the same bits as
+    /// one call on the whole batch.
+    public func clipAndAdd(_ parameters: TensorTree, perExample: [Tensor], into sums: [Tensor]) -> [Double] {
+        precondition(perExample.count == parameters.count && sums.count == parameters.count,
+                     "DPOptimizer: \(perExample.count) per-example gradients for \(parameters.count) parameters")
         let n = perExample.first?.shape.first ?? 0
         for (g, p) in zip(perExample, parameters.values) {
             precondition(g.shape == [n] + p.shape && g.dtype == p.dtype,
@@ -87,12 +97,8 @@ public final class DPOptimizer {
         }
         let norms = squared.map { $0.squareRoot() }
         let factors = norms.map { min(1, clipNorm / ($0 + 1e-6)) }
-        let stats = DPStepStats(examples: n, meanNorm: n == 0 ? 0 : norms.reduce(0, +) / Double(n), maxNorm: norms.max() ?? 0,
-                                clippedFraction: n == 0 ? 0 : Double(factors.filter { $0 < 1 }.count) / Double(n))
-        var out = TensorTree()
-        for ((key, p), g) in zip(parameters, perExample) {
-            let size = p.count
-            let sum = Tensor.zeros(p.shape, dtype: p.dtype)
+        for (g, sum) in zip(perExample, sums) {
+            let size = sum.count
             func accumulate<T: TensorScalar>(_: T.Type) {
                 let ps = sum.pointer(T.self), pg = g.pointer(T.self)
                 let fs = factors.map { T($0) }
@@ -104,7 +110,20 @@ public final class DPOptimizer {
                     }
                 }
             }
-            if p.dtype == .float32 { accumulate(Float.self) } else { accumulate(Double.self) }
+            if sum.dtype == .float32 { accumulate(Float.self) } else { accumulate(Double.self) }
+        }
+        return norms
+    }
+
+    /// g̃ from the clipped sums: noise N(0, σ²C²) per parameter from `noiseKey.fold(name)`,
+    /// then division by the expected batch size; and the step's statistics from the norms.
+    public func finish(_ parameters: TensorTree, sums: [Tensor], norms: [Double], noiseKey: RandomKey) -> (gradient: TensorTree, stats: DPStepStats) {
+        let n = norms.count
+        let clipped = norms.filter { min(1, clipNorm / ($0 + 1e-6)) < 1 }.count
+        let stats = DPStepStats(examples: n, meanNorm: n == 0 ? 0 : norms.reduce(0, +) / Double(n), maxNorm: norms.max() ?? 0,
+                                clippedFraction: n == 0 ? 0 : Double(clipped) / Double(n))
+        var out = TensorTree()
+        for ((key, p), sum) in zip(parameters, sums) {
             if noiseMultiplier > 0 {
                 sum.addInPlace(Tensor.normal(p.shape, std: noiseMultiplier * clipNorm, key: noiseKey.fold(key), dtype: p.dtype))
             }
@@ -113,6 +132,7 @@ public final class DPOptimizer {
         }
         return (out, stats)
     }
+
 
     /// Privatizes and applies one update to `parameters`.
     @discardableResult
@@ -133,18 +153,32 @@ public final class DPOptimizer {
 /// and `OptimizerError.nonFiniteLoss` without updating anything.
 public func descendPrivately(_ model: Module, with optimizer: DPOptimizer, batch n: Int, multiplicity k: Int = 1,
                              noiseKey: RandomKey, loss: () throws -> Tensor) throws -> (loss: Double, stats: DPStepStats) {
-    precondition(n >= 0 && k >= 1, "descendPrivately: batch \(n) and multiplicity \(k)")
+    try descendPrivately(model, with: optimizer, batch: n, multiplicity: k, microBatch: 0, noiseKey: noiseKey) { _ in try loss() }
+}
+
+/// The same in micro-batches of at most `m` examples (0: all at once; Opacus's virtual
+/// steps): `loss(range)` returns the summed loss of examples `range` (rows range·K), the
+/// clipped gradients are summed across micro-batches in example order, and noise is added
+/// once. The result is the same bits for any m (examples are independent and summed in
+/// order); memory for per-example gradients is m examples' worth, and buffers keep the same
+/// sizes from step to step however the Poisson batch varies.
+public func descendPrivately(_ model: Module, with optimizer: DPOptimizer, batch n: Int, multiplicity k: Int = 1, microBatch m: Int,
+                             noiseKey: RandomKey, loss: (Range<Int>) throws -> Tensor) throws -> (loss: Double, stats: DPStepStats) {
+    precondition(n >= 0 && k >= 1 && m >= 0, "descendPrivately: batch \(n), multiplicity \(k), micro-batch \(m)")
     let parameters = model.parameters()
-    var value = 0.0
-    var perExample = parameters.values.map { Tensor.zeros([0] + $0.shape, dtype: $0.dtype) }
-    if n > 0 {
-        let (v, grads) = try valueAndPerExampleGradients(wrt: parameters.values, batch: n * k, of: loss)
-        value = v.item / Double(k)
+    let sums = parameters.values.map { Tensor.zeros($0.shape, dtype: $0.dtype) }
+    var value = 0.0, norms: [Double] = []
+    var lo = 0
+    while lo < n {
+        let hi = min(n, lo + (m > 0 ? m : n))
+        let (v, grads) = try valueAndPerExampleGradients(wrt: parameters.values, batch: (hi - lo) * k) { try loss(lo..<hi) }
+        value += v.item / Double(k)
         guard value.isFinite else { throw OptimizerError.nonFiniteLoss(value) }
-        perExample = k == 1 ? grads : zip(grads, parameters.values).map { g, p in
-            g.reshaped([n, k] + p.shape).mean(axes: [1])
-        }
+        let perExample = k == 1 ? grads : zip(grads, parameters.values).map { g, p in g.reshaped([hi - lo, k] + p.shape).mean(axes: [1]) }
+        norms += optimizer.clipAndAdd(parameters, perExample: perExample, into: sums)
+        lo = hi
     }
-    let stats = optimizer.update(parameters, perExample: perExample, noiseKey: noiseKey)
+    let (gradient, stats) = optimizer.finish(parameters, sums: sums, norms: norms, noiseKey: noiseKey)
+    optimizer.base.update(parameters, gradients: gradient)
     return (value, stats)
 }

@@ -56,6 +56,9 @@ public final class DiffusionTask: TrainingTask {
         return [("loss", loss)]
     }
 
+    /// Examples per micro-batch of a private step (`descendPrivately`).
+    static let privateMicroBatch = 16
+
     /// DP-SGD (Abadi et al., 2016) on a Poisson batch: each example repeated K times
     /// (multiplicity) with its own timestep and noise, per-example gradients of the summed
     /// per-example losses, clipped, noised and applied (`descendPrivately`).
@@ -66,9 +69,17 @@ public final class DiffusionTask: TrainingTask {
         let rowLabels = labels.map { l in rows.map { l[$0] } }
         let t = diffusion.randomTimesteps(n * k, key: key.fold("t"))
         let noise = Tensor.normal([n * k] + Array(x0.shape.dropFirst()), key: key.fold("noise"))
-        let (loss, stats) = try descendPrivately(model, with: dp, batch: n, multiplicity: k, noiseKey: key.fold("dp-noise")) {
-            diffusion.perExampleLoss({ model($0, timesteps: $1.map(Double.init), labels: rowLabels, dropoutKey: key.fold("dropout")) },
-                                     x0: x0, t: t, noise: noise).sum()
+        // micro-batches of a fixed size: per-example gradients of 16 examples at a time, so
+        // memory is bounded and buffers keep their sizes however the Poisson batch varies
+        // (the result is the same bits for any micro-batch size)
+        let (loss, stats) = try descendPrivately(model, with: dp, batch: n, multiplicity: k, microBatch: Self.privateMicroBatch,
+                                                 noiseKey: key.fold("dp-noise")) { range in
+            let rowRange = range.lowerBound * k ..< range.upperBound * k
+            let part = { (x: Tensor) in x.sliced(axis: 0, start: rowRange.lowerBound, length: rowRange.count) }
+            // dropout masks are drawn per micro-batch from the key and its first row
+            let dropKey = key.fold("dropout").fold(UInt64(rowRange.lowerBound))
+            return diffusion.perExampleLoss({ model($0, timesteps: $1.map(Double.init), labels: rowLabels.map { Array($0[rowRange]) }, dropoutKey: dropKey) },
+                                            x0: part(x0), t: Array(t[rowRange]), noise: part(noise)).sum()
         }
         return [("loss", n > 0 ? loss / Double(n) : 0), ("batch_examples", Double(stats.examples)),
                 ("clipped_fraction", stats.clippedFraction), ("grad_norm", stats.meanNorm)]

@@ -76,4 +76,21 @@ final class DPOptimizerTests: XCTestCase {
             for (u, v) in zip(p.doubles, q.doubles) { XCTAssertEqual(u, v, accuracy: 1e-6) }
         }
     }
+
+    /// Micro-batches (Opacus's virtual steps) give the same bits as one pass over the batch.
+    func testMicroBatchesGiveTheSameUpdate() throws {
+        let n = 7
+        let x = Tensor.normal([n, 4], key: RandomKey(seed: 11)), y = Tensor.normal([n, 2], key: RandomKey(seed: 12))
+        var results: [[Double]] = []
+        for m in [0, 1, 3, 7, 10] {
+            let model = Linear(4, 2, key: RandomKey(seed: 13))
+            let dp = DPOptimizer(SGD(learningRate: 0.1), clipNorm: 0.5, noiseMultiplier: 0.7, expectedBatchSize: 6)
+            let (loss, stats) = try descendPrivately(model, with: dp, batch: n, microBatch: m, noiseKey: RandomKey(seed: 14)) { r in
+                (model(x.sliced(axis: 0, start: r.lowerBound, length: r.count)) - y.sliced(axis: 0, start: r.lowerBound, length: r.count)).squared().sum()
+            }
+            XCTAssertEqual(stats.examples, n)
+            results.append(model.parameters().values.flatMap { $0.doubles } + [loss])
+        }
+        for r in results.dropFirst() { XCTAssertEqual(r.dropLast(), results[0].dropLast()); XCTAssertEqual(r.last!, results[0].last!, accuracy: 1e-5) }
+    }
 }
