@@ -27,7 +27,7 @@ CIFAR10 ?= ../shared/datasets/cifar-10-binary.tar.gz
 ## The PyTorch CPU reference (bench/.venv, git-ignored; torch from PyPI, ~5 GB).
 ## (Best effort: without PyTorch the benchmarks still run and print no ratios.)
 bench-setup:
-	@[ -x bench/.venv/bin/python ] && bench/.venv/bin/python -c "import torch, faiss, h5py" 2>/dev/null || \
+	@[ -x bench/.venv/bin/python ] && bench/.venv/bin/python -c "import torch, faiss, h5py, opacus" 2>/dev/null || \
 	  { python3 -m venv bench/.venv && bench/.venv/bin/pip install -q -r bench/requirements.txt; } || \
 	  echo "warning: could not install PyTorch/faiss into bench/.venv; benchmarks run without reference ratios"
 

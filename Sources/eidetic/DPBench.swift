@@ -8,7 +8,7 @@ import Tensor
 
 extension Bench {
     /// The DP-SGD step against the ordinary one on the same U-Net, batch and threads, in one
-    /// run (issue 12's benchmark; the Opacus and vmap references in bench/ are still to come):
+    /// run, then PyTorch's ordinary, Opacus and torch.func (vmap) steps (bench/bench_dp_torch.py):
     /// ordinary = the summed per-example loss's gradient and Adam; private = per-example
     /// gradients, flat clipping, noise and Adam (`descendPrivately`), on a full batch.
     struct DPBench: ParsableCommand {
@@ -17,6 +17,8 @@ extension Bench {
         @Option(help: "U-Net preset.") var preset: String = "unet-s"
         @Option(help: "Batch size.") var batch: Int = 32
         @Option(help: "Timed steps of each kind (the median is reported).") var steps: Int = 5
+        @Option(help: "Python with PyTorch and Opacus for the references (bench/bench_dp_torch.py); \"none\" skips them.")
+        var torch: String = "bench/.venv/bin/python"
 
         func validate() throws {
             try Check.atLeast(threads, 1, "--threads")
@@ -53,6 +55,32 @@ extension Bench {
                          preset, batch, threads, a, b, b / a))
             print(String(format: "%@ batch %d, %d threads: ordinary step %.1f ms (%.1f img/s), DP-SGD step %.1f ms (%.1f img/s): %.2f× (goal ≤ 1.3×)",
                          preset, batch, threads, a * 1e3, Double(batch) / a, b * 1e3, Double(batch) / b, b / a))
+            fflush(stdout)
+            guard let python = TorchReference(torch).python else { return }
+            // the same model, batch and threads in PyTorch: ordinary, Opacus and torch.func (vmap) steps
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: python)
+            p.currentDirectoryURL = URL(fileURLWithPath: "bench")
+            p.arguments = ["bench_dp_torch.py", "--preset", preset, "--batch", String(batch), "--threads", String(threads), "--steps", String(steps)]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "{}"
+            print("pytorch: " + line)
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let ordinaryTorch = o["ordinary_seconds_per_step"] as? Double else { return }
+            var parts = [String(format: "PyTorch ordinary %.1f ms", ordinaryTorch * 1e3)]
+            for k in ["opacus", "vmap"] {
+                if let t = o["\(k)_seconds_per_step"] as? Double {
+                    parts.append(String(format: "%@ %.1f ms (%.2f× its ordinary; Eidetic's DP step is %.2f× faster)", k, t * 1e3, t / ordinaryTorch, t / b))
+                } else if let e = o["\(k)_error"] as? String {
+                    parts.append("\(k): \(e)")
+                }
+            }
+            print(parts.joined(separator: "; "))
         }
     }
 }

@@ -47,7 +47,7 @@ final class PrivacyCommandTests: XCTestCase {
     /// `eidetic bench dp`: one JSON line with both step times and their ratio; a bad preset is one line.
     func testDPBenchmarkPrintsBothStepsAndTheRatio() throws {
         let cwd = NSTemporaryDirectory()
-        let r = Binary.run(["bench", "dp", "--batch", "2", "--steps", "1", "--threads", "1"], cwd: cwd)
+        let r = Binary.run(["bench", "dp", "--batch", "2", "--steps", "1", "--threads", "1", "--torch", "none"], cwd: cwd)
         XCTAssertEqual(r.status, 0, r.stderr)
         let line = try XCTUnwrap(r.stdout.split(separator: "\n").first { $0.hasPrefix("{") })
         let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
