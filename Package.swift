@@ -55,7 +55,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
-        .testTarget(name: "PrivacyTests", dependencies: ["Privacy"]),
+        .testTarget(name: "PrivacyTests", dependencies: ["Privacy"], exclude: ["opacus-grid.csv"]),
         .testTarget(name: "NNTests", dependencies: ["Tensor", "NN", "Optim", "Examples"]),
         .testTarget(name: "DataTests", dependencies: ["Tensor", "HDF5", "Data", "CZlib"]),
         .testTarget(name: "ModelTests", dependencies: ["Tensor", "NN", "Models"]),

@@ -26,6 +26,24 @@ final class RDPAccountantTests: XCTestCase {
         }
     }
 
+    /// 240 (q, σ, T, δ) points generated with Opacus 1.6 (bench/rdp_reference.py --grid,
+    /// committed as opacus-grid.csv): improved and classic ε to 1e-6 relative, the same best order.
+    func testEpsilonMatchesOpacusOnAGrid() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("opacus-grid.csv").path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        var checked = 0
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") && !line.hasPrefix("q,") {
+            let v = line.split(separator: ",").map { Double($0)! }
+            let p = PrivacySpent(phases: [(v[0], v[1], Int(v[2]))], delta: v[3])
+            let what = "q \(v[0]) σ \(v[1]) T \(Int(v[2])) δ \(v[3])"
+            XCTAssertEqual(p.epsilonImproved, v[4], accuracy: 1e-6 * v[4], "improved ε at \(what)")
+            XCTAssertEqual(p.bestOrder, v[5], "best order at \(what)")
+            XCTAssertEqual(p.epsilonClassic, v[6], accuracy: 1e-6 * v[6], "classic ε at \(what)")
+            checked += 1
+        }
+        XCTAssertEqual(checked, 240)
+    }
+
     /// TF Privacy's MNIST table (N = 60,000, batch 256, δ = 1e-5, classic conversion; steps
     /// = ⌈epochs · N / batch⌉ as its `compute_dp_sgd_privacy` counts them): σ = 1.1 for 60
     /// epochs → ε ≈ 3.01, σ = 0.7 for 45 → 7.10, σ = 1.3 for 15 → 1.19 (two decimals).
