@@ -132,15 +132,6 @@ public final class DPOptimizer {
         }
         return (out, stats)
     }
-
-
-    /// Privatizes and applies one update to `parameters`.
-    @discardableResult
-    public func update(_ parameters: TensorTree, perExample: [Tensor], noiseKey: RandomKey) -> DPStepStats {
-        let (gradient, stats) = privatize(parameters, perExample: perExample, noiseKey: noiseKey)
-        base.update(parameters, gradients: gradient)
-        return stats
-    }
 }
 
 /// One DP-SGD step on `model`: per-example gradients of `loss` (which must return the *sum*
@@ -162,8 +153,12 @@ public func descendPrivately(_ model: Module, with optimizer: DPOptimizer, batch
 /// once. The result is the same bits for any m (examples are independent and summed in
 /// order); memory for per-example gradients is m examples' worth, and buffers keep the same
 /// sizes from step to step however the Poisson batch varies.
+///
+/// `plus`, when given, is added to the privatized gradient before the update: the gradient
+/// of loss terms that touch no training example (a GAN discriminator's fake images).
 public func descendPrivately(_ model: Module, with optimizer: DPOptimizer, batch n: Int, multiplicity k: Int = 1, microBatch m: Int,
-                             noiseKey: RandomKey, loss: (Range<Int>) throws -> Tensor) throws -> (loss: Double, stats: DPStepStats) {
+                             plus: TensorTree? = nil, noiseKey: RandomKey,
+                             loss: (Range<Int>) throws -> Tensor) throws -> (loss: Double, stats: DPStepStats) {
     precondition(n >= 0 && k >= 1 && m >= 0, "descendPrivately: batch \(n), multiplicity \(k), micro-batch \(m)")
     let parameters = model.parameters()
     let sums = parameters.values.map { Tensor.zeros($0.shape, dtype: $0.dtype) }
@@ -179,6 +174,7 @@ public func descendPrivately(_ model: Module, with optimizer: DPOptimizer, batch
         lo = hi
     }
     let (gradient, stats) = optimizer.finish(parameters, sums: sums, norms: norms, noiseKey: noiseKey)
+    if let plus { for (key, g) in gradient { g.addInPlace(plus[key]!) } }
     optimizer.base.update(parameters, gradients: gradient)
     return (value, stats)
 }

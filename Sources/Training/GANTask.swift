@@ -133,32 +133,22 @@ public final class GANTask: TrainingTask {
             fakeLogits = judge(fake.detached(), labels: fakeLabels, key: key.fold("augment-fake"))
             return kind == .hinge ? (1 + fakeLogits).relu().mean() : bceWithLogitsLoss(fakeLogits, Tensor.zeros(fakeLogits.shape))
         }
+        let fakeLoss = fakeValue.item
+        guard fakeLoss.isFinite else { throw OptimizerError.nonFiniteLoss(fakeLoss) }
         // the real batch in micro-batches of a fixed size (bounded memory, buffers of stable
-        // sizes however the Poisson batch varies), clipped gradients summed in example order
-        let n = real.indices.count, m = DiffusionTask.privateMicroBatch
-        let sums = params.values.map { Tensor.zeros($0.shape, dtype: $0.dtype) }
-        var norms: [Double] = [], realValue = 0.0, realCorrect = 0.0
-        var lo = 0
-        while lo < n {
-            let hi = min(n, lo + m), count = hi - lo
-            let images = real.images.sliced(axis: 0, start: lo, length: count)
-            let labels = conditional ? Array(real.labels[lo..<hi]) : nil
-            var logits = Tensor.zeros([0])
-            let (v, g) = try valueAndPerExampleGradients(wrt: params.values, batch: count) {
-                logits = judge(images, labels: labels, key: key.fold("augment-real").fold(UInt64(lo)))
-                // Σ over examples of each one's loss term
-                return kind == .hinge ? (1 - logits).relu().sum() : bceWithLogitsLoss(logits, Tensor.ones(logits.shape)) * Double(count)
-            }
-            realValue += v.item
-            realCorrect += logits.doubles.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
-            norms += dp.clipAndAdd(params, perExample: g, into: sums)
-            lo = hi
+        // sizes however the Poisson batch varies)
+        let n = real.indices.count
+        var realCorrect = 0.0
+        let (realValue, stats) = try descendPrivately(discriminator, with: dp, batch: n, microBatch: DiffusionTask.privateMicroBatch,
+                                                      plus: fakeGrads, noiseKey: key.fold("dp-noise")) { range in
+            let images = real.images.sliced(axis: 0, start: range.lowerBound, length: range.count)
+            let labels = conditional ? Array(real.labels[range]) : nil
+            let logits = judge(images, labels: labels, key: key.fold("augment-real").fold(UInt64(range.lowerBound)))
+            realCorrect += withoutGradient { logits.doubles.reduce(0) { $0 + ($1 > 0 ? 1 : 0) } }
+            // Σ over examples of each one's loss term
+            return kind == .hinge ? (1 - logits).relu().sum() : bceWithLogitsLoss(logits, Tensor.ones(logits.shape)) * Double(range.count)
         }
-        let total = realValue / dp.expectedBatchSize + fakeValue.item
-        guard total.isFinite else { throw OptimizerError.nonFiniteLoss(total) }
-        let (gradient, stats) = dp.finish(params, sums: sums, norms: norms, noiseKey: key.fold("dp-noise"))
-        for (k, g) in gradient { g.addInPlace(fakeGrads[k]!) }
-        optimizerD.update(params, gradients: gradient)
+        let total = realValue / dp.expectedBatchSize + fakeLoss
         lastPrivateStats = stats
         lastDLoss = total
         lastRealAcc = n == 0 ? 0 : realCorrect / Double(n)

@@ -312,10 +312,18 @@ struct TorchReference {
     /// Runs one configuration, prints its JSON line, returns its images per second (nil
     /// without PyTorch).
     func imagesPerSecond(_ name: String, threads: Int, steps: Int) throws -> Double? {
+        let o = try run(["bench/bench_torch.py", "--threads", String(threads), "--only", name, "--steps", String(steps)])
+        return o?["images_per_second"] as? Double
+    }
+
+    /// Runs a script of bench/ with this Python, prints its last stdout line (one JSON object)
+    /// and returns it parsed (nil without PyTorch or when the line is not JSON).
+    func run(_ arguments: [String], in directory: String? = nil) throws -> [String: Any]? {
         guard let python else { return nil }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = ["bench/bench_torch.py", "--threads", String(threads), "--only", name, "--steps", String(steps)]
+        if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        p.arguments = arguments
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
@@ -324,8 +332,7 @@ struct TorchReference {
         p.waitUntilExit()
         let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "{}"
         print("pytorch: " + line); fflush(stdout)
-        guard let d = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return nil }
-        return o["images_per_second"] as? Double
+        return try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
     }
 }
 

@@ -56,22 +56,10 @@ extension Bench {
             print(String(format: "%@ batch %d, %d threads: ordinary step %.1f ms (%.1f img/s), DP-SGD step %.1f ms (%.1f img/s): %.2f× (goal ≤ 1.3×)",
                          preset, batch, threads, a * 1e3, Double(batch) / a, b * 1e3, Double(batch) / b, b / a))
             fflush(stdout)
-            guard let python = TorchReference(torch).python else { return }
             // the same model, batch and threads in PyTorch: ordinary, Opacus and torch.func (vmap) steps
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: python)
-            p.currentDirectoryURL = URL(fileURLWithPath: "bench")
-            p.arguments = ["bench_dp_torch.py", "--preset", preset, "--batch", String(batch), "--threads", String(threads), "--steps", String(steps)]
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "{}"
-            print("pytorch: " + line)
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let ordinaryTorch = o["ordinary_seconds_per_step"] as? Double else { return }
+            let reference = try TorchReference(torch).run(["bench_dp_torch.py", "--preset", preset, "--batch", String(batch),
+                                                           "--threads", String(threads), "--steps", String(steps)], in: "bench")
+            guard let o = reference, let ordinaryTorch = o["ordinary_seconds_per_step"] as? Double else { return }
             var parts = [String(format: "PyTorch ordinary %.1f ms", ordinaryTorch * 1e3)]
             for k in ["opacus", "vmap"] {
                 if let t = o["\(k)_seconds_per_step"] as? Double {

@@ -141,9 +141,7 @@ public func valueAndPerExampleGradients(wrt parameters: [Tensor], batch n: Int, 
         if activationNeeds.contains(true) {
             let inputGrads = vectorJacobianProducts(node, g, needs: activationNeeds)
             for (k, input) in node.inputs.enumerated() where activationNeeds[k] {
-                guard let gi = inputGrads[k] else { continue }
-                let shaped = gi.shape == input.shape ? gi : gi.summed(toShape: input.shape)
-                grads[input.slot] = grads[input.slot].map { $0 + shaped } ?? shaped
+                if let gi = inputGrads[k] { accumulateGradient(&grads, input, gi) }
             }
         }
         let parameterInputs = node.inputs.indices.filter { tracked[$0] && fromParameters[node.inputs[$0].slot] }

@@ -118,15 +118,16 @@ func backward(_ tape: Tape, _ grads: inout [Tensor?]) {
         let needs = node.inputs.map { tape.tracks($0) }
         let inputGrads = vectorJacobianProducts(node, g, needs: needs)
         for (i, input) in node.inputs.enumerated() where needs[i] {
-            guard let gi = inputGrads[i] else { continue }
-            let shaped = gi.shape == input.shape ? gi : gi.summed(toShape: input.shape)
-            if let existing = grads[input.slot] {
-                grads[input.slot] = existing + shaped
-            } else {
-                grads[input.slot] = shaped
-            }
+            if let gi = inputGrads[i] { accumulateGradient(&grads, input, gi) }
         }
     }
+}
+
+/// Adds `gi` (at the op's output shape for broadcasting ops) to `input`'s gradient slot,
+/// summed back to the input's shape.
+func accumulateGradient(_ grads: inout [Tensor?], _ input: Tensor, _ gi: Tensor) {
+    let shaped = gi.shape == input.shape ? gi : gi.summed(toShape: input.shape)
+    grads[input.slot] = grads[input.slot].map { $0 + shaped } ?? shaped
 }
 
 /// Runs `body` without recording any op (evaluation, EMA updates, sampling).
