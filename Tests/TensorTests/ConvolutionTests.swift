@@ -33,7 +33,7 @@ final class ConvolutionTests: XCTestCase {
         // small window grids take the grouped backward path (images side by side), grids of
         // ≥ 256 windows (the 17×16 and 34×33 inputs) the per-image one; 3×3 stride-1 convs
         // with ≤ 4 channels on one side and widths divisible by 16 the direct kernel
-        let gemmCases = [(1, 1, 3, 9), (2, 1, 3, 9), (1, 0, 1, 9), (2, 1, 4, 9), (1, 2, 5, 9), (1, 1, 3, 17), (2, 1, 4, 34)].map {
+        let gemmCases = [(1, 1, 3, 9), (2, 1, 3, 9), (1, 0, 1, 9), (2, 1, 4, 9), (1, 2, 5, 9), (1, 1, 3, 17), (2, 1, 4, 34), (2, 0, 4, 10), (3, 1, 3, 11), (3, 2, 4, 12)].map {
             (stride: $0.0, pad: $0.1, k: $0.2, h: $0.3, c: 5, o: 6, wd: $0.3 - 1)
         }
         let directCases = [(stride: 1, pad: 1, k: 3, h: 4, c: 3, o: 8, wd: 16), (stride: 1, pad: 1, k: 3, h: 5, c: 7, o: 3, wd: 32),
