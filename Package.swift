@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "Models", dependencies: ["Tensor", "NN"]),
         .target(name: "Diffusion", dependencies: ["Tensor", "NN", "Models"]),
         .target(name: "Training", dependencies: ["Tensor", "NN", "Optim", "HDF5", "Data", "Models", "Diffusion", "TOML", "Privacy"]),
-        .target(name: "Evaluation", dependencies: ["Tensor", "CKernels", "NN", "Optim", "Data", "HDF5", "Models", "Diffusion", "Training"]),
+        .target(name: "Evaluation", dependencies: ["Tensor", "CKernels", "NN", "Optim", "Data", "HDF5", "Models", "Diffusion", "Training", "Privacy"]),
         .target(name: "Examples", dependencies: ["Tensor", "NN", "Optim"]),
         .executableTarget(name: "eidetic", dependencies: [
             "Tensor", "NN", "Optim", "HDF5", "Data", "Models", "Diffusion", "Training", "TOML", "Examples", "Evaluation", "Privacy",
@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Tensor", "HDF5", "Data", "CZlib"]),
         .testTarget(name: "ModelTests", dependencies: ["Tensor", "NN", "Models"]),
         .testTarget(name: "TrainingTests", dependencies: ["Tensor", "NN", "Models", "Diffusion", "Training", "TOML", "Data", "HDF5", "Privacy"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Tensor", "NN", "Data", "Models", "Diffusion", "Training", "Evaluation"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Tensor", "NN", "Data", "HDF5", "Models", "Diffusion", "Training", "Evaluation"]),
         .testTarget(name: "HDF5Tests", dependencies: ["Tensor", "HDF5", "NN", "Optim"]),
         // Bad input and faults through the real `eidetic` binary (built beside the tests).
         .testTarget(name: "CLITests", dependencies: ["Tensor", "HDF5", "Data", "Training"]),

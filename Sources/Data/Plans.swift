@@ -299,3 +299,42 @@ public struct OutlierScores: Plan {
         scores = nn.map { list in list.isEmpty ? 0 : list.map(\.distance).reduce(0, +) / Double(list.count) }
     }
 }
+
+/// Audit plan for the one-run privacy audit (Steinke, Nasr and Jagielski 2023): `m`
+/// canaries drawn from the pool (outside the base set), each included in training by an
+/// independent fair coin; the base set is always trained on. `eval audit` later scores every
+/// canary and turns correct IN/OUT guesses into a lower bound on ε.
+public struct AuditPlan: Plan {
+    public static let kind = "audit"
+    public var dataset: DatasetReference
+    public var seed: UInt64
+    /// Examples every run of the plan trains on (may be empty).
+    public var base: [Int]
+    /// The canaries' split indices, ascending.
+    public var canaries: [Int]
+    /// included[i] is '1' when canary i is trained on (its coin), else '0'.
+    public var included: String
+    /// The physical training list: base plus the included canaries, ascending.
+    public var trainingIndices: [Int]
+
+    /// Draws `count` canaries uniformly from `pool` minus `base` (a seeded permutation) and one
+    /// fair coin per canary from the seed's "audit-coins" stream.
+    public init(dataset: DatasetReference, pool: [Int], base: [Int], canaries count: Int, seed: UInt64) throws {
+        guard count >= 1 else { throw DataError.invalid("audit plan: canaries must be ≥ 1, got \(count)") }
+        let baseSet = Set(base)
+        let candidates = Array(Set(pool).subtracting(baseSet)).sorted()
+        guard count <= candidates.count else {
+            throw DataError.invalid("audit plan: \(count) canaries asked for, but only \(candidates.count) pool examples lie outside the base set")
+        }
+        let order = randomPermutation(candidates.count, key: RandomKey(seed: seed).fold("audit-canaries"))
+        let chosen = order.prefix(count).map { candidates[$0] }.sorted()
+        let coins = RandomKey(seed: seed).fold("audit-coins")
+        let bits = (0..<count).map { coins.word($0) & 1 == 1 }
+        self.dataset = dataset; self.seed = seed; self.base = base.sorted(); canaries = chosen
+        included = String(decoding: bits.map { $0 ? UInt8(ascii: "1") : UInt8(ascii: "0") }, as: UTF8.self)
+        trainingIndices = (base + zip(chosen, bits).compactMap { $1 ? $0 : nil }).sorted()
+    }
+
+    /// The coins as booleans, in canary order.
+    public var inclusion: [Bool] { included.utf8.map { $0 == UInt8(ascii: "1") } }
+}

@@ -126,7 +126,8 @@ public enum OneRunAudit {
             let e = epsilonLowerBound(canaries: m, guesses: g.guessIn + g.guessOut, correct: v, delta: delta, pValue: level)
             let o = Outcome(canaries: m, included: included.filter { $0 }.count, guessedIn: g.guessIn, guessedOut: g.guessOut,
                             correct: v, epsilonLowerBound: e, delta: delta, confidence: confidence, tests: grid.count)
-            if best == nil || e > best!.epsilonLowerBound { best = o }
+            // the largest bound; among equal bounds (0 above all) the most guesses, the most informative counts
+            if best == nil || e > best!.epsilonLowerBound || (e == best!.epsilonLowerBound && o.guesses > best!.guesses) { best = o }
         }
         return best!
     }

@@ -12,7 +12,7 @@ import Training
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure memorization: extraction, membership inference, nearest neighbours.",
-        subcommands: [EvalExtraction.self, EvalMIA.self, EvalInpaint.self, EvalOutliers.self, EvalQuality.self, EvalQualityClassifier.self, EvalKNN.self])
+        subcommands: [EvalExtraction.self, EvalMIA.self, EvalAudit.self, EvalInpaint.self, EvalOutliers.self, EvalQuality.self, EvalQualityClassifier.self, EvalKNN.self])
 }
 
 /// The most recently written `.h5` in a run's samples folder.

@@ -33,7 +33,10 @@ struct EvalMIA: ParsableCommand {
         _ = try timestepList()
     }
 
-    func timestepList() throws -> [Int] {
+    func timestepList() throws -> [Int] { try Self.parseTimesteps(timesteps) }
+
+    /// `--timesteps` as integers ≥ 0 (default 100), shared with `eval audit`.
+    static func parseTimesteps(_ timesteps: String?) throws -> [Int] {
         let list = try (timesteps ?? "100").split(separator: ",").map { part -> Int in
             guard let t = Int(part.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--timesteps: '\(part)' is not an integer") }
             guard t >= 0 else { throw ValidationError("--timesteps must be ≥ 0, got \(t)") }

@@ -5,8 +5,8 @@ import Foundation
 /// `eidetic data plan …`: training-set plans written as hashed JSON.
 struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "plan", abstract: "Make a training-set plan (subset, membership, duplicates, dedup, outliers).",
-        subcommands: [Subset.self, Membership.self, Duplicates.self, Dedup.self, Outliers.self])
+        commandName: "plan", abstract: "Make a training-set plan (subset, membership, duplicates, dedup, outliers, audit).",
+        subcommands: [Subset.self, Membership.self, Duplicates.self, Dedup.self, Outliers.self, Audit.self])
 
     struct Common: ParsableArguments {
         @Argument(help: "Dataset .h5 file.") var file: String
@@ -63,6 +63,27 @@ struct PlanCommand: ParsableCommand {
             let (set, ref) = try common.load()
             let plan = try MembershipPlan(dataset: ref, pool: try common.pool(pool, set), models: models, seed: seed)
             print("membership: \(models) models × \(plan.pool.count) examples; sha256 \(try PlanFile.write(plan, to: common.out))")
+        }
+    }
+
+    struct Audit: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Canaries for a one-run privacy audit, each trained on by a fair coin (then `eidetic eval audit RUN`).")
+        @OptionGroup var common: Common
+        @Option(help: "Number of canaries m.") var canaries: Int
+        @Option(help: "Subset plan always trained on, besides the included canaries (default: none).") var base: String?
+        @Option(help: "Subset plan the canaries are drawn from (default: the whole split, minus the base).") var pool: String?
+        @Option(help: "Seed of the canary choice and the coins.") var seed: UInt64 = 0
+        func validate() throws { try Check.atLeast(canaries, 1, "--canaries") }
+        func run() throws {
+            let (set, ref) = try common.load()
+            let baseIndices = base == nil ? [] : try common.pool(base, set)
+            let plan: AuditPlan
+            do {
+                plan = try AuditPlan(dataset: ref, pool: try common.pool(pool, set), base: baseIndices, canaries: canaries, seed: seed)
+            } catch let e as DataError { throw ValidationError("--canaries: \(e)") }
+            let ins = plan.inclusion.filter { $0 }.count
+            print("audit: \(plan.canaries.count) canaries (\(ins) included by their coins), base of \(plan.base.count), \(plan.trainingIndices.count) training examples; sha256 \(try PlanFile.write(plan, to: common.out))")
         }
     }
 

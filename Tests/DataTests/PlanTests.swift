@@ -120,6 +120,32 @@ final class PlanTests: TempDirTestCase {
         XCTAssertEqual(Set(plan.canaries.map(\.index)).count, 8)
     }
 
+    /// Audit plan: m canaries from the pool outside the base, one fair coin each, the base
+    /// always trained on; deterministic in the seed, and refusing more canaries than the pool holds.
+    func testAuditPlanDrawsCanariesOutsideTheBaseWithFairCoins() throws {
+        let base = Array(0..<50), pool = Array(0..<2050)
+        let plan = try AuditPlan(dataset: ref, pool: pool, base: base, canaries: 1000, seed: 3)
+        XCTAssertEqual(plan.canaries.count, 1000); XCTAssertEqual(Set(plan.canaries).count, 1000)
+        XCTAssertEqual(plan.canaries, plan.canaries.sorted())
+        XCTAssertTrue(Set(plan.canaries).isDisjoint(with: base), "canaries never come from the base")
+        let ins = plan.inclusion.filter { $0 }.count
+        XCTAssertEqual(Double(ins), 500, accuracy: 3 * sqrt(250), "fair coins: \(ins) of 1000 IN")
+        XCTAssertEqual(plan.trainingIndices, (base + zip(plan.canaries, plan.inclusion).compactMap { $1 ? $0 : nil }).sorted())
+        // neighbouring canaries' coins are independent: about half the pairs agree
+        let agree = zip(plan.inclusion, plan.inclusion.dropFirst()).filter { $0 == $1 }.count
+        XCTAssertEqual(Double(agree), 499.5, accuracy: 3 * sqrt(250))
+        try PlanFile.write(plan, to: dir + "/a.json")
+        try PlanFile.write(try AuditPlan(dataset: ref, pool: pool, base: base, canaries: 1000, seed: 3), to: dir + "/b.json")
+        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/a.json"), FileManager.default.contents(atPath: dir + "/b.json"))
+        XCTAssertEqual(try PlanFile.read(AuditPlan.self, from: dir + "/a.json"), plan)
+        let other = try AuditPlan(dataset: ref, pool: pool, base: base, canaries: 1000, seed: 4)
+        XCTAssertNotEqual(other.included, plan.included)
+        XCTAssertThrowsError(try AuditPlan(dataset: ref, pool: Array(0..<60), base: base, canaries: 11, seed: 3)) { e in
+            XCTAssertTrue("\(e)".contains("only 10 pool examples lie outside the base set"), "\(e)")
+        }
+        XCTAssertThrowsError(try AuditPlan(dataset: ref, pool: pool, base: [], canaries: 0, seed: 3))
+    }
+
     func testDeduplicationFindsPlantedNearCopies() {
         var set = randomSet(60)
         let d = set.imageSize
