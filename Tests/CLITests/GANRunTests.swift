@@ -47,47 +47,14 @@ final class GANRunTests: XCTestCase {
     }
     override func tearDown() { try? FileManager.default.removeItem(atPath: root) }
 
-    /// The last step the run logged (one metrics line per step with log_every = 1).
-    func step(_ run: String) -> Int {
-        guard let d = FileManager.default.contents(atPath: root + "/\(run)/metrics.jsonl") else { return 0 }
-        return d.reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
-    }
-
-    func assertSameTensors(_ a: String, _ b: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let (x, _) = try TensorFile.load(a), (y, _) = try TensorFile.load(b)
-        XCTAssertEqual(x.keys.sorted(), y.keys.sorted(), file: file, line: line)
-        for (k, t) in x {
-            guard let u = y[k] else { continue }
-            XCTAssertEqual(Data(bytes: t.rawPointer, count: t.count * t.dtype.size), Data(bytes: u.rawPointer, count: u.count * u.dtype.size),
-                           "\(k) differs", file: file, line: line)
-        }
-    }
-
     func testKilledThreeTimesResumesBitExactly() throws {
         let end = 80
         let ref = Binary.run(["train", "gan.toml", "--run-dir", "ref", "--stop-at", "\(end)"], cwd: root)
         XCTAssertEqual(ref.status, 0, ref.stderr)
-        var rng = SystemRandomNumberGenerator()
-        for kill in 0..<3 {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: Binary.path)
-            p.arguments = ["train", "gan.toml", "--run-dir", "int", "--stop-at", "\(end)"]
-            p.currentDirectoryURL = URL(fileURLWithPath: root)
-            p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
-            try p.run()
-            // a random step past the last checkpoint, well before the end
-            let from = max(step("int"), 0)
-            let target = min(end - 20, from + 2 + Int.random(in: 0...12, using: &rng))
-            let deadline = Date().addingTimeInterval(60)
-            while step("int") < target && p.isRunning && Date() < deadline { usleep(2_000) }
-            Foundation.kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-            XCTAssertTrue(p.terminationReason == .uncaughtSignal, "kill \(kill): the trainer finished before it was killed")
-        }
-        let r = Binary.run(["train", "gan.toml", "--run-dir", "int", "--stop-at", "\(end)"], cwd: root)
+        let r = try KillResume.trainKilled("gan.toml", run: "int", end: end, cwd: root)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("resuming at step"), r.stdout)
-        try assertSameTensors(root + "/ref/checkpoints/latest.h5", root + "/int/checkpoints/latest.h5")
+        try KillResume.assertSameTensors(root + "/ref/checkpoints/latest.h5", root + "/int/checkpoints/latest.h5")
         let (tree, attrs) = try TensorFile.load(root + "/int/checkpoints/latest.h5")
         XCTAssertEqual(attrs["model_kind"], .string("sngan"))
         for prefix in ["generator.", "discriminator.", "optimizer_g.", "optimizer_d.", "ema."] {

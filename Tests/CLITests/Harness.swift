@@ -1,4 +1,5 @@
 import Foundation
+import HDF5
 import XCTest
 
 /// Runs the real `eidetic` binary (built beside the test bundle, or $EIDETIC_BIN) in a
@@ -90,5 +91,51 @@ struct FolderSnapshot: Equatable {
     /// Files that existed before and differ or are gone now.
     func changed(since before: FolderSnapshot) -> [String] {
         before.files.keys.filter { files[$0] != before.files[$0] }.sorted()
+    }
+}
+
+/// Kill-and-resume through the real binary: a training run SIGKILLed at random steps, then
+/// finished, must end bit-identical to an uninterrupted one. Runs log one metrics line per
+/// step (`log_every = 1`), which is how the steps are counted from outside.
+enum KillResume {
+    /// The last step the run in `cwd/run` logged.
+    static func loggedSteps(_ cwd: String, _ run: String) -> Int {
+        guard let d = FileManager.default.contents(atPath: cwd + "/\(run)/metrics.jsonl") else { return 0 }
+        return d.reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
+    }
+
+    /// Trains `config` into `run` up to step `end`, SIGKILLing it `kills` times at a random
+    /// step past the last one, then lets it finish; returns the finishing invocation.
+    static func trainKilled(_ config: String, run: String, end: Int, cwd: String, kills: Int = 3,
+                            file: StaticString = #filePath, line: UInt = #line) throws -> Binary.Result {
+        var rng = SystemRandomNumberGenerator()
+        for kill in 0..<kills {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Binary.path)
+            p.arguments = ["train", config, "--run-dir", run, "--stop-at", "\(end)"]
+            p.currentDirectoryURL = URL(fileURLWithPath: cwd)
+            p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
+            try p.run()
+            // a random step past the last checkpoint, well before the end
+            let from = max(loggedSteps(cwd, run), 0)
+            let target = min(end - 20, from + 2 + Int.random(in: 0...12, using: &rng))
+            let deadline = Date().addingTimeInterval(60)
+            while loggedSteps(cwd, run) < target && p.isRunning && Date() < deadline { usleep(2_000) }
+            Foundation.kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            XCTAssertTrue(p.terminationReason == .uncaughtSignal, "kill \(kill): the trainer finished before it was killed", file: file, line: line)
+        }
+        return Binary.run(["train", config, "--run-dir", run, "--stop-at", "\(end)"], cwd: cwd)
+    }
+
+    /// Every tensor of two checkpoints, byte for byte.
+    static func assertSameTensors(_ a: String, _ b: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let (x, _) = try TensorFile.load(a), (y, _) = try TensorFile.load(b)
+        XCTAssertEqual(x.keys.sorted(), y.keys.sorted(), file: file, line: line)
+        for (k, t) in x {
+            guard let u = y[k] else { continue }
+            XCTAssertEqual(Data(bytes: t.rawPointer, count: t.count * t.dtype.size), Data(bytes: u.rawPointer, count: u.count * u.dtype.size),
+                           "\(k) differs", file: file, line: line)
+        }
     }
 }
