@@ -51,6 +51,8 @@ public struct AuditReport: Codable, Sendable {
                              log: (String) -> Void = { print($0) }) throws -> AuditReport {
         let out = out ?? outputFolder(run: run.path, signal: signal, useEMA: useEMA, delta: requested, guesses: guesses, confidence: confidence)
         try MembershipReport.mayWrite(out, force: force)
+        let lock = try RunLock.acquire(run.path, mode: .shared, purpose: "evaluation")
+        defer { withExtendedLifetime(lock) {} }
         let config = try run.loadConfigResolvingData()
         guard !config.data.plan.isEmpty, try PlanFile.kind(of: config.data.plan) == AuditPlan.kind else {
             let what = config.data.plan.isEmpty ? "no plan" : "data.plan = \(config.data.plan), a \(try PlanFile.kind(of: config.data.plan)) plan"

@@ -6,18 +6,19 @@ import Training
 import XCTest
 
 /// The defence at its extreme (paper-spec §9): the same tiny DDPM recipe trained without
-/// noise memorizes its 32 training images (membership inference well above chance, samples
+/// noise memorizes its 16 training images (membership inference well above chance, samples
 /// that copy training images), and trained with DP-SGD at a huge noise multiplier it does not:
 /// the MIA AUC's 95 % bootstrap interval contains 0.5 and nothing is extracted. Each run trains
-/// `steps` steps (experiments/tiny-fashion.toml's recipe, shortened; about 2 minutes each on
-/// 2 cores at the default 600).
+/// `steps` steps (experiments/tiny-fashion.toml's model on 16 images at batch 16, so the
+/// private run's Poisson rate is q = 1; about 2 minutes for the control and 3 for the
+/// private run on 2 cores at the default 2,000).
 final class DPDefenceTests: XCTestCase {
     var dir: String!
     override func setUp() { dir = NSTemporaryDirectory() + "eidetic-dpdef-\(UUID().uuidString)"; try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
     var repo: String { URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path }
 
-    static let steps = Int(ProcessInfo.processInfo.environment["EIDETIC_DP_DEFENCE_STEPS"] ?? "") ?? 600
+    static let steps = Int(ProcessInfo.processInfo.environment["EIDETIC_DP_DEFENCE_STEPS"] ?? "") ?? 2000
 
     func config(privacy: String?) -> String {
         """
@@ -25,7 +26,7 @@ final class DPDefenceTests: XCTestCase {
         seed = 0
         [data]
         file = "\(repo)/datasets/fashion-mnist-2k.h5"
-        subset = 32
+        subset = 16
         flip = false
         [model]
         preset = ""
@@ -35,8 +36,8 @@ final class DPDefenceTests: XCTestCase {
         channel_multipliers = [1, 2, 2]
         groups = 8
         [train]
-        batch_size = 32
-        images = \(32 * Self.steps)
+        batch_size = 16
+        images = \(16 * Self.steps)
         lr = 1e-3
         warmup_steps = 50
         ema_decay = 0.99
