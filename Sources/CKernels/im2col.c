@@ -2,11 +2,61 @@
    GEMM convolution. Layouts and semantics are those of Convolution.swift's generic versions
    (kept for Double). Each channel is first copied into a zero-padded plane, so the copy
    loops have no bounds logic; the common strides (1, 2) and row widths (4, 8, 16, 32) get
-   loops the compiler unrolls. Pure copies and adds in a fixed order: the same bits on every
-   ISA. */
+   loops the compiler unrolls. Stride 2 with an even kernel width (the DCGAN's 4×4 stride-2
+   layers) takes the window columns kw and kw + 1 together: one contiguous run of the plane
+   row holds both, interleaved, so a vector load and an even/odd shuffle replace two strided
+   gathers (and an interleave and a vector add replace two strided scatter-adds in col2im).
+   Pure copies and adds, each value's adds in the same (kh, kw) order as the plain loops:
+   the same bits on every ISA and either path. */
 #include "ckernels.h"
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__) && defined(__clang__)
+#define EK_COPY_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define EK_COPY_CLONES
+#endif
+
+typedef float ek_f4 __attribute__((vector_size(16)));
+typedef float ek_f8 __attribute__((vector_size(32)));
+typedef float ek_f16 __attribute__((vector_size(64)));
+/* unaligned loads and stores; macros, so no wide vector crosses a call in any clone's ABI */
+#define EK_LD(T, p) ({ T ek_v_; memcpy(&ek_v_, (p), sizeof ek_v_); ek_v_; })
+#define EK_ST(p, v) do { __typeof__(v) ek_w_ = (v); memcpy((p), &ek_w_, sizeof ek_w_); } while (0)
+
+/* Stride 2, window columns kw and kw + 1: even[ow] = r[2·ow], odd[ow] = r[2·ow + 1] over OW
+   values, 8 (then 4) at a time. */
+#define EK_PAIR_GATHER(r, even, odd, OW) do { \
+    size_t ow_ = 0; \
+    for (; ow_ + 8 <= (OW); ow_ += 8) { \
+        ek_f16 v_ = EK_LD(ek_f16, (r) + 2 * ow_); \
+        EK_ST((even) + ow_, __builtin_shufflevector(v_, v_, 0, 2, 4, 6, 8, 10, 12, 14)); \
+        EK_ST((odd) + ow_, __builtin_shufflevector(v_, v_, 1, 3, 5, 7, 9, 11, 13, 15)); \
+    } \
+    for (; ow_ + 4 <= (OW); ow_ += 4) { \
+        ek_f8 v_ = EK_LD(ek_f8, (r) + 2 * ow_); \
+        EK_ST((even) + ow_, __builtin_shufflevector(v_, v_, 0, 2, 4, 6)); \
+        EK_ST((odd) + ow_, __builtin_shufflevector(v_, v_, 1, 3, 5, 7)); \
+    } \
+    for (; ow_ < (OW); ow_++) { (even)[ow_] = (r)[2 * ow_]; (odd)[ow_] = (r)[2 * ow_ + 1]; } \
+} while (0)
+
+/* The adjoint: r[2·ow] += even[ow], r[2·ow + 1] += odd[ow]. */
+#define EK_PAIR_SCATTER(r, even, odd, OW) do { \
+    size_t ow_ = 0; \
+    for (; ow_ + 8 <= (OW); ow_ += 8) { \
+        ek_f8 a_ = EK_LD(ek_f8, (even) + ow_), b_ = EK_LD(ek_f8, (odd) + ow_); \
+        ek_f16 v_ = __builtin_shufflevector(a_, b_, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15); \
+        EK_ST((r) + 2 * ow_, EK_LD(ek_f16, (r) + 2 * ow_) + v_); \
+    } \
+    for (; ow_ + 4 <= (OW); ow_ += 4) { \
+        ek_f4 a_ = EK_LD(ek_f4, (even) + ow_), b_ = EK_LD(ek_f4, (odd) + ow_); \
+        ek_f8 v_ = __builtin_shufflevector(a_, b_, 0, 4, 1, 5, 2, 6, 3, 7); \
+        EK_ST((r) + 2 * ow_, EK_LD(ek_f8, (r) + 2 * ow_) + v_); \
+    } \
+    for (; ow_ < (OW); ow_++) { (r)[2 * ow_] += (even)[ow_]; (r)[2 * ow_ + 1] += (odd)[ow_]; } \
+} while (0)
 
 static _Thread_local float *ek_plane;
 static _Thread_local size_t ek_plane_cap;
@@ -45,6 +95,7 @@ static void ek_scatter_block(const float *c, float *dst, size_t OH, size_t OW, s
     else { EK_SCATTER(s, OW) }
 }
 
+EK_COPY_CLONES
 void ek_im2col_f32(const float *x, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t stride,
                    size_t pad, float *col, size_t ld) {
     size_t PH = H + 2 * pad, PW = W + 2 * pad;
@@ -52,27 +103,55 @@ void ek_im2col_f32(const float *x, size_t C, size_t H, size_t W, size_t KH, size
     float *P = ek_plane_buffer(PH * PW);
     if (!P) abort();
     memset(P, 0, PH * PW * sizeof(float));
+    /* rows of 4 gather faster one by one (measured: 128 channels at 8×8, 16.5 vs 19.0 µs) */
+    int pairs = stride == 2 && KW % 2 == 0 && OW >= 8;
     size_t row = 0;
     for (size_t c = 0; c < C; c++) {
         for (size_t h = 0; h < H; h++) memcpy(P + (h + pad) * PW + pad, x + (c * H + h) * W, W * sizeof(float));
-        for (size_t kh = 0; kh < KH; kh++)
+        for (size_t kh = 0; kh < KH; kh++) {
+            if (pairs) {
+                for (size_t kw = 0; kw < KW; kw += 2, row += 2) {
+                    float *even = col + row * ld, *odd = even + ld;
+                    for (size_t oh = 0; oh < OH; oh++) {
+                        const float *r = P + (2 * oh + kh) * PW + kw;
+                        EK_PAIR_GATHER(r, even + oh * OW, odd + oh * OW, OW);
+                    }
+                }
+                continue;
+            }
             for (size_t kw = 0; kw < KW; kw++, row++)
                 ek_gather_block(P + kh * PW + kw, col + row * ld, OH, OW, stride * PW, stride);
+        }
     }
 }
 
+EK_COPY_CLONES
 void ek_col2im_f32(const float *col, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t stride,
                    size_t pad, float *x, size_t ld) {
     size_t PH = H + 2 * pad, PW = W + 2 * pad;
     size_t OH = (PH - KH) / stride + 1, OW = (PW - KW) / stride + 1;
     float *P = ek_plane_buffer(PH * PW);
     if (!P) abort();
+    int pairs = stride == 2 && KW % 2 == 0;
     size_t row = 0;
     for (size_t c = 0; c < C; c++) {
         memset(P, 0, PH * PW * sizeof(float));
-        for (size_t kh = 0; kh < KH; kh++)
+        for (size_t kh = 0; kh < KH; kh++) {
+            if (pairs) {
+                /* kw and kw + 1 feed different plane columns, so each value still receives
+                   its adds in (kh, kw) order */
+                for (size_t kw = 0; kw < KW; kw += 2, row += 2) {
+                    const float *even = col + row * ld, *odd = even + ld;
+                    for (size_t oh = 0; oh < OH; oh++) {
+                        float *r = P + (2 * oh + kh) * PW + kw;
+                        EK_PAIR_SCATTER(r, even + oh * OW, odd + oh * OW, OW);
+                    }
+                }
+                continue;
+            }
             for (size_t kw = 0; kw < KW; kw++, row++)
                 ek_scatter_block(col + row * ld, P + kh * PW + kw, OH, OW, stride * PW, stride);
+        }
         for (size_t h = 0; h < H; h++) {
             float *xr = x + (c * H + h) * W;
             const float *pr = P + (h + pad) * PW + pad;
