@@ -59,6 +59,15 @@ extension Tensor {
                                      c: pc + rows.lowerBound * n, ldc: n)
                     }
                 }
+            } else if T.self == Float.self && GEMM.ownKernel {
+                // Aᵀ·B sums over the rows of A (a weight gradient): Eidetic's sgemm gives every
+                // column the same bits whatever its neighbours (gemm.c), so columns split across
+                // threads without changing a bit
+                Parallel.forRanges(n, cost: m * n * k / 4) { cols in
+                    T.gemm(transA: true, transB: transposeB, m: m, n: cols.count, k: k, alpha: 1,
+                           a: pa, lda: ac, b: pb + cols.lowerBound * (transposeB ? bc : 1), ldb: bc, beta: 0,
+                           c: pc + cols.lowerBound, ldc: n)
+                }
             } else {
                 // Aᵀ·B sums over the rows of A (a weight gradient): one BLAS call
                 T.gemm(transA: true, transB: transposeB, m: m, n: n, k: k, alpha: 1,

@@ -162,15 +162,13 @@ public final class GANTask: TrainingTask {
         let n = x.shape[0], size = x.count / max(n, 1)
         guard n > 1 else { return 0 }
         let v = x.doubles
+        // images in the outer loop (contiguous reads); each pixel's sums still run over i in order
+        var mean = [Double](repeating: 0, count: size), ss = [Double](repeating: 0, count: size)
+        for i in 0..<n { for p in 0..<size { mean[p] += v[i * size + p] } }
+        for p in 0..<size { mean[p] /= Double(n) }
+        for i in 0..<n { for p in 0..<size { let d = v[i * size + p] - mean[p]; ss[p] += d * d } }
         var total = 0.0
-        for p in 0..<size {
-            var mean = 0.0
-            for i in 0..<n { mean += v[i * size + p] }
-            mean /= Double(n)
-            var ss = 0.0
-            for i in 0..<n { let d = v[i * size + p] - mean; ss += d * d }
-            total += (ss / Double(n - 1)).squareRoot()
-        }
+        for p in 0..<size { total += (ss[p] / Double(n - 1)).squareRoot() }
         return total / Double(size)
     }
 

@@ -92,6 +92,22 @@ final class GEMMTests: XCTestCase {
     }
 
     /// beta = 0 never reads C (NaN there must not leak), as BLAS specifies.
+    /// Columns too: a slice of op(B)'s columns gives the same bits as the whole product
+    /// (what lets a weight gradient split its columns across threads).
+    func testColumnsDoNotDependOnTheirNeighbours() {
+        let (m, n, k) = (37, 300, 600)
+        let a = values(m * k, seed: 9), b = values(k * n, seed: 10)
+        for isa in GEMM.ISA.allCases where isa.isAvailable {
+            let all = run(isa, true, true, m, n, k, alpha: 1, a, b, beta: 0, [Float](repeating: 0, count: m * n))
+            for (lo, w) in [(0, 1), (150, 150), (33, 70), (299, 1)] {
+                // op(B) = Bᵀ with B stored [n × k]: columns lo..<lo+w are rows lo..<lo+w of B
+                let part = run(isa, true, true, m, w, k, alpha: 1, a, Array(b[lo * k ..< (lo + w) * k]), beta: 0,
+                               [Float](repeating: 0, count: m * w))
+                for i in 0..<m { XCTAssertEqual(Array(part[i * w ..< (i + 1) * w]), Array(all[i * n + lo ..< i * n + lo + w]), "\(isa): row \(i), columns \(lo)..<\(lo + w)") }
+            }
+        }
+    }
+
     func testBetaZeroIgnoresGarbageInC() {
         let a = values(9 * 40, seed: 3), b = values(40 * 33, seed: 4)
         for isa in GEMM.ISA.allCases where isa.isAvailable {
