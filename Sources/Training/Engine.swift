@@ -195,6 +195,17 @@ public final class Trainer {
         ].merging(identity.attributes) { a, _ in a }.merging(privacyAttributes) { a, _ in a }, to: directory.checkpoint)
     }
 
+    /// The run summary (`status.json`): state, step of total, and for private runs the privacy
+    /// spent so far (ε by both conversions, δ).
+    func statusFields(_ state: String, _ extra: [String: Any] = [:]) -> [String: Any] {
+        var f: [String: Any] = ["state": state, "step": step, "total_steps": config.totalSteps]
+        if let privacy {
+            let spent = privacy.spent(steps: step * privacy.stepsPerTrainingStep)
+            f["epsilon"] = spent.improved; f["epsilon_classic"] = spent.classic; f["delta"] = privacy.delta
+        }
+        return f.merging(extra) { _, b in b }
+    }
+
     /// What a private run's checkpoint records of its privacy: ε so far (improved
     /// conversion), δ, σ and q.
     var privacyAttributes: [String: AttributeValue] {
@@ -248,7 +259,7 @@ public final class Trainer {
             " in \(directory.path); data \(dataDescription); \(task.summary); threads \(Threads.count)"
         output(header); directory.appendLog(header)
         if let privacy { output(privacy.summary); directory.appendLog(privacy.summary) }
-        directory.writeStatus(["state": "running", "step": step, "total_steps": total])
+        directory.writeStatus(statusFields("running"))
         let isTTY = isatty(STDOUT_FILENO) != 0
         let start = Date()
         let startStep = step
@@ -261,7 +272,7 @@ public final class Trainer {
                 if Interruption.requested {
                     if isTTY { print("") }
                     try saveCheckpoint()
-                    directory.writeStatus(["state": "interrupted", "step": step, "total_steps": total, "signal": Interruption.signalName])
+                    directory.writeStatus(statusFields("interrupted", ["signal": Interruption.signalName]))
                     let line = "\(Interruption.signalName): checkpointed at step \(step)/\(total) and stopped; rerun the same command to resume"
                     output(line); directory.appendLog(line)
                     throw TrainingError.interrupted(step: step, signal: Interruption.signalNumber)
@@ -287,16 +298,16 @@ public final class Trainer {
                 if isTTY { print("\r" + String(format: "step %d/%d  %@  %.1f img/s  ETA %@   ", step, total, Trainer.format(metrics), ips, formatDuration(eta)), terminator: "") ; fflush(stdout) }
                 if step % config.train.checkpointEvery == 0 || step == total {
                     try saveCheckpoint()
-                    directory.writeStatus(["state": step == total ? "done" : "running", "step": step, "total_steps": total])
+                    directory.writeStatus(statusFields(step == total ? "done" : "running"))
                 }
             }
             if isTTY { print("") }
             if step < total, step % config.train.checkpointEvery != 0 { try saveCheckpoint() }
-            directory.writeStatus(["state": step == total ? "done" : "stopped", "step": step, "total_steps": total])
+            directory.writeStatus(statusFields(step == total ? "done" : "stopped"))
         } catch TrainingError.interrupted(let s, let sig) {
             throw TrainingError.interrupted(step: s, signal: sig)
         } catch {
-            directory.writeStatus(["state": "failed", "step": step, "total_steps": total, "error": "\(error)"])
+            directory.writeStatus(statusFields("failed", ["error": "\(error)"]))
             directory.appendLog("failed: \(error)")
             throw error
         }

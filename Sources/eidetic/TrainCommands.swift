@@ -161,6 +161,9 @@ struct Status: ParsableCommand {
         if let step = s["step"], let total = s["total_steps"] { print("step \(step) of \(total)") }
         if let pid = s["pid"], let host = s["host"] { print("last written by pid \(pid) on \(host) at \(s["updated"] ?? "?")") }
         if let e = s["error"] { print("error: \(e)") }
+        if let eps = s["epsilon"] as? Double, let cls = s["epsilon_classic"] as? Double, let delta = s["delta"] as? Double {
+            print(String(format: "privacy spent: ε = %.4g (improved conversion), %.4g (classic), δ = %.3g", eps, cls, delta))
+        }
         if FileManager.default.fileExists(atPath: dir.checkpoint) {
             let ck = try dir.loadCheckpoint()
             print("checkpoint: step \(ck.step), \(ck.attributes["training_identity"] == nil ? "no recorded identity (written before identities were recorded)" : "identity and training data recorded")")

@@ -69,5 +69,11 @@ final class PrivateRunTests: XCTestCase {
         XCTAssertEqual(x["privacy_epsilon"], y["privacy_epsilon"])
         guard case .double(let e)? = y["privacy_epsilon"] else { return XCTFail("no privacy_epsilon in \(y)") }
         XCTAssertEqual(e, b.last![2], accuracy: 1e-5 * e, "the checkpoint's ε is the last logged one (6 digits in the log)")
+        // the run summary (status.json, `eidetic status`) carries the same ε
+        let status = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/int/status.json"))) as! [String: Any]
+        XCTAssertEqual(status["epsilon"] as? Double ?? 0, e, accuracy: 1e-12 * e); XCTAssertEqual(status["state"] as? String, "stopped")
+        XCTAssertNotNil(status["epsilon_classic"]); XCTAssertEqual(status["delta"] as? Double, 0.01)
+        let shown = Binary.run(["status", "int"], cwd: root)
+        XCTAssertTrue(shown.stdout.contains("privacy spent: ε = ") && shown.stdout.contains("(improved conversion)"), shown.stdout)
     }
 }
