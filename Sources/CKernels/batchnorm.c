@@ -2,7 +2,13 @@
    statistics per channel over N and L (Ioffe & Szegedy, 2015), two passes (mean, then
    centred squares) accumulated in Double. Sums run in eight lanes, lane = position mod 8
    within each (image, channel) run, combined in a fixed tree, so the result is the same
-   bits whatever the ISA and however channels are split across threads. */
+   bits whatever the ISA and however channels are split across threads.
+
+   An activation may follow in the same pass (act: 0 none, 1 ReLU, 2 LeakyReLU with `slope`),
+   as in DCGAN's BN → ReLU and BN → LeakyReLU: the forward writes act(BN(x)) once, and the
+   backward recomputes BN(x) (the same float operations, so the same bits) to pass dy
+   through the activation before the BatchNorm gradient. Each value is computed exactly as
+   BatchNorm followed by the separate activation op would compute it. */
 #include "ckernels.h"
 #include <math.h>
 
@@ -14,11 +20,19 @@
 #define EK_BN_CLONES
 #endif
 
+/* act(v) and its gradient g·act'(v), as the separate activation ops compute them. */
+static inline float ek_act(int act, float slope, float v) {
+    return act == 1 ? (v > 0 ? v : 0) : act == 2 ? (v > 0 ? v : slope * v) : v;
+}
+static inline float ek_act_grad(int act, float slope, float v, float g) {
+    return act == 1 ? (v > 0 ? g : 0) : act == 2 ? (v > 0 ? g : slope * g) : g;
+}
+
 static inline double ek_tree8(const double a[8]) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
 
 EK_BN_CLONES
 void ek_batchnorm_forward_f32(const float *x, size_t n, size_t c, size_t l, size_t ch0, size_t ch1,
-                              const float *gamma, const float *beta, double eps,
+                              const float *gamma, const float *beta, double eps, int act, float slope,
                               float *y, float *mean, float *rstd, float *variance) {
     double m = (double)(n * l);
     for (size_t ch = ch0; ch < ch1; ch++) {
@@ -44,27 +58,32 @@ void ek_batchnorm_forward_f32(const float *x, size_t n, size_t c, size_t l, size
         for (size_t i = 0; i < n; i++) {
             const float *r = x + (i * c + ch) * l;
             float *o = y + (i * c + ch) * l;
-            for (size_t j = 0; j < l; j++) { float t = r[j] * a; o[j] = t + b; }
+            if (act == 0) { for (size_t j = 0; j < l; j++) { float t = r[j] * a; o[j] = t + b; } }
+            else { for (size_t j = 0; j < l; j++) { float t = r[j] * a; o[j] = ek_act(act, slope, t + b); } }
         }
     }
 }
 
 EK_BN_CLONES
 void ek_batchnorm_backward_f32(const float *x, const float *gy, size_t n, size_t c, size_t l, size_t ch0, size_t ch1,
-                               const float *gamma, const float *mean, const float *rstd,
+                               const float *gamma, const float *beta, const float *mean, const float *rstd, int act, float slope,
                                float *dx, float *dgamma, float *dbeta) {
     float m = (float)(n * l);
     for (size_t ch = ch0; ch < ch1; ch++) {
         float mu = mean[ch], r = rstd[ch], ga = gamma ? gamma[ch] : 1.0f;
+        /* the forward's affine, recomputed from the same floats: pre = x·fa + fb */
+        float fa = r * ga, fb = (beta ? beta[ch] : 0.0f) - mu * fa;
+#define EK_G(xv, gv) (act == 0 ? (gv) : ek_act_grad(act, slope, (xv) * fa + fb, (gv)))
         double sg[8] = {0}, sgx[8] = {0};
         for (size_t i = 0; i < n; i++) {
             const float *xr = x + (i * c + ch) * l, *g = gy + (i * c + ch) * l;
             size_t j = 0;
             for (; j + 8 <= l; j += 8) for (int k = 0; k < 8; k++) {
-                sg[k] += (double)g[j + k];
-                sgx[k] += (double)g[j + k] * (double)(xr[j + k] - mu);
+                float gk = EK_G(xr[j + k], g[j + k]);
+                sg[k] += (double)gk;
+                sgx[k] += (double)gk * (double)(xr[j + k] - mu);
             }
-            for (; j < l; j++) { sg[j % 8] += (double)g[j]; sgx[j % 8] += (double)g[j] * (double)(xr[j] - mu); }
+            for (; j < l; j++) { float gk = EK_G(xr[j], g[j]); sg[j % 8] += (double)gk; sgx[j % 8] += (double)gk * (double)(xr[j] - mu); }
         }
         float sumG = (float)ek_tree8(sg), sumGX = (float)(ek_tree8(sgx) * (double)r);
         if (dgamma) dgamma[ch] = sumGX;
@@ -76,9 +95,10 @@ void ek_batchnorm_backward_f32(const float *x, const float *gy, size_t n, size_t
             float *d = dx + (i * c + ch) * l;
             for (size_t j = 0; j < l; j++) {
                 float xh = (xr[j] - mu) * r;
-                float t = g[j] * ga; t = t - a; float u = xh * b; t = t - u;
+                float t = EK_G(xr[j], g[j]) * ga; t = t - a; float u = xh * b; t = t - u;
                 d[j] = r * t;
             }
         }
+#undef EK_G
     }
 }

@@ -136,14 +136,15 @@ private func dcganBatchNorm(_ channels: Int, key: RandomKey, dtype: DType) -> Ba
     return bn
 }
 
-/// BatchNorm(x), or conditional BatchNorm(x, labels), or GroupNorm(x).
-private func normalize(_ norm: Module, _ x: Tensor, labels: [Int]?) -> Tensor {
+/// BatchNorm(x), or conditional BatchNorm(x, labels), or GroupNorm(x), then `activation`
+/// (fused into BatchNorm's pass in training).
+private func normalize(_ norm: Module, _ x: Tensor, labels: [Int]?, then activation: NormActivation) -> Tensor {
     switch norm {
-    case let bn as BatchNorm: return bn(x)
+    case let bn as BatchNorm: return bn(x, activation: activation)
     case let cbn as ConditionalBatchNorm:
         guard let labels else { preconditionFailure("GAN: a class-conditional model needs labels") }
-        return cbn(x, labels: labels)
-    case let gn as GroupNorm: return gn(x)
+        return cbn(x, labels: labels).activated(activation)
+    case let gn as GroupNorm: return gn(x).activated(activation)
     default: preconditionFailure("GAN: unexpected normalization \(type(of: norm))")
     }
 }
@@ -226,9 +227,9 @@ public final class DCGANGenerator: Module {
         }
         let conditioning = c.classes > 0 ? labels : nil
         var h = projection(z).reshaped([z.shape[0], c.generatorWidths[0], c.baseSize, c.baseSize])
-        h = normalize(projectionNorm, h, labels: conditioning).relu()
+        h = normalize(projectionNorm, h, labels: conditioning, then: .relu)
         for (convT, norm) in zip(upsamplers, upsampleNorms) {
-            h = normalize(norm, convT(h), labels: conditioning).relu()
+            h = normalize(norm, convT(h), labels: conditioning, then: .relu)
         }
         return outputConv(h).tanh()
     }
@@ -354,8 +355,8 @@ public final class DCGANDiscriminator: Module {
         var h = x
         for (i, conv) in convs.enumerated() {
             h = (conv as! any Layer)(h)
-            if i > 0 && !norms.isEmpty { h = normalize(norms[i - 1], h, labels: nil) }
-            h = h.leakyRelu(slope: 0.2)
+            if i > 0 && !norms.isEmpty { h = normalize(norms[i - 1], h, labels: nil, then: .leakyRelu(slope: 0.2)) }
+            else { h = h.leakyRelu(slope: 0.2) }
         }
         let features = h.flattened(from: 1)                              // [N, F], (C, H, W) order
         var logits = (linear as! any Layer)(features).reshaped([n])

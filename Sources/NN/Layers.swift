@@ -116,11 +116,14 @@ public final class BatchNorm: Module, Layer {
         runningMean = Tensor.zeros([channels], dtype: dtype); runningVar = Tensor.ones([channels], dtype: dtype)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor { callAsFunction(x, activation: .none) }
+
+    /// BatchNorm(x), then `activation` (fused into the normalization's pass in training).
+    public func callAsFunction(_ x: Tensor, activation: NormActivation) -> Tensor {
         let c = runningMean.count
         precondition(x.rank >= 2 && x.shape[1] == c, "BatchNorm: input \(x.shape) must be [N, \(c), …]")
         if isTraining {
-            let (y, mean, variance) = Tensor.batchNormTraining(x, weight: weight, bias: bias, eps: eps)
+            let (y, mean, variance) = Tensor.batchNormTraining(x, weight: weight, bias: bias, eps: eps, activation: activation)
             let m = Double(x.count / c)
             withoutGradient {
                 runningMean.lerpInPlace(toward: mean, decay: 1 - momentum)
@@ -129,10 +132,14 @@ public final class BatchNorm: Module, Layer {
             return y
         }
         var shape = [Int](repeating: 1, count: x.rank); shape[1] = c
-        let scale = withoutGradient { (runningVar + eps).pow(-0.5) }.reshaped(shape)
-        var y = (x - runningMean.reshaped(shape)) * scale
+        let scale = withoutGradient { (runningVar + eps).pow(-0.5) }
+        if !isRecordingGradients {
+            // sampling and evaluation: one pass, the same operations per value as below
+            return Tensor.channelAffine(x, subtract: runningMean, scale: scale, weight: weight, bias: bias, activation: activation)
+        }
+        var y = (x - runningMean.reshaped(shape)) * scale.reshaped(shape)
         if let weight, let bias { y = y * weight.reshaped(shape) + bias.reshaped(shape) }
-        return y
+        return y.activated(activation)
     }
 }
 

@@ -112,8 +112,8 @@ enum NormKernels {
         return (a + b) + (c + d)
     }
 
-    /// BatchNorm (training): statistics per channel over N and L.
-    static func batchForward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, eps: Double,
+    /// BatchNorm (training): statistics per channel over N and L, then `activation`.
+    static func batchForward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, eps: Double, activation: NormActivation,
                                               _ out: Tensor, _ mean: Tensor, _ rstd: Tensor, _ variance: Tensor, _: T.Type) {
         let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let m = Double(n * l)
         let px = x.pointer(T.self), py = out.pointer(T.self)
@@ -122,7 +122,7 @@ enum NormKernels {
             let f = { (t: Tensor?) in t.map { UnsafePointer($0.pointer(Float.self)) } }
             Parallel.forRanges(c, cost: 16 * x.count) { channels in
                 ek_batchnorm_forward_f32(f(x)!, n, c, l, channels.lowerBound, channels.upperBound, f(gamma), f(beta), eps,
-                                         out.pointer(Float.self), mean.pointer(Float.self), rstd.pointer(Float.self), variance.pointer(Float.self))
+                                         activation.code, Float(activation.slope), out.pointer(Float.self), mean.pointer(Float.self), rstd.pointer(Float.self), variance.pointer(Float.self))
             }
             return
         }
@@ -135,36 +135,40 @@ enum NormKernels {
             let v = ss / m, r = 1 / (v + eps).squareRoot()
             mean.pointer(T.self)[ch] = T(mu); rstd.pointer(T.self)[ch] = T(r); variance.pointer(T.self)[ch] = T(v)
             let a = T(r) * (gamma?.pointer(T.self)[ch] ?? 1), b = (beta?.pointer(T.self)[ch] ?? 0) - T(mu) * a
-            for i in 0..<n { let o = (i * c + ch) * l; for j in 0..<l { py[o + j] = px[o + j] * a + b } }
+            for i in 0..<n { let o = (i * c + ch) * l; for j in 0..<l { py[o + j] = activation.apply(px[o + j] * a + b) } }
         } }
     }
 
-    static func batchBackward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ gy: Tensor, _ mean: Tensor, _ rstd: Tensor,
-                                               dx: Tensor?, dgamma: Tensor?, dbeta: Tensor?, _: T.Type) {
+    /// The gradients of `batchForward`; `gy` is the gradient of the activation's output.
+    static func batchBackward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, activation: NormActivation, _ gy: Tensor,
+                                               _ mean: Tensor, _ rstd: Tensor, dx: Tensor?, dgamma: Tensor?, dbeta: Tensor?, _: T.Type) {
         let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let m = T(n * l)
         let px = x.pointer(T.self), pg = gy.pointer(T.self)
         if T.self == Float.self {
             let f = { (t: Tensor?) in t.map { UnsafePointer($0.pointer(Float.self)) } }
             Parallel.forRanges(c, cost: 16 * x.count) { channels in
-                ek_batchnorm_backward_f32(f(x)!, f(gy)!, n, c, l, channels.lowerBound, channels.upperBound, f(gamma), f(mean)!, f(rstd)!,
-                                          dx?.pointer(Float.self), dgamma?.pointer(Float.self), dbeta?.pointer(Float.self))
+                ek_batchnorm_backward_f32(f(x)!, f(gy)!, n, c, l, channels.lowerBound, channels.upperBound, f(gamma), f(beta), f(mean)!, f(rstd)!,
+                                          activation.code, Float(activation.slope), dx?.pointer(Float.self), dgamma?.pointer(Float.self), dbeta?.pointer(Float.self))
             }
             return
         }
         Parallel.forRanges(c, cost: 4 * x.count) { channels in for ch in channels {
             let mu = mean.pointer(T.self)[ch], r = rstd.pointer(T.self)[ch], ga = gamma?.pointer(T.self)[ch] ?? 1
+            // dy through the activation, at the forward's pre-activation value (recomputed)
+            let fa = r * ga, fb = (beta?.pointer(T.self)[ch] ?? 0) - mu * fa
+            @inline(__always) func g(_ k: Int) -> T { activation.gradient(at: px[k] * fa + fb, pg[k]) }
             var sg: T = 0, sgx: T = 0
             for i in 0..<n {
                 let o = (i * c + ch) * l
-                sg += laneSum(l) { pg[o + $0] }
-                sgx += laneSum(l) { pg[o + $0] * (px[o + $0] - mu) * r }
+                sg += laneSum(l) { g(o + $0) }
+                sgx += laneSum(l) { g(o + $0) * (px[o + $0] - mu) * r }
             }
             dgamma?.pointer(T.self)[ch] = sgx; dbeta?.pointer(T.self)[ch] = sg
             guard let dx else { continue }
             let pdx = dx.pointer(T.self), a = sg * ga / m, b = sgx * ga / m
             for i in 0..<n { let o = (i * c + ch) * l; for j in 0..<l {
                 let xh = (px[o + j] - mu) * r
-                pdx[o + j] = r * (pg[o + j] * ga - a - xh * b)
+                pdx[o + j] = r * (g(o + j) * ga - a - xh * b)
             } }
         } }
     }
@@ -191,7 +195,11 @@ extension Tensor {
     /// Batch normalization with batch statistics (training mode) over N and the spatial
     /// axes of x [N, C, …]. Returns the output and the batch mean and (biased) variance,
     /// for updating running statistics.
-    public static func batchNormTraining(_ x: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Double = 1e-5)
+    /// - Parameter activation: applied to the result in the same pass (DCGAN's BN → ReLU and
+    ///   BN → LeakyReLU; each value exactly as the separate activation op gives it), saving a
+    ///   write and read of the tensor forward and backward.
+    public static func batchNormTraining(_ x: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Double = 1e-5,
+                                         activation: NormActivation = .none)
         -> (output: Tensor, mean: Tensor, variance: Tensor)
     {
         precondition(x.rank >= 2, "batchNorm: input \(x.shape) must be [N, C, …]")
@@ -202,10 +210,10 @@ extension Tensor {
         let out = Tensor(uninitialized: x.shape, dtype: x.dtype)
         let mean = Tensor(uninitialized: [c], dtype: x.dtype), rstd = Tensor(uninitialized: [c], dtype: x.dtype)
         let variance = Tensor(uninitialized: [c], dtype: x.dtype)
-        dispatch(x.dtype, { NormKernels.batchForward(x, weight, bias, eps: eps, out, mean, rstd, variance, Float.self) },
-                          { NormKernels.batchForward(x, weight, bias, eps: eps, out, mean, rstd, variance, Double.self) })
+        dispatch(x.dtype, { NormKernels.batchForward(x, weight, bias, eps: eps, activation: activation, out, mean, rstd, variance, Float.self) },
+                          { NormKernels.batchForward(x, weight, bias, eps: eps, activation: activation, out, mean, rstd, variance, Double.self) })
         let inputs = weight.map { [x, $0, bias!] } ?? [x]
-        return (record(.batchNorm, inputs, out, saved: [mean, rstd]), mean, variance)
+        return (record(.batchNorm(activation), inputs, out, saved: [mean, rstd]), mean, variance)
     }
 
     /// Rows of `weight` [V, D] picked by `indices`: result [indices.count, D].
@@ -234,4 +242,76 @@ extension Tensor {
 
 extension Array {
     subscript(safe i: Int) -> Element? { i >= 0 && i < count ? self[i] : nil }
+}
+
+/// An activation fused into a normalization's pass (`batchNormTraining(activation:)`).
+public enum NormActivation: Equatable, Sendable {
+    case none, relu
+    case leakyRelu(slope: Double)
+
+    /// The C kernels' code: 0 none, 1 ReLU, 2 LeakyReLU.
+    var code: Int32 { switch self { case .none: 0; case .relu: 1; case .leakyRelu: 2 } }
+    var slope: Double { if case .leakyRelu(let s) = self { return s }; return 0 }
+
+    /// act(v), as `relu()` / `leakyRelu(slope:)` compute it.
+    @inline(__always) func apply<T: TensorScalar>(_ v: T) -> T {
+        switch self {
+        case .none: return v
+        case .relu: return v > 0 ? v : 0
+        case .leakyRelu(let s): return v > 0 ? v : T(s) * v
+        }
+    }
+
+    /// g · act'(v), as the activation ops' gradients compute it.
+    @inline(__always) func gradient<T: TensorScalar>(at v: T, _ g: T) -> T {
+        switch self {
+        case .none: return g
+        case .relu: return v > 0 ? g : 0
+        case .leakyRelu(let s): return v > 0 ? g : T(s) * g
+        }
+    }
+}
+
+extension Tensor {
+    /// The activation as its own op (`relu()`, `leakyRelu(slope:)`), or self for `.none`.
+    public func activated(_ a: NormActivation) -> Tensor {
+        switch a {
+        case .none: return self
+        case .relu: return relu()
+        case .leakyRelu(let s): return leakyRelu(slope: s)
+        }
+    }
+}
+
+extension Tensor {
+    /// act(((x − m[c]) · s[c]) · w[c] + b[c]) per channel c of x [N, C, …], in one pass and
+    /// with exactly these operations in this order (BatchNorm in evaluation mode: running
+    /// mean m, s = (running variance + ε)^−½, then the affine, then the activation). Not
+    /// differentiable: for use without a tape (sampling, evaluation).
+    public static func channelAffine(_ x: Tensor, subtract m: Tensor, scale s: Tensor, weight w: Tensor?, bias b: Tensor?,
+                                     activation: NormActivation = .none) -> Tensor {
+        precondition(Tape.current == nil, "channelAffine is not differentiable; use it without a tape")
+        let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / Swift.max(n * c, 1)
+        precondition([m, s].allSatisfy { $0.shape == [c] } && [w, b].allSatisfy { $0 == nil || $0!.shape == [c] } && (w == nil) == (b == nil),
+                     "channelAffine: per-channel tensors must be [\(c)]")
+        let out = Tensor(uninitialized: x.shape, dtype: x.dtype)
+        func run<T: TensorScalar>(_: T.Type) {
+            let px = x.pointer(T.self), py = out.pointer(T.self), pm = m.pointer(T.self), ps = s.pointer(T.self)
+            let pw = w?.pointer(T.self), pb = b?.pointer(T.self)
+            Parallel.forRanges(n * c, cost: 4 * x.count) { rows in
+                for r in rows {
+                    let ch = r % c, o = r * l
+                    let (mu, sc) = (pm[ch], ps[ch])
+                    if let pw, let pb {
+                        let (wc, bc) = (pw[ch], pb[ch])
+                        for j in 0..<l { py[o + j] = activation.apply((px[o + j] - mu) * sc * wc + bc) }
+                    } else {
+                        for j in 0..<l { py[o + j] = activation.apply((px[o + j] - mu) * sc) }
+                    }
+                }
+            }
+        }
+        dispatch(x.dtype, { run(Float.self) }, { run(Double.self) })
+        return out
+    }
 }

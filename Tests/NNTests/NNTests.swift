@@ -42,6 +42,24 @@ final class ModuleTests: XCTestCase {
         XCTAssertThrowsError(try c.load(bad)) { XCTAssertTrue("\($0)".contains("conv.weight")) }
     }
 
+    /// BatchNorm in evaluation mode takes a one-pass kernel when no tape records; it gives the
+    /// same bits as the differentiable composition of ops (with and without activations).
+    func testEvalBatchNormFastPathIsBitIdentical() {
+        let bn = BatchNorm(channels: 3)
+        bn.runningMean.assign(Tensor.normal([3], key: RandomKey(seed: 1)))
+        bn.runningVar.assign(Tensor.uniform([3], low: 0.5, high: 2, key: RandomKey(seed: 2)))
+        bn.weight!.assign(Tensor.normal([3], mean: 1, std: 0.3, key: RandomKey(seed: 3)))
+        bn.bias!.assign(Tensor.normal([3], key: RandomKey(seed: 4)))
+        bn.eval()
+        let x = Tensor.normal([5, 3, 4, 4], key: RandomKey(seed: 5))
+        for act in [NormActivation.none, .relu, .leakyRelu(slope: 0.2)] {
+            let fast = withoutGradient { bn(x, activation: act) }
+            var taped = Tensor.zeros([1])
+            _ = valueAndGradients(wrt: [x]) { taped = bn(x, activation: act); return taped.sum() }
+            XCTAssertEqual(fast.scalars.map(\.bitPattern), taped.scalars.map(\.bitPattern), "\(act)")
+        }
+    }
+
     func testDropout() {
         let d = Dropout(0.25)
         let x = Tensor.ones([10000])

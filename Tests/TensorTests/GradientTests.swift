@@ -166,6 +166,8 @@ final class GradientTests: XCTestCase {
         check("groupNorm+silu fused plain", [x]) { Tensor.groupNorm($0[0], groups: 2, silu: true) }
         check("batchNorm affine", [x, g, b]) { Tensor.batchNormTraining($0[0], weight: $0[1], bias: $0[2]).output }
         check("batchNorm plain 2d", [rand([5, 3], 21)]) { Tensor.batchNormTraining($0[0]).output }
+        check("batchNorm + ReLU", [x, g, b]) { Tensor.batchNormTraining($0[0], weight: $0[1], bias: $0[2], activation: .relu).output }
+        check("batchNorm + LeakyReLU", [x, g, b]) { Tensor.batchNormTraining($0[0], weight: $0[1], bias: $0[2], activation: .leakyRelu(slope: 0.2)).output }
         check("embedding", [rand([5, 3], 22)]) { Tensor.embedding($0[0], indices: [4, 0, 4, 2]) }
     }
 

@@ -36,6 +36,33 @@ final class NormalizationKernelTests: XCTestCase {
         }
     }
 
+    /// BatchNorm with a fused ReLU / LeakyReLU gives, value for value, what BatchNorm followed by
+    /// the separate activation op gives: output and every gradient, bit for bit, in Float and Double.
+    func testFusedActivationIsBitIdenticalToTheSeparateOp() {
+        for dtype in [DType.float32, .float64] {
+            for (shape, affine) in [([6, 3, 4, 5], true), ([9, 4], false)] {
+                let c = shape[1]
+                let x = Tensor.normal(shape, key: RandomKey(seed: 5), dtype: dtype), gy = Tensor.normal(shape, key: RandomKey(seed: 8), dtype: dtype)
+                let w = Tensor.normal([c], mean: 1, std: 0.5, key: RandomKey(seed: 6), dtype: dtype), b = Tensor.normal([c], key: RandomKey(seed: 7), dtype: dtype)
+                for act in [NormActivation.relu, .leakyRelu(slope: 0.2)] {
+                    func run(fused: Bool) -> [[Double]] {
+                        let (y, grads) = valueAndGradients(wrt: affine ? [x, w, b] : [x], seed: gy) {
+                            let (wt, bs) = affine ? (w, b) : (nil, nil)
+                            return fused ? Tensor.batchNormTraining(x, weight: wt, bias: bs, activation: act).output
+                                         : Tensor.batchNormTraining(x, weight: wt, bias: bs).output.activated(act)
+                        }
+                        return ([y] + grads).map(\.doubles)
+                    }
+                    let (f, u) = (run(fused: true), run(fused: false))
+                    for (i, name) in ["output", "dx", "dgamma", "dbeta"].prefix(f.count).enumerated() {
+                        XCTAssertEqual(f[i].map(\.bitPattern), u[i].map(\.bitPattern), "\(dtype) \(shape) \(act): \(name)")
+                    }
+                    XCTAssertTrue(f[0].contains { $0 == 0 || $0 < 0 } , "some values are cut by the activation")
+                }
+            }
+        }
+    }
+
     func testBatchNormDoesNotDependOnThreadCount() {
         let saved = Threads.count
         defer { Threads.count = saved }

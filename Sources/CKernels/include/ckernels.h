@@ -93,11 +93,13 @@ void ek_col2im_f32(const float *col, size_t C, size_t H, size_t W, size_t KH, si
                    size_t pad, float *x, size_t ld);
 /* BatchNorm (training) over channels [ch0, ch1) of x [n][c][l] (batchnorm.c): per-channel batch
    mean and biased variance in Double, y = (x − mean)·rstd·gamma + beta (gamma, beta may be
-   NULL); the backward pass gives dx (may be NULL), dgamma = Σ dy·x̂ and dbeta = Σ dy. */
+   NULL), then the activation act (0 none, 1 ReLU, 2 LeakyReLU with `slope`); the backward
+   pass takes dy of the activation's output and gives dx (may be NULL), dgamma = Σ dy'·x̂ and
+   dbeta = Σ dy' (dy' = dy through the activation). */
 void ek_batchnorm_forward_f32(const float *x, size_t n, size_t c, size_t l, size_t ch0, size_t ch1,
-                              const float *gamma, const float *beta, double eps,
+                              const float *gamma, const float *beta, double eps, int act, float slope,
                               float *y, float *mean, float *rstd, float *variance);
 void ek_batchnorm_backward_f32(const float *x, const float *gy, size_t n, size_t c, size_t l, size_t ch0, size_t ch1,
-                               const float *gamma, const float *mean, const float *rstd,
+                               const float *gamma, const float *beta, const float *mean, const float *rstd, int act, float slope,
                                float *dx, float *dgamma, float *dbeta);
 #endif

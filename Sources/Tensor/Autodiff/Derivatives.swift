@@ -23,7 +23,7 @@ enum Op {
     // normalisation and lookup
     case softmax(axis: Int)
     case groupNorm(groups: Int, silu: Bool)   // saved: mean, rstd
-    case batchNorm                // saved: mean, rstd
+    case batchNorm(NormActivation)  // saved: mean, rstd
     case embedding(indices: [Int])
 }
 
@@ -102,11 +102,11 @@ func vectorJacobianProducts(_ node: Node, _ g: Tensor, needs: [Bool]) -> [Tensor
             dispatch(g.dtype, { NormKernels.groupBackward(x[0], gamma, beta, g, groups: groups, silu: silu, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Float.self) },
                               { NormKernels.groupBackward(x[0], gamma, beta, g, groups: groups, silu: silu, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Double.self) })
         }
-    case .batchNorm:
-        let gamma = x.count > 1 ? x[1] : nil
+    case .batchNorm(let act):
+        let (gamma, beta) = x.count > 1 ? (x[1], x[2]) : (nil, nil)
         return layerGradients(x, g, needs) { dx, dgam, dbet in
-            dispatch(g.dtype, { NormKernels.batchBackward(x[0], gamma, g, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Float.self) },
-                              { NormKernels.batchBackward(x[0], gamma, g, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Double.self) })
+            dispatch(g.dtype, { NormKernels.batchBackward(x[0], gamma, beta, activation: act, g, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Float.self) },
+                              { NormKernels.batchBackward(x[0], gamma, beta, activation: act, g, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Double.self) })
         }
     case .embedding(let indices): return [Tensor.embeddingBackward(g, indices: indices, vocabulary: x[0].shape[0])]
     }

@@ -65,7 +65,7 @@ public func valueAndPerExampleGradients(wrt parameters: [Tensor], batch n: Int, 
     var fromParameters = [Bool](repeating: false, count: tape.slotCount)
     for slot in parameterSlots.keys { fromParameters[slot] = true }
     for node in tape.nodes {
-        if case .batchNorm = node.op {
+        if case .batchNorm(_) = node.op {
             let p = node.inputs.dropFirst().first { tape.tracks($0) && parameterSlots[$0.slot] != nil }
             throw PerExampleError.unsupported(op: "batchNorm", parameter: p.flatMap { parameterSlots[$0.slot] })
         }

@@ -19,6 +19,11 @@ struct Node {
     let saved: [Tensor]
 }
 
+/// Whether operations are being recorded for differentiation now (inside `valueAndGradient`
+/// and not under `withoutGradient`): layers with a faster non-differentiable path use it only
+/// when this is false.
+public var isRecordingGradients: Bool { Tape.current != nil }
+
 final class Tape {
     nonisolated(unsafe) static var stack: [Tape] = []
     nonisolated(unsafe) static var nextID = 1
