@@ -11,6 +11,8 @@
    BatchNorm followed by the separate activation op would compute it. */
 #include "ckernels.h"
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #pragma STDC FP_CONTRACT OFF
 
@@ -19,14 +21,6 @@
 #else
 #define EK_BN_CLONES
 #endif
-
-/* act(v) and its gradient g·act'(v), as the separate activation ops compute them. */
-static inline float ek_act(int act, float slope, float v) {
-    return act == 1 ? (v > 0 ? v : 0) : act == 2 ? (v > 0 ? v : slope * v) : v;
-}
-static inline float ek_act_grad(int act, float slope, float v, float g) {
-    return act == 1 ? (v > 0 ? g : 0) : act == 2 ? (v > 0 ? g : slope * g) : g;
-}
 
 static inline double ek_tree8(const double a[8]) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
 
@@ -58,11 +52,54 @@ void ek_batchnorm_forward_f32(const float *x, size_t n, size_t c, size_t l, size
         for (size_t i = 0; i < n; i++) {
             const float *r = x + (i * c + ch) * l;
             float *o = y + (i * c + ch) * l;
-            if (act == 0) { for (size_t j = 0; j < l; j++) { float t = r[j] * a; o[j] = t + b; } }
-            else { for (size_t j = 0; j < l; j++) { float t = r[j] * a; o[j] = ek_act(act, slope, t + b); } }
+            if (act == 1) { for (size_t j = 0; j < l; j++) { float t = r[j] * a; float v = t + b; o[j] = v > 0 ? v : 0.0f; } }
+            else if (act == 2) { for (size_t j = 0; j < l; j++) { float t = r[j] * a; float v = t + b; o[j] = v > 0 ? v : slope * v; } }
+            else { for (size_t j = 0; j < l; j++) { float t = r[j] * a; o[j] = t + b; } }
         }
     }
 }
+
+/* One channel's backward, with G(xv, gv) the gradient through the activation (a macro, so
+   each activation gets its own branch-free, vectorizable loops). */
+#define EK_BN_BACKWARD_CHANNEL(G) do { \
+    double sg[8] = {0}, sgx[8] = {0}; \
+    for (size_t i = 0; i < n; i++) { \
+        const float *xr = x + (i * c + ch) * l, *g = gy + (i * c + ch) * l; \
+        size_t j = 0; \
+        for (; j + 8 <= l; j += 8) for (int k = 0; k < 8; k++) { \
+            float gk = G(xr[j + k], g[j + k]); \
+            sg[k] += (double)gk; \
+            sgx[k] += (double)gk * (double)(xr[j + k] - mu); \
+        } \
+        for (; j < l; j++) { float gk = G(xr[j], g[j]); sg[j % 8] += (double)gk; sgx[j % 8] += (double)gk * (double)(xr[j] - mu); } \
+    } \
+    float sumG = (float)ek_tree8(sg), sumGX = (float)(ek_tree8(sgx) * (double)r); \
+    if (dgamma) dgamma[ch] = sumGX; \
+    if (dbeta) dbeta[ch] = sumG; \
+    if (dx) { \
+        float a = sumG * ga / m, b = sumGX * ga / m; \
+        for (size_t i = 0; i < n; i++) { \
+            const float *xr = x + (i * c + ch) * l, *g = gy + (i * c + ch) * l; \
+            float *d = dx + (i * c + ch) * l; \
+            for (size_t j = 0; j < l; j++) { \
+                float xh = (xr[j] - mu) * r; \
+                float t = G(xr[j], g[j]) * ga; t = t - a; float u = xh * b; t = t - u; \
+                d[j] = r * t; \
+            } \
+        } \
+    } \
+} while (0)
+
+#define EK_G_NONE(xv, gv) (gv)
+/* pre > 0 ? g : +0, as a bit mask: compilers turn the plain conditional into a branch here,
+   which random signs mispredict (13× slower) */
+static inline float ek_relu_grad(float pre, float g) {
+    uint32_t u; memcpy(&u, &g, sizeof u);
+    u &= (uint32_t)0 - (uint32_t)(pre > 0);
+    float r; memcpy(&r, &u, sizeof r); return r;
+}
+#define EK_G_RELU(xv, gv) ek_relu_grad((xv) * fa + fb, (gv))
+#define EK_G_LEAKY(xv, gv) ((xv) * fa + fb > 0 ? (gv) : slope * (gv))
 
 EK_BN_CLONES
 void ek_batchnorm_backward_f32(const float *x, const float *gy, size_t n, size_t c, size_t l, size_t ch0, size_t ch1,
@@ -73,32 +110,8 @@ void ek_batchnorm_backward_f32(const float *x, const float *gy, size_t n, size_t
         float mu = mean[ch], r = rstd[ch], ga = gamma ? gamma[ch] : 1.0f;
         /* the forward's affine, recomputed from the same floats: pre = x·fa + fb */
         float fa = r * ga, fb = (beta ? beta[ch] : 0.0f) - mu * fa;
-#define EK_G(xv, gv) (act == 0 ? (gv) : ek_act_grad(act, slope, (xv) * fa + fb, (gv)))
-        double sg[8] = {0}, sgx[8] = {0};
-        for (size_t i = 0; i < n; i++) {
-            const float *xr = x + (i * c + ch) * l, *g = gy + (i * c + ch) * l;
-            size_t j = 0;
-            for (; j + 8 <= l; j += 8) for (int k = 0; k < 8; k++) {
-                float gk = EK_G(xr[j + k], g[j + k]);
-                sg[k] += (double)gk;
-                sgx[k] += (double)gk * (double)(xr[j + k] - mu);
-            }
-            for (; j < l; j++) { float gk = EK_G(xr[j], g[j]); sg[j % 8] += (double)gk; sgx[j % 8] += (double)gk * (double)(xr[j] - mu); }
-        }
-        float sumG = (float)ek_tree8(sg), sumGX = (float)(ek_tree8(sgx) * (double)r);
-        if (dgamma) dgamma[ch] = sumGX;
-        if (dbeta) dbeta[ch] = sumG;
-        if (!dx) continue;
-        float a = sumG * ga / m, b = sumGX * ga / m;
-        for (size_t i = 0; i < n; i++) {
-            const float *xr = x + (i * c + ch) * l, *g = gy + (i * c + ch) * l;
-            float *d = dx + (i * c + ch) * l;
-            for (size_t j = 0; j < l; j++) {
-                float xh = (xr[j] - mu) * r;
-                float t = EK_G(xr[j], g[j]) * ga; t = t - a; float u = xh * b; t = t - u;
-                d[j] = r * t;
-            }
-        }
-#undef EK_G
+        if (act == 1) EK_BN_BACKWARD_CHANNEL(EK_G_RELU);
+        else if (act == 2) EK_BN_BACKWARD_CHANNEL(EK_G_LEAKY);
+        else EK_BN_BACKWARD_CHANNEL(EK_G_NONE);
     }
 }
