@@ -39,12 +39,7 @@ final class GANRunTests: XCTestCase {
     batch_size = 5
     """
 
-    override func setUp() {
-        root = NSTemporaryDirectory() + "eidetic-gan-\(UUID().uuidString)"
-        try! FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        try! FileManager.default.copyItem(atPath: BadInputTests.repo + "/datasets/fashion-mnist-2k.h5", toPath: root + "/data.h5")
-        try! GANRunTests.config.write(toFile: root + "/gan.toml", atomically: true, encoding: .utf8)
-    }
+    override func setUp() { root = makeRunFixture("eidetic-gan", config: GANRunTests.config, configName: "gan.toml") }
     override func tearDown() { try? FileManager.default.removeItem(atPath: root) }
 
     func testKilledThreeTimesResumesBitExactly() throws {

@@ -94,6 +94,16 @@ struct FolderSnapshot: Equatable {
     }
 }
 
+/// A fresh fixture folder for runs of the binary: the embedded dataset as `data.h5` and
+/// `config` written to `configName`; returns the folder (remove it in tearDown).
+func makeRunFixture(_ prefix: String, config: String, configName: String) -> String {
+    let root = NSTemporaryDirectory() + "\(prefix)-\(UUID().uuidString)"
+    try! FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    try! FileManager.default.copyItem(atPath: BadInputTests.repo + "/datasets/fashion-mnist-2k.h5", toPath: root + "/data.h5")
+    try! config.write(toFile: root + "/" + configName, atomically: true, encoding: .utf8)
+    return root
+}
+
 /// Kill-and-resume through the real binary: a training run SIGKILLed at random steps, then
 /// finished, must end bit-identical to an uninterrupted one. Runs log one metrics line per
 /// step (`log_every = 1`), which is how the steps are counted from outside.

@@ -36,12 +36,7 @@ final class PrivateRunTests: XCTestCase {
     multiplicity = 2
     """
 
-    override func setUp() {
-        root = NSTemporaryDirectory() + "eidetic-dp-run-\(UUID().uuidString)"
-        try! FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        try! FileManager.default.copyItem(atPath: BadInputTests.repo + "/datasets/fashion-mnist-2k.h5", toPath: root + "/data.h5")
-        try! PrivateRunTests.config.write(toFile: root + "/dp.toml", atomically: true, encoding: .utf8)
-    }
+    override func setUp() { root = makeRunFixture("eidetic-dp-run", config: PrivateRunTests.config, configName: "dp.toml") }
     override func tearDown() { try? FileManager.default.removeItem(atPath: root) }
 
     /// Per logged step: (step, loss, ε, Poisson batch size), the fields that must not depend on the kills.
