@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "CKernels", cSettings: cKernelFlags, linkerSettings: [.linkedLibrary("m")]),
         .target(name: "Tensor", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "NN", dependencies: ["Tensor"]),
-        .target(name: "Optim", dependencies: ["Tensor", "NN"]),
+        .target(name: "Optim", dependencies: ["Tensor", "NN", "CKernels"]),
         .target(name: "HDF5", dependencies: ["CHDF5", "CZlib", "Tensor"]),
         .target(name: "Data", dependencies: ["Tensor", "CKernels", "HDF5", "CHDF5", "CZlib", "CPNG"]),
         .target(name: "TOML"),

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import NN
 import Tensor
@@ -140,6 +141,13 @@ public final class Adam: SlotOptimizer, Optimizer {
                 let l2 = dec ? T(0) : T(wd), shrink = dec ? T(1 - lr * wd) : T(1)
                 // elementwise: any split across threads gives the same bits
                 Parallel.forRanges(p.count, cost: 16 * p.count) { range in
+                    if T.self == Float.self {
+                        // the same operations in C, where they vectorize (Swift's pointers may alias)
+                        func f(_ x: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Float> { UnsafeMutableRawPointer(x + range.lowerBound).assumingMemoryBound(to: Float.self) }
+                        func s(_ x: T) -> Float { unsafeBitCast(x, to: Float.self) }
+                        ek_adam_f32(f(pp), f(pg), f(pm), f(pv), range.count, s(tb1), s(tb2), s(stepSize), s(rc2), s(te), s(l2), s(shrink))
+                        return
+                    }
                     for i in range {
                         let gi = pg[i] + l2 * pp[i]
                         pm[i] = tb1 * pm[i] + (1 - tb1) * gi
