@@ -3,11 +3,12 @@
 // diffusion models and GANs (Carlini et al., 2023, "Extracting Training Data from Diffusion Models").
 //
 // Modules import only downward:
-//   CBLAS, CHDF5, CKernels  ->  Tensor (kernels + RNG + tape)  ->  NN  ->  Optim
+//   CBLAS, CHDF5, CKernels  ->  Tensor (kernels + RNG + tape)  ->  NN  ->  Optim (+ CKernels: Adam's loop)
+//   Privacy (RDP accountant, one-run audit bound; imports nothing of ours)
 //   CHDF5 + Tensor -> HDF5 (named tensor trees on disk)
 //   HDF5 + CZlib + CPNG -> Data (readers, dataset store, plans, batching, PNG, exact kNN)
-//   Models -> Diffusion -> Training (configs, runs, trainer, sampling) -> Evaluation (extraction,
-//   cliques, membership inference, inpainting, outliers, quality) -> eidetic (CLI)
+//   Models -> Diffusion -> Training (configs, runs, trainer, sampling; + Privacy) -> Evaluation
+//   (extraction, cliques, membership inference, privacy audit, inpainting, outliers, quality) -> eidetic (CLI)
 import PackageDescription
 
 /// C kernels (transcendentals, fused activations) are compiled at -O3; x86-64 gets AVX2/FMA clones
