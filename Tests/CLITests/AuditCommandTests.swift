@@ -13,15 +13,7 @@ final class AuditCommandTests: XCTestCase {
     [data]
     file = "data.h5"
     plan = "audit.json"
-    [model]
-    preset = ""
-    image_channels = 1
-    image_size = 32
-    base_channels = 8
-    channel_multipliers = [1, 2]
-    groups = 4
-    time_features = 8
-    embedding_dim = 16
+    \(tinyUNetModelTOML)
     [train]
     batch_size = 8
     images = 160

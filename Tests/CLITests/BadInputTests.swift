@@ -30,15 +30,7 @@ final class BadInputTests: XCTestCase {
     file = "data.h5"
     subset = 8
     flip = false
-    [model]
-    preset = ""
-    image_channels = 1
-    image_size = 32
-    base_channels = 8
-    channel_multipliers = [1, 2]
-    groups = 4
-    time_features = 8
-    embedding_dim = 16
+    \(tinyUNetModelTOML)
     [train]
     batch_size = 4
     images = 200

@@ -94,6 +94,19 @@ struct FolderSnapshot: Equatable {
     }
 }
 
+/// The `[model]` section of the tiny U-Net the CLI tests train (8 base channels, two levels).
+let tinyUNetModelTOML = """
+[model]
+preset = ""
+image_channels = 1
+image_size = 32
+base_channels = 8
+channel_multipliers = [1, 2]
+groups = 4
+time_features = 8
+embedding_dim = 16
+"""
+
 /// A fresh fixture folder for runs of the binary: the embedded dataset as `data.h5` and
 /// `config` written to `configName`; returns the folder (remove it in tearDown).
 func makeRunFixture(_ prefix: String, config: String, configName: String) -> String {

@@ -16,15 +16,7 @@ final class PrivateRunTests: XCTestCase {
     [data]
     file = "data.h5"
     subset = 64
-    [model]
-    preset = ""
-    image_channels = 1
-    image_size = 32
-    base_channels = 8
-    channel_multipliers = [1, 2]
-    groups = 4
-    time_features = 8
-    embedding_dim = 16
+    \(tinyUNetModelTOML)
     [train]
     batch_size = 8
     images = 100000
