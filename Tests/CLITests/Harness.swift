@@ -151,6 +151,18 @@ enum KillResume {
         return Binary.run(["train", config, "--run-dir", run, "--stop-at", "\(end)"], cwd: cwd)
     }
 
+    /// Trains `config` uninterrupted into `ref` and killed-and-resumed into `int`, both to `end`,
+    /// and checks both succeed and end with the same checkpoint tensors, byte for byte.
+    static func assertResumesLikeUninterrupted(_ config: String, end: Int, cwd: String,
+                                               file: StaticString = #filePath, line: UInt = #line) throws {
+        let ref = Binary.run(["train", config, "--run-dir", "ref", "--stop-at", "\(end)"], cwd: cwd)
+        XCTAssertEqual(ref.status, 0, ref.stderr, file: file, line: line)
+        let r = try trainKilled(config, run: "int", end: end, cwd: cwd, file: file, line: line)
+        XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
+        XCTAssertTrue(r.stdout.contains("resuming at step"), r.stdout, file: file, line: line)
+        try assertSameTensors(cwd + "/ref/checkpoints/latest.h5", cwd + "/int/checkpoints/latest.h5", file: file, line: line)
+    }
+
     /// Every tensor of two checkpoints, byte for byte.
     static func assertSameTensors(_ a: String, _ b: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let (x, _) = try TensorFile.load(a), (y, _) = try TensorFile.load(b)

@@ -41,12 +41,7 @@ final class PrivateRunTests: XCTestCase {
 
     func testKilledThreeTimesResumesBitExactlyWithSamplerNoiseAndAccountant() throws {
         let end = 60
-        let ref = Binary.run(["train", "dp.toml", "--run-dir", "ref", "--stop-at", "\(end)"], cwd: root)
-        XCTAssertEqual(ref.status, 0, ref.stderr)
-        let r = try KillResume.trainKilled("dp.toml", run: "int", end: end, cwd: root)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stdout.contains("resuming at step"), r.stdout)
-        try KillResume.assertSameTensors(root + "/ref/checkpoints/latest.h5", root + "/int/checkpoints/latest.h5")
+        try KillResume.assertResumesLikeUninterrupted("dp.toml", end: end, cwd: root)
         let a = try trace("ref"), b = try trace("int")
         XCTAssertEqual(b.count, end, "no duplicated or lost metric lines across the kills")
         XCTAssertEqual(a.map { $0.map { $0.bitPattern } }, b.map { $0.map { $0.bitPattern } },

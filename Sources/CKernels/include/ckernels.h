@@ -102,7 +102,7 @@ void ek_batchnorm_forward_f32(const float *x, size_t n, size_t c, size_t l, size
 void ek_batchnorm_backward_f32(const float *x, const float *gy, size_t n, size_t c, size_t l, size_t ch0, size_t ch1,
                                const float *gamma, const float *beta, const float *mean, const float *rstd, int act, float slope,
                                float *dx, float *dgamma, float *dbeta);
-/* One Adam step over n Float parameters (batchnorm.c): the Swift loop's operations, vectorized. */
+/* One Adam step over n Float parameters (optim.c): the Swift loop's operations, vectorized. */
 void ek_adam_f32(float *p, const float *g, float *m, float *v, size_t n,
                  float b1, float b2, float stepSize, float rc2, float eps, float l2, float shrink);
 #endif
