@@ -33,27 +33,48 @@ static void ek_pad_planes(const float *in, size_t C, size_t H, size_t W, float *
 
 size_t ek_conv3x3_scratch(size_t C, size_t H, size_t W) { return C * (H + 2) * (W + 2); }
 
+/* Output channels o0 .. o0+OB−1, row h, columns w0 .. w0+16·NW−1: OB·NW independent chains
+   (one accumulator per output vector, which alone would wait on the FMA latency), each in
+   the order c ascending, then kh, kw. The input vectors are loaded once for all OB channels. */
+static inline __attribute__((always_inline)) void ek_conv3x3_block(const float *pad, size_t C, size_t PW, size_t plane,
+        const float *wt, size_t o0, int OB, int NW, const float *bias, float *out, size_t H, size_t W, size_t h, size_t w0) {
+    ek_v16 acc[4][2];
+    for (int q = 0; q < OB; q++) for (int v = 0; v < NW; v++) acc[q][v] = EK_SPLAT16(bias ? bias[o0 + q] : 0);
+    for (size_t c = 0; c < C; c++) {
+        const float *base = pad + c * plane + h * PW + w0;
+        for (size_t kh = 0; kh < 3; kh++)
+            for (size_t kw = 0; kw < 3; kw++) {
+                ek_v16 xv[2];
+                for (int v = 0; v < NW; v++) xv[v] = EK_LOAD16(base + kh * PW + kw + 16 * v);
+                for (int q = 0; q < OB; q++) {
+                    ek_v16 wv = EK_SPLAT16(wt[((o0 + q) * C + c) * 9 + kh * 3 + kw]);
+                    for (int v = 0; v < NW; v++) acc[q][v] = __builtin_elementwise_fma(wv, xv[v], acc[q][v]);
+                }
+            }
+    }
+    for (int q = 0; q < OB; q++) for (int v = 0; v < NW; v++) EK_STORE16(out + ((o0 + q) * H + h) * W + w0 + 16 * v, acc[q][v]);
+}
+
+#define EK_CONV3X3_ROWS(OB) do { \
+    for (size_t h = 0; h < H; h++) { \
+        size_t w0 = 0; \
+        for (; w0 + 32 <= W; w0 += 32) ek_conv3x3_block(pad, C, PW, plane, wt, o0, OB, 2, bias, out, H, W, h, w0); \
+        if (w0 < W) ek_conv3x3_block(pad, C, PW, plane, wt, o0, OB, 1, bias, out, H, W, h, w0); \
+    } \
+} while (0)
+
 EK_CONV_CLONES
 void ek_conv3x3_image(const float *in, size_t C, size_t H, size_t W, const float *wt, size_t O,
                       const float *bias, float *out, float *pad) {
     ek_pad_planes(in, C, H, W, pad);
     size_t PW = W + 2, plane = (H + 2) * PW;
-    for (size_t o = 0; o < O; o++) {
-        const float *wo = wt + o * C * 9;
-        float b = bias ? bias[o] : 0;
-        for (size_t h = 0; h < H; h++) {
-            for (size_t w0 = 0; w0 < W; w0 += 16) {
-                ek_v16 acc = EK_SPLAT16(b);
-                for (size_t c = 0; c < C; c++) {
-                    const float *base = pad + c * plane + h * PW + w0;
-                    const float *wc = wo + c * 9;
-                    for (size_t kh = 0; kh < 3; kh++)
-                        for (size_t kw = 0; kw < 3; kw++)
-                            acc = __builtin_elementwise_fma(EK_SPLAT16(wc[kh * 3 + kw]), EK_LOAD16(base + kh * PW + kw), acc);
-                }
-                EK_STORE16(out + (o * H + h) * W + w0, acc);
-            }
-        }
+    size_t o0 = 0;
+    for (; o0 + 4 <= O; o0 += 4) EK_CONV3X3_ROWS(4);
+    switch (O - o0) {
+    case 3: EK_CONV3X3_ROWS(3); break;
+    case 2: EK_CONV3X3_ROWS(2); break;
+    case 1: EK_CONV3X3_ROWS(1); break;
+    default: break;
     }
 }
 

@@ -320,6 +320,98 @@ static int ek_sgemm_blocked(ek_ukernel uk, ek_packer packA, ek_packer packB, siz
     return 0;
 }
 
+/* ---- skinny products: one column (n = 1, a Linear layer with one output) or one row
+   (m = 1, its weight gradient). The blocked path would run a 12 × 32 register tile for one
+   useful row or column. These loops keep the documented order exactly: for every element,
+   acc = fma(a[i,p], b[p,j], acc) over p in each k-block from 0, then the same epilogue, so
+   they give the blocked path's bits (tested against wide products' rows and columns). ---- */
+static inline __attribute__((always_inline)) void ek_epilogue(float *x, float acc, float alpha, float beta, int mode) {
+    float t = alpha * acc;
+    if (mode == EK_STORE) { *x = t; }
+    else if (mode == EK_STORE_BETA) { float u = beta * *x; *x = t + u; }
+    else { float v = *x; *x = v + t; }
+}
+
+/* n = 1: eight rows at a time (eight independent chains). */
+static inline __attribute__((always_inline)) void ek_column_body(int transA, int transB, size_t m, size_t k, float alpha,
+        const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    enum { R = 8 };
+    for (size_t i0 = 0; i0 < m; i0 += R) {
+        size_t rows = m - i0 < R ? m - i0 : R;
+        for (size_t pc = 0; pc < k; pc += EK_KC) {
+            size_t kc = k - pc < EK_KC ? k - pc : EK_KC;
+            int mode = pc > 0 ? EK_ACCUMULATE : (beta == 0 ? EK_STORE : EK_STORE_BETA);
+            float acc[R] = {0};
+            if (rows == R && !transA) {
+                const float *ar = a + i0 * lda + pc;
+                for (size_t p = 0; p < kc; p++) {
+                    float bp = transB ? b[pc + p] : b[(pc + p) * ldb];
+                    for (int r = 0; r < R; r++) acc[r] = fmaf(ar[r * lda + p], bp, acc[r]);
+                }
+            } else if (rows == R) {
+                for (size_t p = 0; p < kc; p++) {
+                    float bp = transB ? b[pc + p] : b[(pc + p) * ldb];
+                    const float *ap = a + (pc + p) * lda + i0;
+                    for (int r = 0; r < R; r++) acc[r] = fmaf(ap[r], bp, acc[r]);
+                }
+            } else {
+                for (size_t p = 0; p < kc; p++) {
+                    float bp = transB ? b[pc + p] : b[(pc + p) * ldb];
+                    for (size_t r = 0; r < rows; r++) {
+                        float av = transA ? a[(pc + p) * lda + i0 + r] : a[(i0 + r) * lda + pc + p];
+                        acc[r] = fmaf(av, bp, acc[r]);
+                    }
+                }
+            }
+            for (size_t r = 0; r < rows; r++) ek_epilogue(c + (i0 + r) * ldc, acc[r], alpha, beta, mode);
+        }
+    }
+}
+
+/* m = 1: columns in chunks of 256, one chain per column (vectorized across columns when B
+   is not transposed). */
+static inline __attribute__((always_inline)) void ek_row_body(int transA, int transB, size_t n, size_t k, float alpha,
+        const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c) {
+    enum { J = 256 };
+    float acc[J];
+    for (size_t j0 = 0; j0 < n; j0 += J) {
+        size_t cols = n - j0 < J ? n - j0 : J;
+        for (size_t pc = 0; pc < k; pc += EK_KC) {
+            size_t kc = k - pc < EK_KC ? k - pc : EK_KC;
+            int mode = pc > 0 ? EK_ACCUMULATE : (beta == 0 ? EK_STORE : EK_STORE_BETA);
+            for (size_t j = 0; j < cols; j++) acc[j] = 0;
+            for (size_t p = 0; p < kc; p++) {
+                float ap = transA ? a[(pc + p) * lda] : a[pc + p];
+                if (transB) { for (size_t j = 0; j < cols; j++) acc[j] = fmaf(ap, b[(j0 + j) * ldb + pc + p], acc[j]); }
+                else { const float *bp = b + (pc + p) * ldb + j0; for (size_t j = 0; j < cols; j++) acc[j] = fmaf(ap, bp[j], acc[j]); }
+            }
+            for (size_t j = 0; j < cols; j++) ek_epilogue(c + j0 + j, acc[j], alpha, beta, mode);
+        }
+    }
+}
+
+static void ek_skinny_portable(int transA, int transB, size_t m, size_t n, size_t k, float alpha,
+        const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    if (n == 1) ek_column_body(transA, transB, m, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else ek_row_body(transA, transB, n, k, alpha, a, lda, b, ldb, beta, c);
+}
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+__attribute__((target("avx2,fma")))
+static void ek_skinny_avx2(int transA, int transB, size_t m, size_t n, size_t k, float alpha,
+        const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    if (n == 1) ek_column_body(transA, transB, m, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else ek_row_body(transA, transB, n, k, alpha, a, lda, b, ldb, beta, c);
+}
+
+__attribute__((target("avx512f,avx2,fma")))
+static void ek_skinny_avx512(int transA, int transB, size_t m, size_t n, size_t k, float alpha,
+        const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    if (n == 1) ek_column_body(transA, transB, m, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else ek_row_body(transA, transB, n, k, alpha, a, lda, b, ldb, beta, c);
+}
+#endif
+
 int ek_sgemm_isa_available(int isa) {
     switch (isa) {
     case EK_ISA_PORTABLE: return 1;
@@ -343,6 +435,15 @@ int ek_sgemm_best_isa(void) {
 int ek_sgemm_isa(int isa, int transA, int transB, size_t m, size_t n, size_t k, float alpha,
                  const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc) {
     if (!ek_sgemm_isa_available(isa)) return -2;
+    if ((m == 1 || n == 1) && k > 0) {
+        switch (isa) {
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+        case EK_ISA_AVX512: ek_skinny_avx512(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); return 0;
+        case EK_ISA_AVX2: ek_skinny_avx2(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); return 0;
+#endif
+        default: ek_skinny_portable(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); return 0;
+        }
+    }
     switch (isa) {
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
     case EK_ISA_AVX512:

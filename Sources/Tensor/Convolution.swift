@@ -420,21 +420,46 @@ enum ConvKernels {
         }
     }
 
-    /// out = Σ_c parts[c] in chunk order.
+    /// out = Σ_c parts[c] in chunk order; element ranges split across threads (each
+    /// element's adds keep that order, so the split changes no bit).
     static func sumChunks<T: TensorScalar>(_ parts: UnsafeMutablePointer<T>, chunks: Int, size: Int, into out: UnsafeMutablePointer<T>) {
-        out.update(from: parts, count: size)
-        for c in 1..<max(chunks, 1) { let p = parts + c * size; for i in 0..<size { out[i] += p[i] } }
+        Parallel.forRanges(size, cost: size * max(chunks, 1)) { r in
+            (out + r.lowerBound).update(from: parts + r.lowerBound, count: r.count)
+            for c in 1..<max(chunks, 1) { let p = parts + c * size; for i in r { out[i] += p[i] } }
+        }
     }
 
-    /// out[c] = Σ_{n, j} g[n, c, j].
+    /// out[c] = Σ_{n, j} g[n, c, j]: for each image, the channel's values summed in order,
+    /// then added to out[c] in image order. Channels split across threads, and eight channels
+    /// go through the inner loop together (eight independent chains of adds instead of one
+    /// latency-bound chain); neither changes any channel's order of adds.
     static func channelSums<T: TensorScalar>(_ g: UnsafePointer<T>, n: Int, channels: Int, inner: Int, into out: UnsafeMutablePointer<T>) {
-        for c in 0..<channels { out[c] = 0 }
-        for i in 0..<n { for c in 0..<channels {
-            let r = g + (i * channels + c) * inner
-            var s: T = 0
-            for j in 0..<inner { s += r[j] }
-            out[c] += s
-        } }
+        Parallel.forRanges(channels, cost: n * channels * inner) { range in
+            var c = range.lowerBound
+            while c + 8 <= range.upperBound {
+                for q in 0..<8 { out[c + q] = 0 }
+                for i in 0..<n {
+                    let r = g + (i * channels + c) * inner
+                    var s0: T = 0, s1: T = 0, s2: T = 0, s3: T = 0, s4: T = 0, s5: T = 0, s6: T = 0, s7: T = 0
+                    for j in 0..<inner {
+                        s0 += r[j]; s1 += r[inner + j]; s2 += r[2 * inner + j]; s3 += r[3 * inner + j]
+                        s4 += r[4 * inner + j]; s5 += r[5 * inner + j]; s6 += r[6 * inner + j]; s7 += r[7 * inner + j]
+                    }
+                    out[c] += s0; out[c + 1] += s1; out[c + 2] += s2; out[c + 3] += s3
+                    out[c + 4] += s4; out[c + 5] += s5; out[c + 6] += s6; out[c + 7] += s7
+                }
+                c += 8
+            }
+            for c in c..<range.upperBound {
+                out[c] = 0
+                for i in 0..<n {
+                    let r = g + (i * channels + c) * inner
+                    var s: T = 0
+                    for j in 0..<inner { s += r[j] }
+                    out[c] += s
+                }
+            }
+        }
     }
 }
 

@@ -5,6 +5,15 @@ import Foundation
 enum UnaryKernel {
     case neg, exp, log, sqrt, abs, sign, tanh, sigmoid, relu, silu, gelu
     case leakyRelu(Double), powScalar(Double), affine(scale: Double, shift: Double), clamp(Double, Double)
+
+    /// Rough cost of one element in `Parallel.forRanges` units: transcendental functions
+    /// take ~10× a load, an add and a store, so a 64-image RGB tanh is worth two threads.
+    var costPerElement: Int {
+        switch self {
+        case .exp, .log, .tanh, .sigmoid, .silu, .gelu, .powScalar: return 16
+        default: return 2
+        }
+    }
 }
 
 /// Pointwise functions of two broadcast tensors. `*Grad` cases take (x, upstream gradient).
@@ -87,7 +96,7 @@ extension Tensor {
     func applyUnary(_ k: UnaryKernel) -> Tensor {
         let out = Tensor(uninitialized: shape, dtype: dtype)
         let px = storage.pointer, py = out.storage.pointer, size = dtype.size, isFloat = dtype == .float32
-        Parallel.forRanges(count, cost: count * 2) { r in
+        Parallel.forRanges(count, cost: count * k.costPerElement) { r in
             if isFloat {
                 unaryKernel(k, (px + r.lowerBound * size).assumingMemoryBound(to: Float.self), (py + r.lowerBound * size).assumingMemoryBound(to: Float.self), r.count)
             } else {

@@ -157,18 +157,30 @@ public final class GANTask: TrainingTask {
     var lastPrivateStats = DPStepStats(examples: 0, meanNorm: 0, maxNorm: 0, clippedFraction: 0)
     var lastDLoss = 0.0, lastRealAcc = 0.0, lastFakeAcc = 0.0
 
-    /// Per-pixel standard deviation across the batch, averaged over pixels.
-    static func meanPixelStd(_ x: Tensor) -> Double {
+    /// Per-pixel standard deviation across the batch, averaged over pixels. In Double;
+    /// each pixel's sums run over images in order and the average over pixels in order, so
+    /// splitting pixels across threads changes no bit.
+    public static func meanPixelStd(_ x: Tensor) -> Double {
         let n = x.shape[0], size = x.count / max(n, 1)
         guard n > 1 else { return 0 }
-        let v = x.doubles
-        // images in the outer loop (contiguous reads); each pixel's sums still run over i in order
-        var mean = [Double](repeating: 0, count: size), ss = [Double](repeating: 0, count: size)
-        for i in 0..<n { for p in 0..<size { mean[p] += v[i * size + p] } }
-        for p in 0..<size { mean[p] /= Double(n) }
-        for i in 0..<n { for p in 0..<size { let d = v[i * size + p] - mean[p]; ss[p] += d * d } }
+        var std = [Double](repeating: 0, count: size)
+        func run<T: TensorScalar>(_: T.Type) {
+            let v = x.pointer(T.self)
+            std.withUnsafeMutableBufferPointer { out in
+                let out = out.baseAddress!
+                Parallel.forRanges(size, cost: 4 * x.count) { r in
+                    // images in the outer loop (contiguous reads)
+                    var mean = [Double](repeating: 0, count: r.count), ss = [Double](repeating: 0, count: r.count)
+                    for i in 0..<n { let row = v + i * size + r.lowerBound; for p in 0..<r.count { mean[p] += Double(row[p]) } }
+                    for p in 0..<r.count { mean[p] /= Double(n) }
+                    for i in 0..<n { let row = v + i * size + r.lowerBound; for p in 0..<r.count { let d = Double(row[p]) - mean[p]; ss[p] += d * d } }
+                    for p in 0..<r.count { out[r.lowerBound + p] = (ss[p] / Double(n - 1)).squareRoot() }
+                }
+            }
+        }
+        if x.dtype == .float32 { run(Float.self) } else { run(Double.self) }
         var total = 0.0
-        for p in 0..<size { total += (ss[p] / Double(n - 1)).squareRoot() }
+        for p in 0..<size { total += std[p] }
         return total / Double(size)
     }
 

@@ -347,7 +347,8 @@ extension Bench {
         @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
         @Option(help: "Configurations: dcgan-train-bB, dcgan-nobn-train-bB, dcgan-sample-bB, comma-separated.")
         var only: String = "dcgan-train-b64,dcgan-nobn-train-b64,dcgan-sample-b256"
-        @Option(help: "Timed steps per configuration (the median is reported).") var steps: Int = 20
+        @Option(help: "Timed steps per configuration and round (the median is reported).") var steps: Int = 20
+        @Option(help: "Rounds per configuration, alternating Eidetic and PyTorch (medians over rounds are reported).") var rounds: Int = 3
         @Option(help: "Python with PyTorch for the reference (bench/bench_torch.py); \"none\" skips it.")
         var torch: String = "bench/.venv/bin/python"
         @Flag(help: "Print a per-op time profile of the last timed step (EIDETIC_PROFILE_DETAIL=1: per conv shape).") var profile = false
@@ -363,6 +364,7 @@ extension Bench {
         func validate() throws {
             try Check.atLeast(threads, 1, "--threads")
             try Check.atLeast(steps, 1, "--steps")
+            try Check.atLeast(rounds, 1, "--rounds")
             if let path = exportCheck {
                 try Check.atLeast(checkBatch, 2, "--check-batch")   // BatchNorm needs more than one value per channel
                 guard GANConfig.preset(preset) != nil else {
@@ -385,7 +387,7 @@ extension Bench {
             }
             Profiler.detailed = ProcessInfo.processInfo.environment["EIDETIC_PROFILE_DETAIL"] != nil
             let reference = TorchReference(torch)
-            var rows: [(String, Double, Double?, Double)] = []
+            var rows: [(String, Double, Double?, Double, (median: Double, low: Double, high: Double)?)] = []
             for name in only.split(separator: ",").map(String.init) {
                 let parts = name.split(separator: "-")
                 guard parts.count >= 3, let batch = Int(parts.last!.dropFirst()), batch >= 1,
@@ -399,31 +401,55 @@ extension Bench {
                 let task = try GANTask(config, key: RandomKey(seed: 1))
                 let real = Tensor.uniform([batch, 3, 32, 32], low: -1, high: 1, key: RandomKey(seed: 2))
                 let sampling = parts.contains("sample")
-                var times: [Double] = []
-                for s in 0..<(steps + 2) {
-                    let t0 = DispatchTime.now().uptimeNanoseconds
-                    Profiler.enabled = profile && s == steps + 1
-                    if Profiler.enabled { Profiler.reset() }
-                    defer { if Profiler.enabled { Profiler.enabled = false; printProfile(Profiler.report()) } }
-                    if sampling {
-                        _ = task.generator.sample(seeds: (0..<batch).map { UInt64(s * batch + $0) }, batchSize: batch)
-                    } else {
-                        let context = StepContext(step: s, key: RandomKey(seed: 3).fold(UInt64(s)), learningRate: 2e-4, rateFactor: 1, gradClip: 0)
-                        _ = try task.step([TrainingBatch(images: real, labels: [Int](repeating: 0, count: batch), indices: Array(0..<batch))], context)
+                var stepIndex = 0
+                /// Median seconds per step over `steps` timed steps (after two untimed ones).
+                func timeSteps(profileLast: Bool) throws -> Double {
+                    var times: [Double] = []
+                    for s in 0..<(steps + 2) {
+                        let t0 = DispatchTime.now().uptimeNanoseconds
+                        Profiler.enabled = profileLast && s == steps + 1
+                        if Profiler.enabled { Profiler.reset() }
+                        defer { if Profiler.enabled { Profiler.enabled = false; printProfile(Profiler.report()) } }
+                        let k = stepIndex
+                        stepIndex += 1
+                        if sampling {
+                            _ = task.generator.sample(seeds: (0..<batch).map { UInt64(k * batch + $0) }, batchSize: batch)
+                        } else {
+                            let context = StepContext(step: k, key: RandomKey(seed: 3).fold(UInt64(k)), learningRate: 2e-4, rateFactor: 1, gradClip: 0)
+                            _ = try task.step([TrainingBatch(images: real, labels: [Int](repeating: 0, count: batch), indices: Array(0..<batch))], context)
+                        }
+                        if s >= 2 { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
                     }
-                    if s >= 2 { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
+                    times.sort()
+                    return times[times.count / 2]
                 }
-                times.sort()
-                let t = times[times.count / 2]
                 let g = Double(task.generator.forwardFLOPs), d = Double(task.discriminator.forwardFLOPs)
-                let gflops = Double(batch) * (sampling ? g : 3 * (g + 3 * d)) / t / 1e9
-                print(String(format: "{\"name\": \"%@\", \"batch\": %d, \"threads\": %d, \"seconds_per_step\": %.4f, \"images_per_second\": %.1f, \"gflops\": %.1f}",
-                             name, batch, threads, t, Double(batch) / t, gflops)); fflush(stdout)
-                rows.append((name, Double(batch) / t, try reference.imagesPerSecond(name, threads: threads, steps: steps), gflops))
+                let flops = Double(batch) * (sampling ? g : 3 * (g + 3 * d))
+                // Rounds alternate Eidetic and PyTorch, so that slow drifts of a shared machine
+                // fall on both; the row reports medians over rounds.
+                var ours: [Double] = [], theirs: [Double] = [], ratios: [Double] = []
+                for round in 0..<rounds {
+                    let t = try timeSteps(profileLast: profile && round == rounds - 1)
+                    ours.append(Double(batch) / t)
+                    print(String(format: "{\"name\": \"%@\", \"batch\": %d, \"threads\": %d, \"round\": %d, \"seconds_per_step\": %.4f, \"images_per_second\": %.1f, \"gflops\": %.1f}",
+                                 name, batch, threads, round + 1, t, Double(batch) / t, flops / t / 1e9)); fflush(stdout)
+                    if let r = try reference.imagesPerSecond(name, threads: threads, steps: steps) {
+                        theirs.append(r)
+                        ratios.append(ours.last! / r)
+                    }
+                }
+                func median(_ v: [Double]) -> Double { let s = v.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
+                let oursMedian = median(ours)
+                rows.append((name, oursMedian, theirs.isEmpty ? nil : median(theirs), flops * oursMedian / Double(batch) / 1e9,
+                             ratios.isEmpty ? nil : (median(ratios), ratios.min()!, ratios.max()!)))
             }
-            print("\nconfiguration          Eidetic img/s  GFLOP/s   PyTorch img/s   ratio (threads \(threads))")
-            for (name, ours, theirs, gf) in rows {
-                let r = theirs.map { String(format: "%13.1f   %5.2f×", $0, ours / $0) } ?? "            –       –"
+            print("\nconfiguration          Eidetic img/s  GFLOP/s   PyTorch img/s   ratio (threads \(threads); medians over \(rounds) round\(rounds == 1 ? "" : "s"))")
+            for (name, ours, theirs, gf, ratio) in rows {
+                var r = "            –       –"
+                if let theirs, let ratio {
+                    r = String(format: "%13.1f   %5.2f×", theirs, ratio.median)
+                    if rounds > 1 { r += String(format: " (rounds %.2f–%.2f×)", ratio.low, ratio.high) }
+                }
                 print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%13.1f  %7.1f   ", ours, gf) + r)
             }
         }

@@ -37,7 +37,9 @@ final class ConvolutionTests: XCTestCase {
             (stride: $0.0, pad: $0.1, k: $0.2, h: $0.3, c: 5, o: 6, wd: $0.3 - 1)
         }
         let directCases = [(stride: 1, pad: 1, k: 3, h: 4, c: 3, o: 8, wd: 16), (stride: 1, pad: 1, k: 3, h: 5, c: 7, o: 3, wd: 32),
-                           (stride: 1, pad: 1, k: 3, h: 3, c: 2, o: 4, wd: 16)]
+                           (stride: 1, pad: 1, k: 3, h: 3, c: 2, o: 4, wd: 16),
+                           // blocks of 4, 3, 2 and 1 output channels, rows of two vectors plus one
+                           (stride: 1, pad: 1, k: 3, h: 3, c: 4, o: 6, wd: 48), (stride: 1, pad: 1, k: 3, h: 2, c: 1, o: 5, wd: 16)]
         for (stride, pad, k, h, c, o, wd) in gemmCases + directCases {
             let xs = [3, c, h, wd], ws = [o, c, k, k]
             let x = Tensor.normal(xs, key: RandomKey(seed: 1)), w = Tensor.normal(ws, key: RandomKey(seed: 2)), b = Tensor.normal([o], key: RandomKey(seed: 3))
@@ -123,6 +125,43 @@ final class ConvolutionTests: XCTestCase {
         let one = run()
         Threads.count = 2
         XCTAssertEqual(one, run())
+    }
+
+    /// Shapes large enough that the weight-gradient reduction (partials summed in chunk
+    /// order) and the bias sums split across threads: the same bits at 1 and 2 threads, and
+    /// the bias gradient equal to the plain serial loop (per image, the channel's values in
+    /// order, then images in order) bit for bit.
+    func testGradientReductionsSplitAcrossThreadsWithoutChangingBits() {
+        let saved = Threads.count
+        defer { Threads.count = saved }
+        let x = Tensor.normal([64, 3, 32, 32], key: RandomKey(seed: 20)), w = Tensor.normal([64, 3, 4, 4], key: RandomKey(seed: 21))
+        let b = Tensor.normal([64], key: RandomKey(seed: 22))
+        let x2 = Tensor.normal([64, 64, 16, 16], key: RandomKey(seed: 23)), w2 = Tensor.normal([128, 64, 4, 4], key: RandomKey(seed: 24))
+        var upstream = Tensor.zeros([1])
+        func run() -> [[Float]] {
+            let (_, g) = valueAndGradients(wrt: [w, b]) {
+                let y = Tensor.conv2d(x, weight: w, bias: b, stride: 2, padding: 1)
+                upstream = y.detached()
+                return (y * y.detached()).sum()   // dL/dy = y
+            }
+            let (_, h) = valueAndGradients(wrt: [w2]) { Tensor.conv2d(x2, weight: w2, stride: 2, padding: 1).squared().sum() }
+            return g.map { $0.scalars } + h.map { $0.scalars }
+        }
+        Threads.count = 1
+        let one = run()
+        Threads.count = 2
+        let two = run()
+        XCTAssertEqual(one, two)
+        let dy = upstream.scalars, inner = 16 * 16
+        var want = [Float](repeating: 0, count: 64)
+        for c in 0..<64 {
+            for i in 0..<64 {
+                var s: Float = 0
+                for j in 0..<inner { s += dy[(i * 64 + c) * inner + j] }
+                want[c] += s
+            }
+        }
+        XCTAssertEqual(two[1], want, "bias gradient")
     }
 
     func testMatmulMatchesNaive() {

@@ -108,6 +108,34 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    /// One-column and one-row products (a Linear layer with one output, and its weight
+    /// gradient) take their own loops in gemm.c; they must give the bits of that column or row
+    /// inside a wide product, for every transpose, across k-blocks, with alpha and beta.
+    func testSkinnyProductsMatchWideProducts() {
+        let (m, n) = (29, 40)
+        for k in [1, 300, 4096] {
+            for (tA, tB) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a = values(m * k, seed: UInt64(k + 1)), b = values(k * n, seed: UInt64(k + 2)), c0 = values(m * n, seed: UInt64(k + 3))
+                for isa in GEMM.ISA.allCases where isa.isAvailable {
+                    let wide = run(isa, tA, tB, m, n, k, alpha: 0.75, a, b, beta: 0.25, c0)
+                    for j in [0, 17, n - 1] {
+                        // op(B)'s column j: B[:, j] stored k × n, or B's row j stored n × k
+                        let bj = tB ? Array(b[j * k ..< (j + 1) * k]) : (0..<k).map { b[$0 * n + j] }
+                        let cj = (0..<m).map { c0[$0 * n + j] }
+                        XCTAssertEqual(run(isa, tA, tB, m, 1, k, alpha: 0.75, a, bj, beta: 0.25, cj), (0..<m).map { wide[$0 * n + j] },
+                                       "\(isa) k=\(k) tA=\(tA) tB=\(tB): column \(j)")
+                    }
+                    for i in [0, 9, m - 1] {
+                        // op(A)'s row i: A[i, :] stored m × k, or A[:, i] stored k × m
+                        let ai = tA ? (0..<k).map { a[$0 * m + i] } : Array(a[i * k ..< (i + 1) * k])
+                        let got = run(isa, tA, tB, 1, n, k, alpha: 0.75, ai, b, beta: 0.25, Array(c0[i * n ..< (i + 1) * n]))
+                        XCTAssertEqual(got, Array(wide[i * n ..< (i + 1) * n]), "\(isa) k=\(k) tA=\(tA) tB=\(tB): row \(i)")
+                    }
+                }
+            }
+        }
+    }
+
     func testBetaZeroIgnoresGarbageInC() {
         let a = values(9 * 40, seed: 3), b = values(40 * 33, seed: 4)
         for isa in GEMM.ISA.allCases where isa.isAvailable {

@@ -94,6 +94,23 @@ final class GANTrainingTests: XCTestCase {
     /// Miyato et al. (2018) keep every D layer's largest singular value at 1: after training
     /// steps (one power iteration per forward), σ_max(W / σ̂) — computed here independently by
     /// power iteration in Double to convergence — is within 2 % of 1 for every layer.
+    /// The fake_std metric: known answers (two images a, b: |a − b|/√2 at every pixel; n
+    /// equal images: 0) and the same bits whatever the thread count on a batch large enough
+    /// to split its pixels.
+    func testMeanPixelStdKnownAnswersAndThreadCount() {
+        let two = Tensor([0, 1, 2, 3, 2, 1, 2, 7] as [Double], shape: [2, 1, 2, 2])
+        XCTAssertEqual(GANTask.meanPixelStd(two), (2 + 0 + 0 + 4) / 4 / 2.0.squareRoot(), accuracy: 1e-12)
+        XCTAssertEqual(GANTask.meanPixelStd(Tensor.ones([5, 3, 4, 4])), 0)
+        let saved = Threads.count
+        defer { Threads.count = saved }
+        let big = Tensor.normal([64, 3, 32, 32], key: RandomKey(seed: 5))
+        Threads.count = 1
+        let one = GANTask.meanPixelStd(big)
+        Threads.count = 2
+        XCTAssertEqual(GANTask.meanPixelStd(big), one)
+        XCTAssertEqual(one, 1, accuracy: 0.03)   // N(0, 1) pixels
+    }
+
     func testSpectralNormHoldsAfterTrainingSteps() throws {
         let c = try config(kind: "sngan", set: ["train.images=240"])
         let trainer = try Trainer(config: c, directory: dir + "/run")
