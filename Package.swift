@@ -55,7 +55,7 @@ let package = Package(
             "Tensor", "NN", "Optim", "HDF5", "Data", "Models", "Diffusion", "Training", "TOML", "Examples", "Evaluation", "Privacy",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels"]),
         .testTarget(name: "PrivacyTests", dependencies: ["Privacy"], exclude: ["opacus-grid.csv"]),
         .testTarget(name: "NNTests", dependencies: ["Tensor", "NN", "Optim", "Examples"]),
         .testTarget(name: "DataTests", dependencies: ["Tensor", "HDF5", "Data", "CZlib"]),

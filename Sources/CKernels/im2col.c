@@ -125,9 +125,66 @@ void ek_im2col_f32(const float *x, size_t C, size_t H, size_t W, size_t KH, size
     }
 }
 
+/* col2im for 4 × 4 kernels, stride 2, padding 1 (every DCGAN layer) as a gather: each
+   pixel of x receives the col values of the four (kh, kw) that reach it, summed in
+   ascending (kh, kw) order from +0 (a missing term at the border is simply not there; the
+   running sum is never −0, so this is the scatter's arithmetic exactly), and x is read and
+   written once instead of once per (kh, kw) pair. Padded row ph = ih + 1 takes kh ≡ ph
+   (mod 2) at oh = (ph − kh)/2; even columns iw = 2t take kw = 1 (ow = t) then kw = 3
+   (ow = t − 1), odd columns 2t + 1 take kw = 0 (ow = t + 1) then kw = 2 (ow = t). */
+#define EK_K4S2_BLOCK(V, VEC, WIDE, SHL, SHR, INTERLEAVE) do { \
+    for (size_t t0 = 0; t0 < OW; t0 += (V)) { \
+        VEC ev = {0}, od = {0}, z = {0}; \
+        for (int q = 0; q < nk; q++) { \
+            const float *r0 = rows[q][0] + t0, *r1 = rows[q][1] + t0, *r2 = rows[q][2] + t0, *r3 = rows[q][3] + t0; \
+            VEC k1 = EK_LD(VEC, r1); \
+            VEC k3 = t0 > 0 ? EK_LD(VEC, r3 - 1) : SHR(EK_LD(VEC, r3), z); \
+            VEC k0 = t0 + (V) < OW ? EK_LD(VEC, r0 + 1) : SHL(EK_LD(VEC, r0), z); \
+            VEC k2 = EK_LD(VEC, r2); \
+            ev = ev + k1; ev = ev + k3; \
+            od = od + k0; od = od + k2; \
+        } \
+        WIDE w_ = INTERLEAVE(ev, od); \
+        EK_ST(xr + 2 * t0, EK_LD(WIDE, xr + 2 * t0) + w_); \
+    } \
+} while (0)
+/* lanes shifted by one, a zero entering: right (v[t − 1]) and left (v[t + 1]) */
+#define EK_SHR4(v, z) __builtin_shufflevector(v, z, 4, 0, 1, 2)
+#define EK_SHL4(v, z) __builtin_shufflevector(v, z, 1, 2, 3, 4)
+#define EK_IL4(a, b) __builtin_shufflevector(a, b, 0, 4, 1, 5, 2, 6, 3, 7)
+#define EK_SHR8(v, z) __builtin_shufflevector(v, z, 8, 0, 1, 2, 3, 4, 5, 6)
+#define EK_SHL8(v, z) __builtin_shufflevector(v, z, 1, 2, 3, 4, 5, 6, 7, 8)
+#define EK_IL8(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15)
+
+static inline __attribute__((always_inline)) void ek_col2im_k4s2p1(const float *col, size_t C, size_t H, size_t W,
+                                                                 float *x, size_t ld) {
+    size_t OH = H / 2, OW = W / 2;
+    for (size_t c = 0; c < C; c++) {
+        for (size_t ih = 0; ih < H; ih++) {
+            size_t ph = ih + 1;
+            const float *rows[2][4];
+            int nk = 0;
+            for (size_t kh = ph % 2; kh < 4; kh += 2) {
+                if (ph < kh) continue;
+                size_t oh = (ph - kh) / 2;
+                if (oh >= OH) continue;
+                for (int kw = 0; kw < 4; kw++) rows[nk][kw] = col + ((c * 4 + kh) * 4 + kw) * ld + oh * OW;
+                nk++;
+            }
+            float *xr = x + (c * H + ih) * W;
+            if (OW % 8 == 0) EK_K4S2_BLOCK(8, ek_f8, ek_f16, EK_SHL8, EK_SHR8, EK_IL8);
+            else EK_K4S2_BLOCK(4, ek_f4, ek_f8, EK_SHL4, EK_SHR4, EK_IL4);
+        }
+    }
+}
+
 EK_COPY_CLONES
 void ek_col2im_f32(const float *col, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t stride,
                    size_t pad, float *x, size_t ld) {
+    if (stride == 2 && KH == 4 && KW == 4 && pad == 1 && H % 2 == 0 && W % 8 == 0) {
+        ek_col2im_k4s2p1(col, C, H, W, x, ld);
+        return;
+    }
     size_t PH = H + 2 * pad, PW = W + 2 * pad;
     size_t OH = (PH - KH) / stride + 1, OW = (PW - KW) / stride + 1;
     float *P = ek_plane_buffer(PH * PW);

@@ -1,8 +1,9 @@
 import CBLAS
-import Dispatch
+import CKernels
 
 /// Eidetic's one level of parallelism for batched kernels (convolutions): the batch is cut
-/// into fixed chunks of images, workers take chunks, and BLAS runs single-threaded inside
+/// into fixed chunks of images, the threads of a spinning fork-join pool (Sources/CKernels/
+/// pool.c) take chunks, and BLAS runs single-threaded inside
 /// each worker — two single-threaded GEMMs on two cores run a clean 2× where one
 /// two-threaded GEMM on small conv shapes does not (platform-notes §3). Chunks are fixed
 /// by the batch, not by the worker count, and partial results are combined in chunk
@@ -17,8 +18,10 @@ public enum Parallel {
     /// Number of workers `run(chunks:)` will use.
     static func workers(for chunks: Int) -> Int { max(1, min(budget, chunks)) }
 
-    /// Runs `body(chunk, worker)` for every chunk in 0..<chunks. Worker w handles chunks
-    /// w, w + W, …; BLAS is single-threaded.
+    /// Runs `body(chunk, worker)` for every chunk in 0..<chunks on up to `workers(for:)`
+    /// threads (the caller is worker 0; `worker` < that count names a scratch slot); BLAS is
+    /// single-threaded. Chunks go to whichever thread is free (pool.c), so callers must
+    /// make every chunk's result independent of where it runs, as all of them do.
     public static func run(chunks: Int, _ body: (_ chunk: Int, _ worker: Int) -> Void) {
         Threads.pinBLAS()
         let w = workers(for: chunks)
@@ -26,9 +29,18 @@ public enum Parallel {
             for c in 0..<chunks { body(c, 0) }
             return
         }
-        DispatchQueue.concurrentPerform(iterations: w) { worker in
-            var c = worker
-            while c < chunks { body(c, worker); c += w }
+        pool(workers: w, chunks: chunks, body)
+    }
+
+    /// `ek_pool_run` with a Swift closure as its context.
+    private static func pool(workers: Int, chunks: Int, _ body: (Int, Int) -> Void) {
+        withoutActuallyEscaping(body) { escaping in
+            var job = escaping
+            withUnsafeMutablePointer(to: &job) { context in
+                ek_pool_run(workers, chunks, { context, chunk, worker in
+                    context!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(Int(chunk), Int(worker))
+                }, context)
+            }
         }
     }
 
@@ -46,9 +58,7 @@ public enum Parallel {
         Threads.pinBLAS()
         let w = min(budget, n, max(1, cost / 400_000))
         if w <= 1 { body(0..<n); return }
-        DispatchQueue.concurrentPerform(iterations: w) { i in
-            body((i * n / w)..<((i + 1) * n / w))
-        }
+        pool(workers: w, chunks: w) { i, _ in body((i * n / w)..<((i + 1) * n / w)) }
     }
 }
 

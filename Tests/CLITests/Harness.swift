@@ -139,11 +139,15 @@ enum KillResume {
             p.currentDirectoryURL = URL(fileURLWithPath: cwd)
             p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
             try p.run()
-            // a random step past the last checkpoint, well before the end
+            // a random step past the last checkpoint, well before the end, and never before
+            // the first checkpoint (three kills before it would leave nothing to resume from)
             let from = max(loggedSteps(cwd, run), 0)
             let target = min(end - 20, from + 2 + Int.random(in: 0...12, using: &rng))
             let deadline = Date().addingTimeInterval(60)
-            while loggedSteps(cwd, run) < target && p.isRunning && Date() < deadline { usleep(2_000) }
+            let checkpoint = cwd + "/\(run)/checkpoints/latest.h5"
+            while (loggedSteps(cwd, run) < target || !FileManager.default.fileExists(atPath: checkpoint)) && p.isRunning && Date() < deadline {
+                usleep(2_000)
+            }
             Foundation.kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
             XCTAssertTrue(p.terminationReason == .uncaughtSignal, "kill \(kill): the trainer finished before it was killed", file: file, line: line)

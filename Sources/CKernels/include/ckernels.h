@@ -105,4 +105,10 @@ void ek_batchnorm_backward_f32(const float *x, const float *gy, size_t n, size_t
 /* One Adam step over n Float parameters (optim.c): the Swift loop's operations, vectorized. */
 void ek_adam_f32(float *p, const float *g, float *m, float *v, size_t n,
                  float b1, float b2, float stepSize, float rc2, float eps, float l2, float shrink);
+/* Fork-join pool (pool.c): runs fn(ctx, chunk, worker) for chunk in [0, chunks) on the
+   calling thread (worker 0) and up to workers − 1 pool threads (worker 1 …); returns when
+   all chunks are done. Chunks may run on any thread in any order. */
+typedef void (*ek_pool_fn)(void *ctx, size_t chunk, size_t worker);
+void ek_pool_run(size_t workers, size_t chunks, ek_pool_fn fn, void *ctx);
+
 #endif
