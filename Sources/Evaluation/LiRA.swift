@@ -229,7 +229,8 @@ extension MembershipAttack {
 
 func logNormal(_ x: Double, _ mu: Double, _ v: Double) -> Double { -0.5 * ((x - mu) * (x - mu) / v + log(2 * Double.pi * v)) }
 
-func median(_ v: [Double]) -> Double {
+/// The median (mean of the middle two for an even count).
+public func median(_ v: [Double]) -> Double {
     let s = v.sorted(), n = s.count
     return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Data
 import Diffusion
+import Evaluation
 import Foundation
 import HDF5
 import Models
@@ -438,7 +439,6 @@ extension Bench {
                         ratios.append(ours.last! / r)
                     }
                 }
-                func median(_ v: [Double]) -> Double { let s = v.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
                 let oursMedian = median(ours)
                 rows.append((name, oursMedian, theirs.isEmpty ? nil : median(theirs), flops * oursMedian / Double(batch) / 1e9,
                              ratios.isEmpty ? nil : (median(ratios), ratios.min()!, ratios.max()!)))
