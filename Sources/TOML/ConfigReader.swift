@@ -21,10 +21,42 @@ public final class ConfigReader {
         if overridden.contains(q) || overridden.contains(where: { q.hasPrefix($0 + ".") }) {
             return TOMLError(file: "--set \(q)", line: 0, message: message)
         }
-        return TOMLError(file: file, line: 0, message: "\(q): \(message)")
+        return TOMLError(file: file, line: key.isEmpty ? table.line : table.line(of: key), message: "\(q): \(message)")
     }
 
     func value(_ key: String) -> TOMLValue? { used.insert(key); return table[key] }
+
+    /// The keys of this table, in the order written.
+    public var keys: [String] { table.keys }
+    /// The value of `key` as written (marked used), for readers of free-form values.
+    public func raw(_ key: String) -> TOMLValue? { value(key) }
+
+    /// An array of tables (`[[key]]` or `key = [{…}, …]`; empty when absent).
+    public func tables(_ key: String) throws -> [ConfigReader] {
+        switch value(key) {
+        case nil: return []
+        case .array(let items)?:
+            return try items.enumerated().map { i, item in
+                guard case .table(let t) = item else { throw error(key, "expected an array of tables, found \(item.typeName) \(item)") }
+                let r = ConfigReader(t, file: file, path: "\(qualified(key))[\(i)]", overridden: overridden)
+                children.append(r)
+                return r
+            }
+        case let v?: throw error(key, "expected an array of tables ([[\(qualified(key))]]), found \(v.typeName) \(v)")
+        }
+    }
+
+    public func strings(_ key: String, _ fallback: [String]) throws -> [String] {
+        switch value(key) {
+        case nil: return fallback
+        case .array(let a)?:
+            return try a.map { item in
+                guard case .string(let s) = item else { throw error(key, "expected an array of strings, found \(item.typeName) \(item)") }
+                return s
+            }
+        case let x?: throw error(key, "expected an array of strings, found \(x.typeName) \(x)")
+        }
+    }
 
     /// A sub-table (empty when absent).
     public func section(_ key: String) throws -> ConfigReader {

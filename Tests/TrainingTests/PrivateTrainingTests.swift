@@ -57,7 +57,7 @@ final class PrivateTrainingTests: XCTestCase {
         XCTAssertEqual(c.privacy?.noiseMultiplier, 1.1); XCTAssertEqual(c.privacy?.clipNorm, 0.5); XCTAssertEqual(c.privacy?.multiplicity, 4)
         XCTAssertEqual(c.train.gradClip, 0, "DP clips per example; no global clip on top")
         XCTAssertNil(try TrainConfig.load(toml: "", file: "u.toml").privacy)
-        XCTAssertTrue(error(toml("clip_norm = 1")).contains("p.toml: privacy.noise_multiplier: give exactly one"), error(toml("clip_norm = 1")))
+        XCTAssertTrue(error(toml("clip_norm = 1")).contains("p.toml:23: privacy.noise_multiplier: give exactly one"), error(toml("clip_norm = 1")))
         XCTAssertTrue(error(toml("noise_multiplier = 1\ntarget_epsilon = 3")).contains("privacy.target_epsilon: give exactly one"))
         XCTAssertTrue(error(toml("noise_multiplier = -1")).contains("privacy.noise_multiplier: must be ≥ 0"))
         XCTAssertTrue(error(toml("noise_multiplier = 1\ndelta = 1")).contains("privacy.delta: 1.0 must be in (0, 1)"))

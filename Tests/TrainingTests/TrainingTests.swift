@@ -29,7 +29,7 @@ final class ConfigTests: XCTestCase {
         func error(_ t: String) -> String {
             do { _ = try TrainConfig.load(toml: t, file: "bad.toml"); return "no error" } catch { return "\(error)" }
         }
-        XCTAssertTrue(error("[train]\nlrr = 1").contains("bad.toml: train.lrr: unknown key"))
+        XCTAssertTrue(error("[train]\nlrr = 1").contains("bad.toml:2: train.lrr: unknown key"))
         XCTAssertTrue(error("[train]\nlr = \"fast\"").contains("train.lr: expected a number"))
         XCTAssertTrue(error("[train]\nbatch_size = 0").contains("train.batch_size: must be ≥ 1"))
         XCTAssertTrue(error("[model]\npreset = \"big\"").contains("unknown preset"))
