@@ -8,7 +8,8 @@
 //   CHDF5 + Tensor -> HDF5 (named tensor trees on disk)
 //   HDF5 + CZlib + CPNG -> Data (readers, dataset store, plans, batching, PNG, exact kNN)
 //   Models -> Diffusion -> Training (configs, runs, trainer, sampling; + Privacy) -> Evaluation
-//   (extraction, cliques, membership inference, privacy audit, inpainting, outliers, quality) -> eidetic (CLI)
+//   (extraction, cliques, membership inference, privacy audit, inpainting, outliers, quality)
+//   -> Experiments (experiment pipeline, sweeps, sweep database via GRDB, tables) -> eidetic (CLI)
 import PackageDescription
 
 /// C kernels (transcendentals, fused activations) are compiled at -O3; x86-64 gets AVX2/FMA clones
@@ -30,6 +31,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The sweep database (SQLite, transactions shared by many workers).
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
@@ -51,8 +54,11 @@ let package = Package(
         .target(name: "Training", dependencies: ["Tensor", "NN", "Optim", "HDF5", "Data", "Models", "Diffusion", "TOML", "Privacy"]),
         .target(name: "Evaluation", dependencies: ["Tensor", "CKernels", "NN", "Optim", "Data", "HDF5", "Models", "Diffusion", "Training", "Privacy"]),
         .target(name: "Examples", dependencies: ["Tensor", "NN", "Optim"]),
+        // Whole experiments (train → sample → evaluate → summary) and sweeps of them.
+        .target(name: "Experiments", dependencies: ["Tensor", "Data", "HDF5", "TOML", "Training", "Evaluation",
+                                                    .product(name: "GRDB", package: "GRDB.swift")]),
         .executableTarget(name: "eidetic", dependencies: [
-            "Tensor", "NN", "Optim", "HDF5", "Data", "Models", "Diffusion", "Training", "TOML", "Examples", "Evaluation", "Privacy",
+            "Tensor", "NN", "Optim", "HDF5", "Data", "Models", "Diffusion", "Training", "TOML", "Examples", "Evaluation", "Privacy", "Experiments",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels"]),
@@ -65,6 +71,7 @@ let package = Package(
         .testTarget(name: "HDF5Tests", dependencies: ["Tensor", "HDF5", "NN", "Optim"]),
         // Bad input and faults through the real `eidetic` binary (built beside the tests).
         .testTarget(name: "CLITests", dependencies: ["Tensor", "HDF5", "Data", "Training"]),
+        .testTarget(name: "ExperimentTests", dependencies: ["TOML", "Training", "Experiments"]),
     ],
     swiftLanguageModes: [.v5]
 )

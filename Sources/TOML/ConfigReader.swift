@@ -26,6 +26,9 @@ public final class ConfigReader {
 
     func value(_ key: String) -> TOMLValue? { used.insert(key); return table[key] }
 
+    /// The line of `key` in the file (of the table when the key is absent; 0 when unknown).
+    public func line(of key: String) -> Int { table.line(of: key) }
+
     /// The keys of this table, in the order written.
     public var keys: [String] { table.keys }
     /// The value of `key` as written (marked used), for readers of free-form values.

@@ -233,11 +233,14 @@ public final class Trainer {
         }
         let context = StepContext(step: step, key: key, learningRate: rate,
                                   rateFactor: learningRates.base > 0 ? rate / learningRates.base : 0, gradClip: config.train.gradClip)
-        let metrics: [(name: String, value: Double)]
+        var metrics: [(name: String, value: Double)]
         do {
             metrics = try task.step(batches, context)
         } catch OptimizerError.nonFiniteLoss(let v) {
             throw TrainingError.diverged(step: step, loss: v)
+        }
+        if config.train.injectNaNAtStep > 0 && step + 1 == config.train.injectNaNAtStep, let i = metrics.firstIndex(where: { $0.name.hasSuffix("loss") }) {
+            metrics[i].value = .nan   // train.inject_nan_at_step: a divergence on demand (tests)
         }
         if let bad = metrics.first(where: { !$0.value.isFinite && $0.name.hasSuffix("loss") }) {
             throw TrainingError.diverged(step: step, loss: bad.value)

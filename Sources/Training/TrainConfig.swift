@@ -116,10 +116,13 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         /// After warmup: "constant", or "cosine" decay to `minLR` at the last step.
         public var lrSchedule = "constant"
         public var minLR = 0.0
+        /// Fault injection for tests of what a failed job looks like: the loss at this step
+        /// (≥ 1) is reported as NaN, and training stops as it would on a real divergence.
+        public var injectNaNAtStep = 0
 
         enum CodingKeys: String, CodingKey {
             case batchSize, images, learningRate, warmupSteps, gradClip, emaDecay, checkpointEvery, logEvery, threads, labelDropout
-            case lrSchedule, minLR
+            case lrSchedule, minLR, injectNaNAtStep
         }
         public init() {}
         // The schedule keys are written only when not the defaults, so configs (and run
@@ -133,6 +136,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             threads = try c.decode(Int.self, forKey: .threads); labelDropout = try c.decode(Double.self, forKey: .labelDropout)
             lrSchedule = try c.decodeIfPresent(String.self, forKey: .lrSchedule) ?? "constant"
             minLR = try c.decodeIfPresent(Double.self, forKey: .minLR) ?? 0
+            injectNaNAtStep = try c.decodeIfPresent(Int.self, forKey: .injectNaNAtStep) ?? 0
         }
         public func encode(to e: Encoder) throws {
             var c = e.container(keyedBy: CodingKeys.self)
@@ -143,6 +147,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             try c.encode(threads, forKey: .threads); try c.encode(labelDropout, forKey: .labelDropout)
             if lrSchedule != "constant" { try c.encode(lrSchedule, forKey: .lrSchedule) }
             if minLR != 0 { try c.encode(minLR, forKey: .minLR) }
+            if injectNaNAtStep != 0 { try c.encode(injectNaNAtStep, forKey: .injectNaNAtStep) }
         }
 
         /// The learning rate at every step: linear warmup over `warmupSteps`, then constant or
@@ -252,7 +257,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var totalSteps: Int { (train.images + imagesPerStep - 1) / imagesPerStep }
 
     /// Reads a TOML config strictly; `overrides` are `section.key=value` strings applied first.
-    public static func load(toml text: String, file: String, overrides: [String] = []) throws -> TrainConfig {
+    /// `extra` reads sections other than the training ones (an experiment's `[eval]`) from
+    /// the same reader, given the config read so far, before the strict check for unknown keys.
+    public static func load(toml text: String, file: String, overrides: [String] = [], extra: ((ConfigReader, TrainConfig) throws -> Void)? = nil) throws -> TrainConfig {
         var table = try parseTOML(text, file: file)
         var overridden = Set<String>()
         for o in overrides { overridden.insert(try table.set(override: o)) }
@@ -298,6 +305,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         c.train.lrSchedule = try t.choice("lr_schedule", c.train.lrSchedule, ["constant", "cosine"])
         c.train.minLR = try t.double("min_lr", c.train.minLR, min: 0)
         if c.train.minLR > c.train.learningRate { throw t.error("min_lr", "\(c.train.minLR) is larger than train.lr = \(c.train.learningRate)") }
+        c.train.injectNaNAtStep = try t.int("inject_nan_at_step", 0, min: 0)
 
         let s = try r.section("sample")
         c.sample.count = try s.int("count", c.sample.count, min: 1, max: 100_000_000)
@@ -349,15 +357,16 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             c.train.gradClip = 0
             c.privacy = dp
         }
+        try extra?(r, c)
         try r.finish()
         return c
     }
 
-    public static func load(file: String, overrides: [String] = []) throws -> TrainConfig {
+    public static func load(file: String, overrides: [String] = [], extra: ((ConfigReader, TrainConfig) throws -> Void)? = nil) throws -> TrainConfig {
         guard let data = FileManager.default.contents(atPath: file) else {
             throw TOMLError(file: file, line: 0, message: "cannot read the config file")
         }
-        return try load(toml: String(decoding: data, as: UTF8.self), file: file, overrides: overrides)
+        return try load(toml: String(decoding: data, as: UTF8.self), file: file, overrides: overrides, extra: extra)
     }
 
     /// Canonical JSON (sorted keys): what is saved as config.resolved.json.

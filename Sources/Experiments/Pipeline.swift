@@ -1,0 +1,200 @@
+import Data
+import HDF5
+import Evaluation
+import Foundation
+import Tensor
+import Training
+
+/// What one experiment produced: the numbers the tables read, and where each came from.
+/// Written as `<run>/experiment.json` after every stage has run or was found current.
+public struct ExperimentSummary: Codable, Equatable, Sendable {
+    public struct Stage: Codable, Equatable, Sendable {
+        public var name: String
+        /// "ran" or "current" (its output existed for the same settings and was kept).
+        public var state: String
+        public var seconds: Double
+        public var output: String
+    }
+    public struct TrainingResult: Codable, Equatable, Sendable {
+        public var steps: Int
+        public var images: Int
+        public var trainingExamples: Int
+        /// The last logged value of every metric whose name ends in "loss".
+        public var finalLosses: [String: Double]
+    }
+    public struct ExtractionResultSummary: Codable, Equatable, Sendable {
+        public var folder: String
+        public var generations: Int
+        public var trainingImages: Int
+        /// Generations within the relative threshold, and the distinct training images they copy.
+        public var extractedGenerations: Int
+        public var uniqueExtracted: Int
+        public var uniqueExtractedL2: Int
+        public var medianL2: Double
+        /// [generations, unique extracted] pairs (the paper's Figure 4 curve).
+        public var curve: [[Int]]
+        /// Dataset indices of the training images extracted (relative rule), ascending.
+        public var extractedIndices: [Int]
+    }
+    public struct MembershipResultSummary: Codable, Equatable, Sendable {
+        public var folder: String
+        public var attack: String
+        public var members: Int
+        public var nonMembers: Int
+        public var auc: AttackMetrics.Interval
+        public var tprAtFPR: [String: AttackMetrics.Interval]
+    }
+    public var experiment: String
+    public var overrides: [String]
+    public var runDirectory: String
+    public var kind: String
+    public var seed: UInt64
+    public var configIdentity: String
+    public var dataFile: String
+    public var dataSHA256: String
+    public var codeVersion: String
+    public var training: TrainingResult
+    public var samples: String?
+    public var extraction: ExtractionResultSummary?
+    public var membership: MembershipResultSummary?
+    public var stages: [Stage]
+
+    public static func path(run: String) -> String { run + "/experiment.json" }
+    public static func load(run: String) throws -> ExperimentSummary {
+        try JSONDecoder().decode(ExperimentSummary.self, from: Data(contentsOf: URL(fileURLWithPath: path(run: run))))
+    }
+}
+
+/// Carries an experiment through its stages in order (train → sample → extraction →
+/// membership → summary). Each stage's output is keyed by the settings that change it (the
+/// run directory by the config's identity hash, the sample file by the request and the
+/// checkpoint step, evaluation folders by a hash of their settings), so a stage whose
+/// output exists is skipped, and an interrupted one is resumed (training from its last
+/// checkpoint) or redone (sampling and evaluation write atomically).
+public final class ExperimentPipeline {
+    public let experiment: Experiment
+    public let run: RunDirectory
+    public var output: (String) -> Void = { print($0); fflush(stdout) }
+    /// Threads for training (nil: the config's `train.threads`).
+    public var threads: Int?
+
+    public init(_ experiment: Experiment, runDirectory: String? = nil) throws {
+        self.experiment = experiment
+        run = RunDirectory(try runDirectory ?? experiment.defaultRunDirectory())
+    }
+
+    @discardableResult
+    public func execute() throws -> ExperimentSummary {
+        let c = experiment.config
+        var stages: [ExperimentSummary.Stage] = []
+        func stage<T>(_ name: String, _ body: () throws -> (T, String, Bool)) rethrows -> T {
+            let t0 = Date()
+            let (value, out, ran) = try body()
+            let s = ExperimentSummary.Stage(name: name, state: ran ? "ran" : "current", seconds: Date().timeIntervalSince(t0), output: out)
+            output(String(format: "stage %@: %@ (%.1f s) %@", name, s.state, s.seconds, out))
+            stages.append(s)
+            return value
+        }
+
+        // 1. train (resumes from the last checkpoint; a finished run is left as it is)
+        let trainer = try Trainer(config: c, directory: run.path)
+        trainer.threadsOverride = threads
+        trainer.output = output
+        let identity = trainer.identity
+        let examples = trainer.data.count
+        try stage("train") {
+            let s = run.readStatus()
+            let done = s?["state"] as? String == "done" && (s?["step"] as? Int) == c.totalSteps && FileManager.default.fileExists(atPath: run.checkpoint)
+            if !done { try trainer.run() }
+            return ((), run.path, !done)
+        }
+        let step = try run.loadCheckpoint().step
+
+        // 2. sample
+        let request = SampleRequest(count: c.sample.count, batchSize: c.sample.batchSize, sampler: c.sample.sampler, useEMA: c.sample.useEMA)
+        let samplesFile: String = try stage("sample") {
+            let path = sampleFilePath(run: run, request: request, step: step)
+            if FileManager.default.fileExists(atPath: path) { return (path, path, false) }
+            let file = try generateSamples(run: run, request: request).file
+            return (file, file, true)
+        }
+
+        // 3. extraction
+        var extraction: ExperimentSummary.ExtractionResultSummary?
+        if experiment.eval.extraction {
+            struct Settings: Encodable { var samples: String; var config: ExtractionConfig; var clique: CliqueConfig? }
+            let e = experiment.eval
+            let name = try EvalOutput.folderName("extraction", ((samplesFile as NSString).lastPathComponent as NSString).deletingPathExtension,
+                                                 settings: Settings(samples: (samplesFile as NSString).lastPathComponent, config: e.extractionConfig, clique: e.clique))
+            let folder = run.path + "/eval/" + name
+            extraction = try stage("extraction") {
+                var ran = false
+                if !FileManager.default.fileExists(atPath: folder + "/summary.json") {
+                    _ = try ExtractionReport.run(run: run, samplesFile: samplesFile, config: e.extractionConfig, clique: e.clique, name: name, force: true)
+                    ran = true
+                }
+                let r = try JSONDecoder().decode(ExtractionReport.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json")))
+                let x = r.extraction
+                let indices = try Self.extractedIndices(folder: folder, threshold: e.extractionConfig.relativeThreshold)
+                return (ExperimentSummary.ExtractionResultSummary(
+                    folder: folder, generations: x.generations, trainingImages: x.trainingImages,
+                    extractedGenerations: x.extractedGenerations["relative"] ?? 0, uniqueExtracted: x.uniqueExtracted["relative"] ?? 0,
+                    uniqueExtractedL2: x.uniqueExtracted["l2"] ?? 0, medianL2: x.l2Quantiles["median"] ?? .nan, curve: x.curve,
+                    extractedIndices: indices), folder, ran)
+            }
+        }
+
+        // 4. membership (single run)
+        var membership: ExperimentSummary.MembershipResultSummary?
+        if experiment.eval.membership {
+            let e = experiment.eval
+            let folder = run.path + "/eval/" + (try EvalOutput.folderName("mia-single", "n\(e.nonMembers)", settings: e.signal))
+            membership = try stage("membership") {
+                var ran = false
+                if !FileManager.default.fileExists(atPath: folder + "/summary.json") {
+                    _ = try MembershipReport.singleRun(run, nonMembers: e.nonMembers, signal: e.signal, useEMA: c.sample.useEMA, out: folder, force: true, log: output)
+                    ran = true
+                }
+                let r = try JSONDecoder().decode(MembershipReport.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json")))
+                guard let first = r.results.first else { throw EvaluationError.input("\(folder)/summary.json: no attack results") }
+                return (ExperimentSummary.MembershipResultSummary(folder: folder, attack: first.attack.rawValue, members: first.metrics.members,
+                                                                  nonMembers: first.metrics.nonMembers, auc: first.metrics.auc, tprAtFPR: first.metrics.tprAtFPR), folder, ran)
+            }
+        }
+
+        // 5. summary
+        let summary = ExperimentSummary(
+            experiment: experiment.file, overrides: experiment.overrides, runDirectory: run.path, kind: c.kind.rawValue, seed: c.run.seed,
+            configIdentity: try c.identityHash(), dataFile: c.data.file, dataSHA256: identity.dataSHA256, codeVersion: CodeVersion.current,
+            training: .init(steps: step, images: step * c.imagesPerStep, trainingExamples: examples, finalLosses: Self.finalLosses(run.metrics)),
+            samples: samplesFile, extraction: extraction, membership: membership, stages: stages)
+        try EvalOutput.writeJSON(summary, to: ExperimentSummary.path(run: run.path))
+        output("summary: \(ExperimentSummary.path(run: run.path))")
+        return summary
+    }
+
+    /// The last logged value of each "…loss" metric.
+    static func finalLosses(_ metricsPath: String) -> [String: Double] {
+        guard let text = try? String(contentsOfFile: metricsPath, encoding: .utf8) else { return [:] }
+        for line in text.split(separator: "\n").reversed() {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
+            var out: [String: Double] = [:]
+            for (k, v) in o where k.hasSuffix("loss") { if let d = v as? Double { out[k] = d } else if let i = v as? Int { out[k] = Double(i) } }
+            if !out.isEmpty { return out }
+        }
+        return [:]
+    }
+
+    /// Dataset indices of the training images extracted by the relative rule, from the
+    /// evaluation's per-generation arrays.
+    static func extractedIndices(folder: String, threshold: Double) throws -> [Int] {
+        let f = try HDF5File.open(folder + "/extraction.h5")
+        defer { try? f.close() }
+        let relative = try f.readTensor("samples/relative").doubles
+        let (nearest, shape) = try f.readInt64("nearest/dataset_indices")
+        let k = shape.count == 2 ? shape[1] : 1
+        var out = Set<Int>()
+        for (g, r) in relative.enumerated() where r < threshold { out.insert(Int(nearest[g * k])) }
+        return out.sorted()
+    }
+}

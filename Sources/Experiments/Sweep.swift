@@ -1,0 +1,260 @@
+import Data
+import Foundation
+import Tensor
+import TOML
+import Training
+
+/// One value an axis takes, kept as TOML so that `--set key=value` round-trips it.
+public struct AxisValue: Codable, Equatable, Sendable {
+    public var toml: String
+    init(_ v: TOMLValue) {
+        switch v {
+        case .string(let s):
+            toml = "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        case .float(let d): toml = TOMLFormat.double(d)
+        default: toml = v.description
+        }
+    }
+    /// A short form for job slugs: strings without quotes, floats as written.
+    var slug: String {
+        var s = toml.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        s = String(s.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" ? $0 : "_" })
+        return String(s.prefix(24))
+    }
+}
+
+enum TOMLFormat {
+    /// The shortest text that reads back as the same Double, TOML-valid ("1e-4" → "0.0001").
+    static func double(_ d: Double) -> String {
+        if d.isNaN { return "nan" }
+        if d.isInfinite { return d > 0 ? "inf" : "-inf" }
+        var s = "\(d)"
+        if !s.contains(".") && !s.contains("e") { s += ".0" }
+        return s
+    }
+}
+
+/// A parsed sweep file: a base experiment, fixed overrides, axes (grid, zipped, random),
+/// an optional data plan built before any job, and sweep-level evaluations.
+///
+/// ```toml
+/// [sweep]
+/// name = "mia16"
+/// base = "experiments/tiny-fashion.toml"   # relative to the working directory
+/// out = "results/sweeps"                    # the results folder (its sweeps.db is shared)
+/// draws = 0                                 # random draws of the random axes
+/// seed = 0                                  # seed of the random draws
+///
+/// [set]                                     # overrides every job gets
+/// train.images = 4000
+///
+/// [plan]                                    # optional: a membership plan for LiRA
+/// kind = "membership"
+/// pool = 64
+/// models = 16
+/// seed = 0
+///
+/// [[axis]]
+/// key = "data.plan_model"
+/// range = [0, 16]                           # or values = [...]
+/// zip = "model"                             # axes with the same zip name vary together
+///
+/// [[axis]]
+/// key = "train.lr"
+/// log_uniform = [1e-4, 1e-2]                # random: uniform, log_uniform, or choice
+///
+/// [lira]                                    # after the jobs: LiRA over the plan's models
+/// timesteps = [100]
+/// draws = 4
+/// ```
+public struct SweepSpec: Sendable {
+    public struct Axis: Sendable {
+        public var key: String
+        public var values: [AxisValue]
+        public var zip: String?
+        public var random: Bool
+        /// Where the axis is written (for errors).
+        public var line = 0
+        public var label = ""
+    }
+    public struct PlanSpec: Codable, Equatable, Sendable {
+        public var kind: String
+        public var pool: Int
+        public var models: Int
+        public var seed: UInt64
+    }
+    public struct LiRASpec: Codable, Equatable, Sendable {
+        public var signal: LiRASignal
+        public var bootstrap: Int
+    }
+    /// The loss signal's settings (mirrors Evaluation's LossSignalConfig without importing it here).
+    public struct LiRASignal: Codable, Equatable, Sendable {
+        public var timesteps: [Int]
+        public var draws: Int
+        public var flip: Bool
+        public var seed: UInt64
+    }
+
+    public var file: String
+    public var name: String
+    public var base: String
+    public var out: String
+    public var draws: Int
+    public var seed: UInt64
+    public var fixed: [String]
+    /// Where each overridden key was set in the sweep file (for errors in the base config's terms).
+    public var origins: [String: TOMLError] = [:]
+    public var axes: [Axis]
+    public var plan: PlanSpec?
+    public var lira: LiRASpec?
+    /// SHA-256 of the sweep file's bytes.
+    public var fileHash: String
+
+    /// The sweep's own folder: `<out>/<name>`.
+    public var directory: String { out + "/" + name }
+    /// The database shared by every sweep in the results folder.
+    public var database: String { out + "/sweeps.db" }
+    public var planPath: String? { plan.map { _ in directory + "/plans/membership.json" } }
+
+    public static func load(file: String, overrides: [String] = []) throws -> SweepSpec {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw TOMLError(file: file, line: 0, message: "cannot read the sweep file")
+        }
+        var table = try parseTOML(String(decoding: data, as: UTF8.self), file: file)
+        var overridden = Set<String>()
+        for o in overrides { overridden.insert(try table.set(override: o)) }
+        let r = ConfigReader(table, file: file, overridden: overridden)
+        let s = try r.section("sweep")
+        let name = try s.string("name", "")
+        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }), !name.hasPrefix(".") else {
+            throw s.error("name", name.isEmpty ? "is required (the sweep's folder name)" : "\"\(name)\" may hold only letters, digits, '-', '_' and '.'")
+        }
+        let base = try s.string("base", "")
+        if base.isEmpty { throw s.error("base", "is required (the experiment config every job starts from)") }
+        if !FileManager.default.fileExists(atPath: base) { throw s.error("base", "\(base): no such file (paths are relative to the working directory)") }
+        var spec = SweepSpec(file: file, name: name, base: base, out: try s.string("out", "results/sweeps"),
+                             draws: try s.int("draws", 0, min: 0, max: 100_000), seed: UInt64(try s.int("seed", 0, min: 0)),
+                             fixed: [], origins: [:], axes: [], plan: nil, lira: nil, fileHash: SHA256.hex([UInt8](data)))
+
+        // [set]: nested tables flatten to dotted keys
+        switch r.raw("set") {
+        case nil: break
+        case .table(let t)?:
+            func flatten(_ t: TOMLTable, _ prefix: String) {
+                for k in t.keys {
+                    if case .table(let sub)? = t[k] { flatten(sub, prefix + k + ".") }
+                    else {
+                        spec.fixed.append(prefix + k + "=" + AxisValue(t[k]!).toml)
+                        spec.origins[prefix + k] = TOMLError(file: file, line: t.line(of: k), message: "set.\(prefix + k)")
+                    }
+                }
+            }
+            flatten(t, "")
+        case let v?: throw r.error("set", "expected a table of config keys, found \(v.typeName)")
+        }
+
+        var randomCount = 0
+        for a in try r.tables("axis") {
+            let key = try a.string("key", "")
+            guard key.split(separator: ".").count >= 2 else { throw a.error("key", key.isEmpty ? "is required (a dotted config key such as run.seed)" : "\"\(key)\" is not a dotted config key such as run.seed") }
+            let kinds = ["values", "range", "uniform", "log_uniform", "choice"].filter { a.has($0) }
+            guard kinds.count == 1 else {
+                throw a.error(kinds.count > 1 ? kinds[1] : "values", kinds.isEmpty ? "give the axis's values: values, range, uniform, log_uniform or choice" : "give one of \(kinds.joined(separator: " and "))")
+            }
+            var axis = Axis(key: key, values: [], zip: a.has("zip") ? try a.string("zip", "") : nil, random: false, line: a.line(of: "key"), label: a.path)
+            switch kinds[0] {
+            case "values":
+                guard case .array(let vs)? = a.raw("values"), !vs.isEmpty else { throw a.error("values", "must be a non-empty array") }
+                axis.values = vs.map(AxisValue.init)
+            case "range":
+                let r2 = try a.ints("range", [], maxCount: 3)
+                guard r2.count == 2 || r2.count == 3 else { throw a.error("range", "is [start, end] or [start, end, step] (end excluded)") }
+                let stepBy = r2.count == 3 ? r2[2] : 1
+                guard stepBy > 0, r2[1] > r2[0], (r2[1] - r2[0]) / stepBy <= 100_000 else { throw a.error("range", "\(r2) is empty or too long") }
+                axis.values = stride(from: r2[0], to: r2[1], by: stepBy).map { AxisValue(.integer($0)) }
+            default:
+                axis.random = true
+                randomCount += 1
+                if axis.zip != nil { throw a.error("zip", "random axes are drawn together already (sweep.draws times); zip applies to listed values") }
+                guard spec.draws > 0 else { throw a.error(kinds[0], "is a random axis, but sweep.draws is 0") }
+                var stream = RandomStream(key: RandomKey(seed: spec.seed).fold("sweep-axis").fold(UInt64(randomCount)))
+                let u = (0..<spec.draws).map { _ in stream.nextUniform() }
+                if kinds[0] == "choice" {
+                    guard case .array(let vs)? = a.raw("choice"), !vs.isEmpty else { throw a.error("choice", "must be a non-empty array") }
+                    axis.values = u.map { AxisValue(vs[min(vs.count - 1, Int($0 * Double(vs.count)))]) }
+                } else {
+                    let k = kinds[0]
+                    guard case .array(let bounds)? = a.raw(k), bounds.count == 2, let lo = number(bounds[0]), let hi = number(bounds[1]), lo < hi, lo.isFinite, hi.isFinite else {
+                        throw a.error(k, "is [low, high] with low < high")
+                    }
+                    if k == "log_uniform" && lo <= 0 { throw a.error(k, "needs low > 0") }
+                    axis.values = u.map { x in
+                        let v = k == "uniform" ? lo + x * (hi - lo) : exp(log(lo) + x * (log(hi) - log(lo)))
+                        return AxisValue(.float(Double(String(format: "%.6g", v))!))
+                    }
+                }
+            }
+            try a.finish()
+            spec.origins[key] = TOMLError(file: file, line: a.line(of: "key"), message: "\(a.path).key \"\(key)\"")
+            if spec.axes.contains(where: { $0.key == key }) { throw a.error("key", "\"\(key)\" is swept by two axes") }
+            spec.axes.append(axis)
+        }
+        if spec.draws > 0 && randomCount == 0 { throw s.error("draws", "is \(spec.draws), but no axis is random (uniform, log_uniform or choice)") }
+        // zipped axes must agree in length
+        var zipLength: [String: (Int, String)] = [:]
+        for a in spec.axes { if let z = a.zip {
+            if let (n, other) = zipLength[z], n != a.values.count {
+                throw TOMLError(file: file, line: a.line, message: "\(a.label).zip: \"\(z)\" gives \(a.key) \(a.values.count) values but \(other) \(n); zipped axes vary together and must be equally long")
+            }
+            zipLength[z] = (a.values.count, a.key)
+        } }
+
+        if r.has("plan") {
+            let p = try r.section("plan")
+            let kind = try p.choice("kind", "membership", ["membership"])
+            let models = try p.int("models", 16, min: 2, max: 4096)
+            if models % 2 != 0 { throw p.error("models", "must be even (each example is in exactly half the models), got \(models)") }
+            spec.plan = PlanSpec(kind: kind, pool: try p.int("pool", 0, min: 0, max: 100_000_000), models: models, seed: UInt64(try p.int("seed", 0, min: 0)))
+            if spec.fixed.contains(where: { $0.hasPrefix("data.plan=") }) {
+                let o = spec.origins["data.plan"]!
+                throw TOMLError(file: o.file, line: o.line, message: "\(o.message): is set by [plan] (the sweep builds the plan file)")
+            }
+        }
+        if r.has("lira") {
+            guard spec.plan != nil else { throw r.error("lira", "needs a [plan] (LiRA compares models trained with and without each example)") }
+            let l = try r.section("lira")
+            spec.lira = LiRASpec(signal: LiRASignal(timesteps: try l.ints("timesteps", [100], min: 0, max: 100_000, maxCount: 64), draws: try l.int("draws", 4, min: 1, max: 1024),
+                                                    flip: try l.bool("flip", false), seed: UInt64(try l.int("seed", 0, min: 0))),
+                                 bootstrap: try l.int("bootstrap", 200, min: 0, max: 100_000))
+        }
+        try r.finish()
+        return spec
+    }
+
+    static func number(_ v: TOMLValue) -> Double? {
+        switch v { case .integer(let i): return Double(i); case .float(let d): return d; default: return nil }
+    }
+
+    /// The jobs: the product over zip groups (an axis without `zip` is its own group) and the
+    /// random draws (all random axes together, `draws` points), in a fixed order.
+    public func jobs() -> [[(key: String, value: AxisValue)]] {
+        var groups: [[[(key: String, value: AxisValue)]]] = []
+        var seen: [String: Int] = [:]
+        var randomGroup: Int?
+        for a in axes {
+            let points = a.values.map { [(key: a.key, value: $0)] }
+            let g: Int?
+            if a.random { g = randomGroup } else if let z = a.zip { g = seen[z] } else { g = nil }
+            if let g {
+                groups[g] = zip(groups[g], points).map { $0 + $1 }
+            } else {
+                groups.append(points)
+                if a.random { randomGroup = groups.count - 1 } else if let z = a.zip { seen[z] = groups.count - 1 }
+            }
+        }
+        var out: [[(key: String, value: AxisValue)]] = [[]]
+        for g in groups { out = out.flatMap { prefix in g.map { prefix + $0 } } }
+        return out
+    }
+}
+

@@ -1,0 +1,182 @@
+import ArgumentParser
+import Experiments
+import Foundation
+import Tensor
+import Training
+
+/// `eidetic run CONFIG`: a whole experiment, every stage in order, skipping the current ones.
+struct RunExperiment: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a whole experiment: train → sample → evaluate → summary (stages whose outputs exist for the same settings are skipped; an interrupted stage resumes).")
+    @Argument(help: "Experiment config (TOML): a training config plus [eval].") var config: String
+    @Option(name: .customLong("set"), help: "Override a config key: --set train.lr=1e-4 (repeatable).") var overrides: [String] = []
+    @Option(help: "Run directory (default: <run.out>/<run.name>-<config hash>).") var runDir: String?
+    @OptionGroup var threads: ThreadOptions
+
+    func run() throws {
+        let e = try Experiment.load(file: config, overrides: overrides)
+        threads.apply(configured: e.config.train.threads)
+        let p = try ExperimentPipeline(e, runDirectory: runDir)
+        p.threads = threads.threads
+        let s = try p.execute()
+        if let x = s.extraction {
+            print("extraction: \(x.extractedGenerations) of \(x.generations) generations within the relative threshold; \(x.uniqueExtracted) distinct training images of \(x.trainingImages)")
+        }
+        if let m = s.membership {
+            print(String(format: "membership (%@): AUC %.3f [%.3f, %.3f] over %d members and %d non-members", m.attack, m.auc.value, m.auc.low, m.auc.high, m.members, m.nonMembers))
+        }
+        print("run directory: \(p.run.path)")
+    }
+}
+
+/// `eidetic sweep …`: many experiments from one file, on this machine or a Slurm cluster.
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Plan, run and follow a sweep of experiments (state in <out>/sweeps.db, SQLite).",
+        subcommands: [SweepPlan.self, SweepRun.self, SweepStatus.self, SweepRetry.self, SweepRunJob.self, SweepRunTask.self])
+
+    struct Common: ParsableArguments {
+        @Argument(help: "Sweep file (TOML).") var sweep: String
+        @Option(name: .customLong("set"), help: "Override a sweep-file key: --set sweep.draws=4 (repeatable).") var overrides: [String] = []
+        func load() throws -> Sweep { try Sweep(file: sweep, overrides: overrides) }
+    }
+}
+
+struct SweepPlan: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "plan", abstract: "Expand the sweep into jobs, check every job's config, and record them (nothing is trained).")
+    @OptionGroup var common: SweepCommand.Common
+    func run() throws {
+        let s = try common.load()
+        let jobs = try s.plan()
+        let byId = Dictionary(uniqueKeysWithValues: try s.store.jobs(sweep: s.spec.name).map { ($0.id, $0) })
+        for j in jobs { print(String(format: "%4d  %-8@ %@", j.idx, byId[j.id]?.state ?? "pending", j.id)) }
+        print("\(jobs.count) jobs; runs in \(s.runsFolder), logs in \(s.logsFolder), state in \(s.spec.database)")
+    }
+}
+
+/// Workers × threads for a local sweep: measured on the tiny presets (docs/EXPERIMENTS.md),
+/// one thread per worker and a worker per core is fastest for models this small.
+struct SweepRun: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the sweep's pending jobs with local workers (re-running skips finished jobs and resumes interrupted ones).")
+    @OptionGroup var common: SweepCommand.Common
+    @Option(help: "Jobs at once (default: cores ÷ --threads).") var workers: Int?
+    @Option(help: "Compute threads per job (default 1; workers × threads ≤ cores).") var threads: Int = 1
+    @Flag(help: "Allow workers × threads to exceed the cores.") var oversubscribe = false
+
+    func validate() throws {
+        try Check.atLeast(workers, 1, "--workers")
+        try Check.atLeast(threads, 1, "--threads")
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        if let w = workers, w * threads > cores, !oversubscribe {
+            throw ValidationError("--workers \(w) × --threads \(threads) exceeds the \(cores) cores; pass --oversubscribe to allow it")
+        }
+    }
+
+    func run() throws {
+        let s = try common.load()
+        let jobs = try s.plan()
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let w = workers ?? max(1, cores / threads)
+        print("\(s.spec.name): \(jobs.count) jobs, \(w) worker(s) × \(threads) thread(s); state in \(s.spec.database)")
+        Interruption.handled = true
+        try s.runLocal(workers: w, threads: threads, executable: executablePath())
+        for l in try s.summaryLines() { print(l) }
+        if Interruption.requested { throw ExitCode(128 + Interruption.signalNumber) }
+        if try s.counts().failed > 0 { throw ExitCode(1) }
+    }
+}
+
+struct SweepStatus: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Jobs done / failed (with log and last error line) / running / pending, with an ETA.")
+    @OptionGroup var common: SweepCommand.Common
+    @Flag(help: "Print every job's database row as JSON instead.") var json = false
+    func run() throws {
+        let s = try common.load()
+        if json {
+            let e = JSONEncoder(); e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            print(String(decoding: try e.encode(try s.store.jobs(sweep: s.spec.name)), as: UTF8.self))
+            return
+        }
+        guard !(try s.store.jobs(sweep: s.spec.name)).isEmpty else {
+            print("\(s.spec.name): not planned yet (eidetic sweep plan \(common.sweep))"); return
+        }
+        for l in try s.summaryLines() { print(l) }
+    }
+}
+
+struct SweepRetry: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "retry", abstract: "Put failed jobs back to pending (all, or --job ID/INDEX) and run them.")
+    @OptionGroup var common: SweepCommand.Common
+    @Option(help: "Only this job (id or index; repeatable).") var job: [String] = []
+    @Option(help: "Jobs at once (default: cores ÷ --threads).") var workers: Int?
+    @Option(help: "Compute threads per job.") var threads: Int = 1
+    func run() throws {
+        let s = try common.load()
+        try s.plan()
+        let n = try s.store.retry(sweep: s.spec.name, ids: job)
+        print("\(n) failed job(s) back to pending")
+        let w = workers ?? max(1, ProcessInfo.processInfo.activeProcessorCount / threads)
+        Interruption.handled = true
+        try s.runLocal(workers: w, threads: threads, executable: executablePath())
+        for l in try s.summaryLines() { print(l) }
+        if try s.counts().failed > 0 { throw ExitCode(1) }
+    }
+}
+
+/// One job in this process (what local workers start; not usually typed by hand).
+struct SweepRunJob: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run-job", abstract: "Run one claimed job of a sweep in this process (started by `sweep run`).", shouldDisplay: false)
+    @OptionGroup var common: SweepCommand.Common
+    @Option(help: "Job id.") var job: String
+    @Option(help: "Compute threads.") var threads: Int = 1
+    func run() throws {
+        let s = try common.load()
+        guard let j = try s.store.jobs(sweep: s.spec.name).first(where: { $0.id == job }) else {
+            throw ValidationError("--job: \(job) is not a job of sweep \(s.spec.name) (eidetic sweep plan \(common.sweep))")
+        }
+        Threads.count = threads
+        switch s.execute(j, threads: threads, watchParent: true) {
+        case .done: return
+        case .failed: throw ExitCode(1)
+        case .interrupted(let sig): throw ExitCode(128 + sig)
+        }
+    }
+}
+
+/// A Slurm array task: job INDEX of the sweep (`sbatch --array`), resumable on requeue.
+struct SweepRunTask: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run-task", abstract: "Run job INDEX of a sweep in this process (a Slurm array task).")
+    @OptionGroup var common: SweepCommand.Common
+    @Argument(help: "Job index (default: $SLURM_ARRAY_TASK_ID).") var index: Int?
+    @Option(help: "Compute threads (default: $SLURM_CPUS_PER_TASK, else all cores).") var threads: Int?
+    func run() throws {
+        let s = try common.load()
+        let env = ProcessInfo.processInfo.environment
+        guard let i = index ?? env["SLURM_ARRAY_TASK_ID"].flatMap(Int.init) else {
+            throw ValidationError("INDEX: give the job index, or run inside a Slurm array task (SLURM_ARRAY_TASK_ID)")
+        }
+        let jobs = try s.store.jobs(sweep: s.spec.name)
+        guard let j = jobs.first(where: { $0.idx == i }) else {
+            throw ValidationError("INDEX: sweep \(s.spec.name) has jobs 0…\(jobs.count - 1) (eidetic sweep plan \(common.sweep)), not \(i)")
+        }
+        if j.state == "done" { print("job \(j.id) is done"); return }
+        let slurm = env["SLURM_ARRAY_JOB_ID"].map { "\($0)_\(i)" } ?? env["SLURM_JOB_ID"]
+        guard let claimed = try s.store.claim(sweep: s.spec.name, pid: Int(getpid()), index: i, slurmJob: slurm) else {
+            print("job \(j.id) is \(j.state) elsewhere (\(j.host ?? "?") pid \(j.pid.map(String.init) ?? "?")); nothing to do"); return
+        }
+        let t = Trainer.threads(threads ?? 0)
+        Threads.count = t
+        switch s.execute(claimed, threads: t) {
+        case .done: return
+        case .failed: throw ExitCode(1)
+        case .interrupted(let sig): throw ExitCode(128 + sig)
+        }
+    }
+}
+
+/// This binary's path (children run the same build).
+func executablePath() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}

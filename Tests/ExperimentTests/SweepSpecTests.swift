@@ -1,0 +1,156 @@
+import Experiments
+import Foundation
+import TOML
+import XCTest
+
+/// Sweep files: expansion into jobs, and one-line errors naming file, line and key for
+/// malformed experiment configs and sweep files.
+final class SweepSpecTests: XCTestCase {
+    var dir = ""
+    override func setUp() {
+        dir = NSTemporaryDirectory() + "sweepspec-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        FileManager.default.changeCurrentDirectoryPath(dir)
+        try! "[run]\nname = \"e\"\n[train]\nimages = 64\n".write(toFile: "e.toml", atomically: true, encoding: .utf8)
+    }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func write(_ name: String, _ text: String) -> String {
+        try! text.write(toFile: name, atomically: true, encoding: .utf8)
+        return name
+    }
+
+    func testGridZipAndRandomAxesExpandInAFixedOrder() throws {
+        let f = write("s.toml", """
+        [sweep]
+        name = "grid"
+        base = "e.toml"
+        out = "out"
+        draws = 3
+        seed = 7
+        [set]
+        train.images = 128
+        [[axis]]
+        key = "run.seed"
+        range = [0, 2]
+        [[axis]]
+        key = "data.plan_model"
+        values = [0, 1, 2]
+        zip = "m"
+        [[axis]]
+        key = "run.name"
+        values = ["a", "b", "c"]
+        zip = "m"
+        [[axis]]
+        key = "train.lr"
+        log_uniform = [1e-4, 1e-2]
+        [[axis]]
+        key = "train.batch_size"
+        choice = [16, 32]
+        """)
+        let spec = try SweepSpec.load(file: f)
+        let jobs = spec.jobs()
+        XCTAssertEqual(jobs.count, 2 * 3 * 3)
+        XCTAssertEqual(spec.fixed, ["train.images=128"])
+        // the zipped pair moves together
+        for j in jobs {
+            let m = j.first { $0.key == "data.plan_model" }!.value.toml, n = j.first { $0.key == "run.name" }!.value.toml
+            XCTAssertEqual(["0": "\"a\"", "1": "\"b\"", "2": "\"c\""][m], n)
+        }
+        // random draws: 3 points, in [1e-4, 1e-2], the same for the same seed, others for another
+        let lrs = Set(jobs.map { $0.first { $0.key == "train.lr" }!.value.toml })
+        XCTAssertEqual(lrs.count, 3)
+        for l in lrs { let v = Double(l)!; XCTAssertTrue(v >= 1e-4 && v <= 1e-2, l) }
+        XCTAssertEqual(try SweepSpec.load(file: f).jobs().map { $0.map(\.value.toml) }, jobs.map { $0.map(\.value.toml) })
+        let other = try SweepSpec.load(file: f, overrides: ["sweep.seed=8"]).jobs().map { $0.first { $0.key == "train.lr" }!.value.toml }
+        XCTAssertNotEqual(Set(other), lrs)
+        // the first axis varies slowest
+        XCTAssertEqual(jobs[0].first!.value.toml, "0"); XCTAssertEqual(jobs.last!.first!.value.toml, "1")
+    }
+
+    func testJobsGetReadableIdsAndConfigsThatDiffer() throws {
+        let f = write("s.toml", "[sweep]\nname = \"ids\"\nbase = \"e.toml\"\nout = \"out\"\n[[axis]]\nkey = \"train.lr\"\nvalues = [1e-3, 2e-4]\n")
+        let s = try Sweep(file: f)
+        s.output = { _ in }
+        let jobs = try s.plan()
+        XCTAssertEqual(jobs.map(\.id.count), [jobs[0].id.count, jobs[1].id.count])
+        XCTAssertTrue(jobs[0].id.hasPrefix("lr0.001-"), jobs[0].id)
+        XCTAssertTrue(jobs[1].id.hasPrefix("lr0.0002-"), jobs[1].id)
+        XCTAssertEqual(jobs[0].overrideList, ["train.lr=0.001"])
+        // planning again keeps the jobs (and their state)
+        XCTAssertEqual(try s.plan().map(\.id), jobs.map(\.id))
+        XCTAssertEqual(try s.store.jobs(sweep: "ids").map(\.state), ["pending", "pending"])
+    }
+
+    /// Acceptance: ≥ 20 malformed configs and sweep files, each one line naming file, line and key.
+    func testMalformedFilesAreOneLineNamingFileLineAndKey() {
+        let cases: [(name: String, text: String, expect: String)] = [
+            ("e1.toml", "[train]\nlrr = 1\n", "e1.toml:2: train.lrr: unknown key"),
+            ("e2.toml", "[train]\nlr = \"fast\"\n", "e2.toml:2: train.lr: expected a number"),
+            ("e3.toml", "[eval.extraction]\nalpha = 2\n", "e3.toml:2: eval.extraction.alpha: must be ≤ 1"),
+            ("e4.toml", "[eval.membership]\nenabled = true\ntimesteps = [5000]\n", "e4.toml:3: eval.membership.timesteps: 5000 is outside the diffusion process"),
+            ("e5.toml", "[eval.extraction]\nclique_tiles = 4\n", "e5.toml:2: eval.extraction.clique_tiles: applies only with eval.extraction.clique = true"),
+            ("e6.toml", "[eval]\nextraction = true\n", "e6.toml:2: eval.extraction: expected a table"),
+            ("e7.toml", "[eval.membership]\nnon_members = 0\n", "e7.toml:2: eval.membership.non_members: must be ≥ 1"),
+            ("e8.toml", "[model]\nkind = \"dcgan\"\n[eval.membership]\ndraws = 2\n", "e8.toml:4: eval.membership.draws: applies to diffusion models only"),
+            ("e9.toml", "[train]\nbatch_size = [1, 2]\n", "e9.toml:2: train.batch_size: expected an integer"),
+            ("e10.toml", "[[train]]\nlr = 1\n", "e10.toml:1: train: expected a table"),
+            ("e11.toml", "[data]\nsubset = -1\n", "e11.toml:2: data.subset: must be ≥ 0"),
+            ("e12.toml", "[train]\nlr = 1e-3 2\n", "e12.toml:2: unexpected '2'"),
+            ("e13.toml", "[eval.membership]\nenabled = yes\n", "e13.toml:2: cannot read value 'yes'"),
+            ("s1.toml", "[sweep]\nbase = \"e.toml\"\n", "s1.toml:1: sweep.name: is required"),
+            ("s2.toml", "[sweep]\nname = \"a b\"\nbase = \"e.toml\"\n", "s2.toml:2: sweep.name: \"a b\" may hold only"),
+            ("s3.toml", "[sweep]\nname = \"s\"\nbase = \"nope.toml\"\n", "s3.toml:3: sweep.base: nope.toml: no such file"),
+            ("s4.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"run.seed\"\n", "s4.toml:4: axis[0].values: give the axis's values"),
+            ("s5.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"run.seed\"\nvalues = [1]\nrange = [0, 2]\n", "s5.toml:7: axis[0].range: give one of values and range"),
+            ("s6.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"seed\"\nvalues = [1]\n", "s6.toml:5: axis[0].key: \"seed\" is not a dotted config key"),
+            ("s7.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"train.lr\"\nlog_uniform = [1e-4, 1e-2]\n", "s7.toml:6: axis[0].log_uniform: is a random axis, but sweep.draws is 0"),
+            ("s8.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"run.seed\"\nvalues = [1, 2]\nzip = \"z\"\n[[axis]]\nkey = \"run.name\"\nvalues = [\"a\"]\nzip = \"z\"\n",
+             "s8.toml:9: axis[1].zip: \"z\" gives run.name 1 values but run.seed 2"),
+            ("s9.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"run.seed\"\nvalues = [1]\nvalus = [2]\n", "s9.toml:7: axis[0].valus: unknown key"),
+            ("s10.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\nout = \"out\"\n[set]\ntrain.lrr = 1\n", "s10.toml:6: set.train.lrr: unknown key"),
+            ("s11.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\nout = \"out\"\n\n[[axis]]\nkey = \"train.lr\"\nvalues = [\"fast\"]\n", "s11.toml:7: axis[0].key \"train.lr\": expected a number"),
+            ("s12.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[plan]\nmodels = 3\n", "s12.toml:5: plan.models: must be even"),
+            ("s13.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[lira]\ndraws = 2\n", "s13.toml:4: lira: needs a [plan]"),
+            ("s14.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"run.seed\"\nrange = [5, 2]\n", "s14.toml:6: axis[0].range: [5, 2] is empty"),
+            ("s15.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[sett]\nx = 1\n", "s15.toml:4: sett: unknown key"),
+            ("s16.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\ndraws = -2\n", "s16.toml:4: sweep.draws: must be ≥ 0"),
+            ("s17.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"run.seed\"\nvalues = []\n", "s17.toml:6: axis[0].values: must be a non-empty array"),
+            ("s18.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"run.seed\"\nvalues = [1]\n[[axis]]\nkey = \"run.seed\"\nvalues = [2]\n", "s18.toml:8: axis[1].key: \"run.seed\" is swept by two axes"),
+        ]
+        XCTAssertGreaterThanOrEqual(cases.count, 20)
+        for c in cases {
+            let f = write(c.name, c.text)
+            do {
+                if c.name.hasPrefix("e") { _ = try Experiment.load(file: f) } else { let s = try Sweep(file: f); s.output = { _ in }; try s.plan() }
+                XCTFail("\(c.name): no error")
+            } catch {
+                let line = "\(error)"
+                XCTAssertTrue(line.hasPrefix(c.expect), "\(c.name): \(line)\n  expected: \(c.expect)")
+                XCTAssertFalse(line.contains("\n"), "\(c.name): \(line)")
+            }
+        }
+    }
+
+    /// Many processes' worth of connections claiming from one database: each job once.
+    func testConcurrentClaimsTakeEachJobOnce() throws {
+        let f = write("s.toml", "[sweep]\nname = \"c\"\nbase = \"e.toml\"\nout = \"out\"\n[[axis]]\nkey = \"run.seed\"\nrange = [0, 40]\n")
+        let s = try Sweep(file: f)
+        s.output = { _ in }
+        try s.plan()
+        let lock = NSLock()
+        var claimed: [String] = []
+        DispatchQueue.concurrentPerform(iterations: 6) { w in
+            let store = try! SweepStore(path: s.spec.database)
+            while let j = try! store.claim(sweep: "c", pid: Int(getpid())) {
+                lock.lock(); claimed.append(j.id); lock.unlock()
+                try! store.finish(sweep: "c", id: j.id, failed: w == 0 ? "boom" : nil, seconds: 0.1)
+            }
+        }
+        XCTAssertEqual(claimed.count, 40)
+        XCTAssertEqual(Set(claimed).count, 40)
+        let failed = try s.store.jobs(sweep: "c").filter { $0.state == "failed" }
+        XCTAssertEqual(try s.store.retry(sweep: "c"), failed.count)
+        XCTAssertEqual(try s.store.jobs(sweep: "c").filter { $0.state == "pending" }.count, failed.count)
+    }
+}
