@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "HDF5Tests", dependencies: ["Tensor", "HDF5", "NN", "Optim"]),
         // Bad input and faults through the real `eidetic` binary (built beside the tests).
         .testTarget(name: "CLITests", dependencies: ["Tensor", "HDF5", "Data", "Training"]),
-        .testTarget(name: "ExperimentTests", dependencies: ["TOML", "Training", "Experiments"]),
+        .testTarget(name: "ExperimentTests", dependencies: ["TOML", "Training", "Evaluation", "Experiments"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -42,3 +42,47 @@ public enum RankStatistics {
         }
     }
 }
+
+/// Intervals for counts and means that the experiment tables report.
+public enum Intervals {
+    /// The exact (Clopper–Pearson, 1934) confidence interval for a binomial proportion k/n:
+    /// the p where P(X ≥ k) and P(X ≤ k) equal (1 − confidence)/2, by bisection on the
+    /// binomial CDF (summed in log space).
+    public static func clopperPearson(successes k: Int, trials n: Int, confidence: Double = 0.95) -> (low: Double, high: Double) {
+        precondition(n >= 0 && k >= 0 && k <= n, "Clopper–Pearson: \(k) of \(n)")
+        guard n > 0 else { return (0, 1) }
+        let a = (1 - confidence) / 2
+        var logFact = [Double](repeating: 0, count: n + 1)
+        for i in stride(from: 1, through: n, by: 1) { logFact[i] = logFact[i - 1] + log(Double(i)) }
+        func cdf(_ k: Int, _ p: Double) -> Double {   // P(X ≤ k)
+            if k < 0 { return 0 }
+            if k >= n { return 1 }
+            if p <= 0 { return 1 }
+            if p >= 1 { return 0 }
+            let lp = log(p), lq = log1p(-p)
+            var s = 0.0
+            for i in 0...k { s += exp(logFact[n] - logFact[i] - logFact[n - i] + Double(i) * lp + Double(n - i) * lq) }
+            return min(s, 1)
+        }
+        func solve(_ f: (Double) -> Double, increasing: Bool) -> Double {
+            var lo = 0.0, hi = 1.0
+            for _ in 0..<80 {
+                let mid = (lo + hi) / 2
+                if (f(mid) < a) == increasing { lo = mid } else { hi = mid }
+            }
+            return (lo + hi) / 2
+        }
+        let low = k == 0 ? 0 : solve({ 1 - cdf(k - 1, $0) }, increasing: true)   // P(X ≥ k) rises with p
+        let high = k == n ? 1 : solve({ cdf(k, $0) }, increasing: false)          // P(X ≤ k) falls with p
+        return (low, high)
+    }
+
+    /// Mean and sample standard deviation (0 for one value).
+    public static func meanStd(_ x: [Double]) -> (mean: Double, std: Double) {
+        guard !x.isEmpty else { return (.nan, .nan) }
+        let m = x.reduce(0, +) / Double(x.count)
+        guard x.count > 1 else { return (m, 0) }
+        let v = x.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(x.count - 1)
+        return (m, v.squareRoot())
+    }
+}

@@ -29,6 +29,14 @@ public final class Sweep {
         let fm = FileManager.default
         for d in [runsFolder, logsFolder] { try fm.createDirectory(atPath: d, withIntermediateDirectories: true) }
         try buildPlan()
+        let jobs = try expand()
+        try store.register(sweep: spec.name, file: spec.file, fileHash: spec.fileHash, jobs: jobs)
+        return jobs
+    }
+
+    /// The jobs of the sweep file as it is now (ids, overrides, folders), without touching
+    /// the database: what tables and reports read, so they depend on run files only.
+    public func expand() throws -> [JobRecord] {
         var jobs: [JobRecord] = []
         var seen: [String: Int] = [:]
         for (i, point) in spec.jobs().enumerated() {
@@ -45,7 +53,6 @@ public final class Sweep {
             jobs.append(JobRecord(id: id, sweep: spec.name, idx: i, overrides: json, runDir: runsFolder + "/" + id, log: logsFolder + "/" + id + ".log",
                                   state: "pending", current: 1, attempts: 0))
         }
-        try store.register(sweep: spec.name, file: spec.file, fileHash: spec.fileHash, jobs: jobs)
         return jobs
     }
 
@@ -84,6 +91,42 @@ public final class Sweep {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let hash = try PlanFile.write(plan, to: path)
         output("plan: membership, \(p.models) models × \(pool.count) examples of \(ref.file) \(ref.split): \(path) (sha256 \(hash.prefix(12)))")
+    }
+
+    // MARK: sweep-level evaluation
+
+    /// The sweep-level LiRA folder for these jobs (nil without `[lira]`), keyed by its
+    /// settings and the jobs' ids (which hash their configs).
+    public func liraFolder(_ jobs: [JobRecord]) throws -> String? {
+        guard let l = spec.lira else { return nil }
+        struct Settings: Encodable { var lira: SweepSpec.LiRASpec; var runs: [String] }
+        return spec.directory + "/" + (try EvalOutput.folderName("lira", "", settings: Settings(lira: l, runs: jobs.map(\.id))))
+    }
+
+    /// Evaluations over the whole sweep, once every job is done: LiRA (Carlini et al.,
+    /// 2022) over the membership plan's models. Skipped when current.
+    public func evaluate() throws {
+        guard let l = spec.lira, let plan = spec.planPath else { return }
+        let jobs = try expand()
+        guard let folder = try liraFolder(jobs) else { return }
+        if FileManager.default.fileExists(atPath: folder + "/summary.json") { output("lira: current (\(folder))"); return }
+        let missing = jobs.filter { !FileManager.default.fileExists(atPath: ExperimentSummary.path(run: $0.runDir)) }
+        guard missing.isEmpty else {
+            throw SweepError.job("\(spec.name): LiRA needs every job finished; \(missing.count) of \(jobs.count) are not (eidetic sweep status \(spec.file))")
+        }
+        let kind = try ExperimentSummary.load(run: jobs[0].runDir).kind
+        var signal: LossSignalConfig
+        if kind == ModelKind.unet.rawValue {
+            signal = LossSignalConfig()
+            signal.timesteps = l.signal.timesteps; signal.draws = l.signal.draws; signal.flip = l.signal.flip
+        } else {
+            signal = .discriminatorScore(flip: l.signal.flip)
+        }
+        signal.seed = l.signal.seed
+        let t0 = Date()
+        _ = try MembershipReport.withPlan(plan, runs: jobs.map { RunDirectory($0.runDir) }, signal: signal, out: folder,
+                                          bootstrap: l.bootstrap, force: true, log: output)
+        output(String(format: "lira: %d models in %.1f s: %@", jobs.count, Date().timeIntervalSince(t0), folder))
     }
 
     // MARK: one job

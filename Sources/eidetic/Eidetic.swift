@@ -10,7 +10,7 @@ struct Eidetic: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eidetic",
         abstract: "Train small diffusion models and GANs and measure what they memorize.",
-        subcommands: [Quickstart.self, RunExperiment.self, SweepCommand.self, Train.self, Sample.self, Status.self, Describe.self, DataCommand.self, Eval.self, PrivacyCommand.self, Example.self, Bench.self])
+        subcommands: [Quickstart.self, RunExperiment.self, SweepCommand.self, TablesCommand.self, Train.self, Sample.self, Status.self, Describe.self, DataCommand.self, Eval.self, PrivacyCommand.self, Example.self, Bench.self])
 
     /// Every failure ends as one line on stderr and a non-zero exit (`CLI.main`).
     static func main() { CLI.main() }

@@ -35,7 +35,7 @@ struct SweepCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sweep",
         abstract: "Plan, run and follow a sweep of experiments (state in <out>/sweeps.db, SQLite).",
-        subcommands: [SweepPlan.self, SweepRun.self, SweepStatus.self, SweepRetry.self, SweepRunJob.self, SweepRunTask.self])
+        subcommands: [SweepPlan.self, SweepRun.self, SweepStatus.self, SweepRetry.self, SweepReportCommand.self, SweepRunJob.self, SweepRunTask.self])
 
     struct Common: ParsableArguments {
         @Argument(help: "Sweep file (TOML).") var sweep: String
@@ -84,7 +84,9 @@ struct SweepRun: ParsableCommand {
         try s.runLocal(workers: w, threads: threads, executable: executablePath())
         for l in try s.summaryLines() { print(l) }
         if Interruption.requested { throw ExitCode(128 + Interruption.signalNumber) }
-        if try s.counts().failed > 0 { throw ExitCode(1) }
+        let c = try s.counts()
+        if c.done == c.total { try finishSweep(s) }
+        if c.failed > 0 { throw ExitCode(1) }
     }
 }
 
@@ -173,6 +175,52 @@ struct SweepRunTask: ParsableCommand {
         case .failed: throw ExitCode(1)
         case .interrupted(let sig): throw ExitCode(128 + sig)
         }
+    }
+}
+
+/// Once every job is done: the sweep-level evaluations, the tables and the report.
+func finishSweep(_ s: Sweep, chosen: [Int] = [], top: Int = 8) throws {
+    Threads.count = ProcessInfo.processInfo.activeProcessorCount
+    try s.evaluate()
+    let r = try SweepResults.collect(s)
+    let tables = s.spec.directory + "/tables"
+    let written = try SweepTables.write(r, to: tables)
+    print("tables: \(written.filter { $0.hasSuffix(".md") }.joined(separator: ", "))")
+    var rep = SweepReport(sweep: s, results: r)
+    rep.chosen = chosen; rep.topK = top
+    let index = try rep.write()
+    print("report: \(index)   (open it in a browser: file://\(URL(fileURLWithPath: index).standardizedFileURL.path))")
+}
+
+/// `eidetic sweep report SWEEP`: sweep-level evaluations, tables and the HTML report.
+struct SweepReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "report", abstract: "Evaluate the whole sweep (LiRA over its plan), write its tables and one static HTML page with a dossier per most-memorized training example.")
+    @OptionGroup var common: SweepCommand.Common
+    @Option(help: "A training example (dataset index) that gets a dossier (repeatable).") var example: [Int] = []
+    @Option(help: "Dossiers for the k most memorized examples.") var top = 8
+    func validate() throws { try Check.atLeast(top, 0, "--top") }
+    func run() throws {
+        let s = try common.load()
+        try finishSweep(s, chosen: example, top: top)
+    }
+}
+
+/// `eidetic tables SWEEP`: Markdown, LaTeX and CSV tables and SVG/PNG figures from a sweep's run files.
+struct TablesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "tables", abstract: "Tables (Markdown, LaTeX, CSV) and figures (SVG, PNG) of a sweep, from its run files only (re-running gives byte-identical files).")
+    @Argument(help: "Sweep file (TOML).") var sweep: String
+    @Option(name: .customLong("set"), help: "Override a sweep-file key (repeatable).") var overrides: [String] = []
+    @Option(help: "Output folder (default: <sweep folder>/tables).") var out: String?
+    @Option(help: "Keys averaged over, comma-separated (default: run.seed,data.plan_model,run.name,data.subset_seed).") var replicates: String?
+    @Option(help: "Confidence of the binomial intervals.") var confidence = 0.95
+    func validate() throws { try Check.finite(confidence, "--confidence", max: 0.999999, above: 0) }
+    func run() throws {
+        let s = try Sweep(file: sweep, overrides: overrides)
+        let r = try SweepResults.collect(s)
+        let missing = r.runs.filter { $0.summary == nil }.count
+        if missing > 0 { print("note: \(missing) of \(r.runs.count) jobs have no results yet; their rows say so") }
+        let reps = replicates.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? SweepResults.defaultReplicates
+        for p in try SweepTables.write(r, to: out ?? s.spec.directory + "/tables", replicates: reps, confidence: confidence) { print(p) }
     }
 }
 
