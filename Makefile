@@ -4,10 +4,16 @@ SWIFT ?= swift
 BUILD_FLAGS ?= -c release
 THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: deps build quickstart test bench bench-setup clean fuzz
+.PHONY: deps test-deps build quickstart test bench bench-setup clean fuzz
 
 deps:
 	@bash scripts/install-deps.sh
+
+## What the test suite also uses: headless Chromium (the report's browser test), a
+## single-node Slurm (slurm-wlm + munge) and rsvg-convert (PNG figures).
+TEST_PACKAGES = chromium slurm-wlm munge librsvg2-bin
+test-deps:
+	@bash scripts/install-deps.sh $(TEST_PACKAGES)
 
 build: deps
 	$(SWIFT) build $(BUILD_FLAGS) --product eidetic
@@ -17,7 +23,7 @@ quickstart: build
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic quickstart
 
 ## The test suite, built with optimization (debug Swift numerics are 10–100× slower).
-test: deps
+test: test-deps
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
 	$(SWIFT) test $(BUILD_FLAGS) --skip-build --disable-swift-testing
 

@@ -3,7 +3,7 @@
 # Uses sudo when not root. Safe to run repeatedly (a no-op when all are present).
 #   scripts/install-deps.sh [extra-package ...]
 set -euo pipefail
-pkgs=(libopenblas-dev libhdf5-dev pkg-config zlib1g-dev libpng-dev hdf5-tools libsqlite3-dev "$@")
+pkgs=(libopenblas-dev libhdf5-dev pkg-config zlib1g-dev libpng-dev hdf5-tools libsqlite3-dev librsvg2-bin "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -56,8 +56,13 @@ public final class Sweep {
         return jobs
     }
 
-    /// `[set]` plus the plan file.
-    var baseOverrides: [String] { spec.fixed + (spec.planPath.map { ["data.plan=" + AxisValue(.string($0)).toml] } ?? []) }
+    /// `[set]` plus the plan file. With a plan, the plan chooses the training images: the
+    /// base config's `data.subset` is set to 0 unless `[set]` gives it.
+    var baseOverrides: [String] {
+        guard let p = spec.planPath else { return spec.fixed }
+        let subset = spec.fixed.contains { $0.hasPrefix("data.subset=") } ? [] : ["data.subset=0"]
+        return subset + spec.fixed + ["data.plan=" + AxisValue(.string(p)).toml]
+    }
 
     /// The experiment of a job, with errors in an override named by where the sweep file set it.
     public func experiment(_ overrides: [String]) throws -> Experiment {
@@ -78,7 +83,7 @@ public final class Sweep {
     func buildPlan() throws {
         guard let p = spec.plan, let path = spec.planPath else { return }
         if FileManager.default.fileExists(atPath: path) { return }
-        let base = try experiment(spec.fixed)
+        let base = try experiment(spec.fixed + (spec.fixed.contains { $0.hasPrefix("data.subset=") } ? [] : ["data.subset=0"]))
         let ds = try DatasetFile(base.config.data.file)
         let set = try ds.load(base.config.data.split)
         let ref = DatasetReference(file: base.config.data.file, split: base.config.data.split, contentSHA256: DatasetReference.contentHash(set))
@@ -278,9 +283,13 @@ public final class Sweep {
 
     /// The end-of-run summary: counts, each failed job with its log and last error line,
     /// pending jobs, and jobs running elsewhere.
-    public func summaryLines() throws -> [String] {
+    public func summaryLines(slurm: [Int: String] = [:]) throws -> [String] {
         var lines = [try progressLine(workers: 1)]
         for j in try store.jobs(sweep: spec.name) {
+            if let st = slurm[j.idx], j.state != "done" && j.state != "failed" {
+                lines.append("  \(j.state == "running" ? "running " : "pending ") \(j.id) (Slurm task \(j.idx): \(st))")
+                continue
+            }
             switch j.state {
             case "failed": lines.append("  failed   \(j.id): \(j.error ?? "?")  (log \(j.log))")
             case "running" where SweepStore.isStale(j): lines.append("  pending  \(j.id) (its process \(j.pid.map(String.init) ?? "?") on \(j.host ?? "?") is gone; it resumes on the next run)")

@@ -145,7 +145,8 @@ public final class SweepStore {
             let now = SweepStore.now
             var candidates = try JobRecord.fetchAll(d, sql: "SELECT * FROM job WHERE sweep = ? AND current = 1 AND state IN ('pending', 'running')" + (index != nil ? " AND idx = ?" : "") + " ORDER BY idx",
                                                     arguments: index.map { [sweep, $0] } ?? [sweep])
-            candidates = candidates.filter { $0.state == "pending" || SweepStore.isStale($0, now: now) }
+            // a requeued Slurm task finds its own earlier attempt still marked running
+            candidates = candidates.filter { $0.state == "pending" || SweepStore.isStale($0, now: now) || (slurmJob != nil && $0.slurmJob == slurmJob) }
             guard var j = candidates.first else { return nil }
             j.state = "running"; j.host = SweepStore.hostName; j.pid = pid; j.heartbeat = now; j.started = now
             j.attempts += 1; j.slurmJob = slurmJob ?? j.slurmJob; j.error = nil

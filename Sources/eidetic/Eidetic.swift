@@ -4,6 +4,7 @@ import Examples
 import Foundation
 import Tensor
 import Training
+import Experiments
 
 @main
 struct Eidetic: ParsableCommand {
@@ -16,24 +17,23 @@ struct Eidetic: ParsableCommand {
     static func main() { CLI.main() }
 }
 
-/// The main job on an embedded default: train a small DDPM on a few images of the
-/// embedded Fashion-MNIST subset until it memorizes them, sample from it, and show every
-/// sample beside its nearest training image.
+/// The main job on an embedded default: a small LiRA membership study. Four U-Net DDPMs,
+/// each trained on its half of 16 embedded Fashion-MNIST images (8 each) long enough to
+/// start memorizing them, run by 2 local workers; each is sampled and its samples scored
+/// for extraction; LiRA then attacks all four; tables and the HTML report are written.
 struct Quickstart: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train a small DDPM on embedded data until it memorizes, sample, and show samples beside their nearest training images.")
+    static let configuration = CommandConfiguration(abstract: "A small membership study on embedded data: 4 DDPMs trained by 2 local workers, sampled, attacked (extraction + LiRA), tabulated and reported in HTML.")
 
-    /// The embedded default config (also saved as config.resolved.json in the run).
-    static let config = """
-    # Quickstart: a small U-Net DDPM (0.3 M parameters) on 16 Fashion-MNIST images of the
-    # embedded dataset, trained for 2,500 steps: about 5 minutes on 2 cores, after which a
-    # good part of its samples are near-copies of training images.
+    /// The experiment every model of the quickstart runs (written to results/quickstart.toml).
+    static let experiment = """
+    # The quickstart's experiment: a small U-Net DDPM (0.3 M parameters) on its half of the
+    # sweep's 16-image pool of the embedded Fashion-MNIST subset (8 images), 1,500 steps.
     [run]
     name = "quickstart"
     seed = 0
 
     [data]
     file = "datasets/fashion-mnist-2k.h5"
-    subset = 16
     flip = false
 
     [model]
@@ -45,64 +45,78 @@ struct Quickstart: ParsableCommand {
     groups = 8
 
     [train]
-    batch_size = 16
-    images = 40000
+    batch_size = 8
+    images = 12000
     lr = 1e-3
     warmup_steps = 50
     ema_decay = 0.995
     checkpoint_every = 100
-    log_every = 50
+    log_every = 100
 
     [sample]
     count = 64
     batch_size = 64
     sampler = "ddim"
     steps = 50
+
+    [eval.extraction]
+    enabled = true
     """
 
-    @Option(help: "Run directory.") var runDir = "results/quickstart"
-    @Option(name: .customLong("set"), help: "Override a config key (repeatable), e.g. --set train.images=16000.") var overrides: [String] = []
-    @Option(help: "Normalized ℓ2 below which a sample counts as a copy of a training image.") var threshold = 0.05
-    @OptionGroup var threads: ThreadOptions
+    /// The sweep (written to results/quickstart-sweep.toml).
+    static let sweep = """
+    # The quickstart's sweep: a membership plan of 4 models over 16 images, one job per model,
+    # then LiRA over the four. `eidetic sweep run results/quickstart-sweep.toml` continues it.
+    [sweep]
+    name = "quickstart"
+    base = "results/quickstart.toml"
+    out = "results"
 
-    func validate() throws { try Check.finite(threshold, "--threshold", above: 0) }
+    [plan]
+    kind = "membership"
+    pool = 16
+    models = 4
+    seed = 0
+
+    [[axis]]
+    key = "data.plan_model"
+    range = [0, 4]
+
+    [lira]
+    timesteps = [100, 200]
+    draws = 2
+    """
+
+    @Option(help: "Jobs at once (default 2, or 1 on a 1-core machine).") var workers: Int?
+
+    func validate() throws { try Check.atLeast(workers, 1, "--workers") }
 
     func run() throws {
         let start = Date()
-        let config = try TrainConfig.load(toml: Quickstart.config, file: "<embedded quickstart config>", overrides: overrides)
-        print("eidetic quickstart: DDPM on \(config.data.subset) images of \(config.data.file) (\(config.totalSteps) steps); run directory \(runDir)")
-        threads.apply(configured: config.train.threads)
-        let trainer = try Trainer(config: config, directory: runDir)
-        trainer.threadsOverride = threads.threads
-        try trainer.run()
-        let request = SampleRequest(count: config.sample.count, batchSize: config.sample.batchSize, sampler: config.sample.sampler, useEMA: config.sample.useEMA)
-        let run = RunDirectory(runDir)
-        let step = try run.loadCheckpoint().step
-        let existing = sampleFilePath(run: run, request: request, step: step)
-        let file: String, grid: String, samples: ImageSet
-        if FileManager.default.fileExists(atPath: existing) {
-            // the same request at the same checkpoint step: the same samples (deterministic)
-            (file, grid, samples) = (existing, existing.replacingOccurrences(of: ".h5", with: ".png"), try DatasetFile(existing).load("samples"))
-            print("using the samples already drawn at step \(step): \(existing)")
-        } else {
-            (file, grid, samples) = try generateSamples(run: run, request: request)
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: "results", withIntermediateDirectories: true)
+        for (path, text) in [("results/quickstart.toml", Quickstart.experiment), ("results/quickstart-sweep.toml", Quickstart.sweep)] {
+            if let old = fm.contents(atPath: path), String(decoding: old, as: UTF8.self) != text {
+                print("using your edited \(path) (delete it to get the embedded default back)")
+            } else if fm.contents(atPath: path) == nil {
+                try writeFileAtomically(Data(text.utf8), to: path)
+            }
         }
-        let (train, _) = try trainingSet(config)
-        let nn = NearestNeighbors.search(queries: samples, references: train, k: 1)
-        let order = (0..<samples.count).sorted { nn[$0][0].distance < nn[$1][0].distance }
-        let pairs = order.map { (samples.image($0), train.image(nn[$0][0].index)) }
-        let pairsPath = RunDirectory(runDir).samples + "/nearest-pairs.png"
-        try PNG.write(PNG.pairsGrid(pairs, channels: samples.channels, height: samples.height, width: samples.width, pairsPerRow: 8), to: pairsPath)
-        let copies = order.filter { nn[$0][0].distance < threshold }
-        let distinct = Set(copies.map { nn[$0][0].index })
-        let d = order.map { nn[$0][0].distance }
-        print(String(format: "\nnearest training image per sample (normalized ℓ2): min %.4f, median %.4f, max %.4f", d.first ?? 0, d[d.count / 2], d.last ?? 0))
-        print("memorized: \(copies.count) of \(samples.count) samples are within ℓ2 < \(threshold) of a training image (\(distinct.count) of \(train.count) training images reproduced)")
-        print("samples:        \(file)")
-        print("sample grid:    \(grid)")
-        print("pairs grid:     \(pairsPath)   (each sample, then its nearest training image; closest first)")
-        print("metrics:        \(RunDirectory(runDir).metrics)")
-        print(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
+        let s = try Sweep(file: "results/quickstart-sweep.toml")
+        let jobs = try s.plan()
+        let w = workers ?? min(2, ProcessInfo.processInfo.activeProcessorCount)
+        print("eidetic quickstart: \(jobs.count) DDPMs on halves of 16 embedded Fashion-MNIST images, \(w) worker(s) × 1 thread; logs in \(s.logsFolder)")
+        Interruption.handled = true
+        try s.runLocal(workers: w, threads: 1, executable: executablePath())
+        for l in try s.summaryLines() { print(l) }
+        if Interruption.requested { throw ExitCode(128 + Interruption.signalNumber) }
+        let c = try s.counts()
+        guard c.done == c.total else { throw ExitCode(1) }
+        try finishSweep(s)
+        for t in ["summary", "lira"] {
+            if let text = try? String(contentsOfFile: s.spec.directory + "/tables/\(t).md", encoding: .utf8) { print(""); print(text, terminator: "") }
+        }
+        print(String(format: "\ndone in %.0f s. Open the report: %@", Date().timeIntervalSince(start), URL(fileURLWithPath: s.spec.directory + "/report/index.html").standardizedFileURL.path))
     }
 }
 

@@ -64,10 +64,20 @@ struct SweepRun: ParsableCommand {
     @Option(help: "Jobs at once (default: cores ÷ --threads).") var workers: Int?
     @Option(help: "Compute threads per job (default 1; workers × threads ≤ cores).") var threads: Int = 1
     @Flag(help: "Allow workers × threads to exceed the cores.") var oversubscribe = false
+    @Option(help: "local (workers on this machine) or slurm (one job array; see docs/EXPERIMENTS.md).") var launcher = "local"
+    @Option(help: "slurm: at most this many tasks at once (sbatch --array=…%N; 0: no limit).") var throttle = 0
+    @Option(help: "slurm: CPUs per task (each task uses them all).") var cpusPerTask = 1
+    @Option(help: "slurm: memory per task (sbatch --mem).") var mem: String?
+    @Option(help: "slurm: partition.") var partition: String?
+    @Option(help: "slurm: time limit per task (sbatch --time).") var time: String?
+    @Option(help: "slurm: a further sbatch argument (repeatable), e.g. --sbatch-arg=--account=lab.") var sbatchArg: [String] = []
 
     func validate() throws {
         try Check.atLeast(workers, 1, "--workers")
         try Check.atLeast(threads, 1, "--threads")
+        guard ["local", "slurm"].contains(launcher) else { throw ValidationError("--launcher must be local or slurm, got \(launcher)") }
+        try Check.atLeast(throttle, 0, "--throttle")
+        try Check.atLeast(cpusPerTask, 1, "--cpus-per-task")
         let cores = ProcessInfo.processInfo.activeProcessorCount
         if let w = workers, w * threads > cores, !oversubscribe {
             throw ValidationError("--workers \(w) × --threads \(threads) exceeds the \(cores) cores; pass --oversubscribe to allow it")
@@ -76,6 +86,13 @@ struct SweepRun: ParsableCommand {
 
     func run() throws {
         let s = try common.load()
+        if launcher == "slurm" {
+            let l = SlurmLauncher(throttle: throttle, cpusPerTask: cpusPerTask, memory: mem, partition: partition, timeLimit: time, extra: sbatchArg)
+            guard let sub = try l.submit(s, executable: executablePath()) else { print("\(s.spec.name): every job is done or running; nothing submitted"); return }
+            print("\(s.spec.name): submitted \(sub.indices.count) task(s) as Slurm array job \(sub.arrayJob)" + (sub.reportJob.map { "; tables and report after it as job \($0)" } ?? ""))
+            print("follow it with: eidetic sweep status \(common.sweep)")
+            return
+        }
         let jobs = try s.plan()
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let w = workers ?? max(1, cores / threads)
@@ -104,7 +121,7 @@ struct SweepStatus: ParsableCommand {
         guard !(try s.store.jobs(sweep: s.spec.name)).isEmpty else {
             print("\(s.spec.name): not planned yet (eidetic sweep plan \(common.sweep))"); return
         }
-        for l in try s.summaryLines() { print(l) }
+        for l in try s.summaryLines(slurm: SlurmLauncher.taskStates(s)) { print(l) }
     }
 }
 

@@ -5,6 +5,7 @@ import Foundation
 import Models
 import Tensor
 import Training
+import Experiments
 
 /// `eidetic train CONFIG`: starts the run the config describes, or resumes it.
 struct Train: ParsableCommand {
@@ -25,7 +26,7 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        let c = try TrainConfig.load(file: config, overrides: overrides)
+        let c = try Experiment.load(file: config, overrides: overrides).config   // [eval] is checked too (eidetic run reads it)
         let dir = try runDir ?? c.defaultRunDirectory()
         if dryRun {
             print(String(decoding: try c.canonicalJSON(), as: UTF8.self))
@@ -133,7 +134,7 @@ struct Describe: ParsableCommand {
         guard model.hasSuffix(".toml") || FileManager.default.fileExists(atPath: model) else {
             throw ValidationError("'\(model)' is neither a preset (unet-s, unet-m, \(GANConfig.presetNames.joined(separator: ", "))) nor a config file")
         }
-        let c = try TrainConfig.load(file: model)
+        let c = try Experiment.load(file: model).config
         print(c.kind.isGAN ? try describeGAN(c.gan) : try UNet(c.model, key: RandomKey(seed: 0)).describe())
     }
 
