@@ -105,7 +105,7 @@ public enum SweepTables {
     /// One row per run: its swept values and its numbers.
     public static func runsTable(_ r: SweepResults, confidence: Double) -> Table {
         let keys = r.spec.axes.map(\.key)
-        var t = Table(name: "runs", caption: "Every run of sweep \(r.spec.name)", header: ["job"] + keys + ["final loss", "extracted images (\(Int(confidence * 100))% CI)", "extracted generations", "membership AUC [95% CI]"], rows: [], sources: [])
+        var t = Table(name: "runs", caption: "Every run of sweep \(r.spec.name)", header: ["job"] + keys + ["final loss", "extracted images (\(Int(confidence * 100))% CI)", "extracted generations", "single-run membership AUC [95% CI]"], rows: [], sources: [])
         for run in r.runs {
             var row = [run.job.id] + keys.map { k in run.point.first { $0.key == k }?.value.toml ?? "" }
             guard let s = run.summary else { row += ["not run", "", "", ""]; t.rows.append(row); t.sources.append([run.job.runDir]); continue }
@@ -133,7 +133,7 @@ public enum SweepTables {
             groups[g, default: []].append(run)
         }
         var t = Table(name: "summary", caption: "Sweep \(r.spec.name): mean ± std over \(replicates.filter { k in r.spec.axes.contains { $0.key == k } }.joined(separator: ", ").nonEmpty ?? "runs"); pooled extraction counts with exact \(Int(confidence * 100))% intervals",
-                      header: (keys.isEmpty ? ["setting"] : keys) + ["runs", "final loss", "extracted images", "extracted fraction (\(Int(confidence * 100))% CI)", "extracted generations", "membership AUC", "TPR at 1% FPR"], rows: [], sources: [])
+                      header: (keys.isEmpty ? ["setting"] : keys) + ["runs", "final loss", "extracted images", "extracted fraction (\(Int(confidence * 100))% CI)", "extracted generations", "single-run membership AUC", "TPR at 1% FPR"], rows: [], sources: [])
         for g in order {
             let rs = groups[g]!.map { $0.summary! }
             var row = keys.isEmpty ? ["all"] : g

@@ -87,7 +87,8 @@ struct SweepRun: ParsableCommand {
     func run() throws {
         let s = try common.load()
         if launcher == "slurm" {
-            let l = SlurmLauncher(throttle: throttle, cpusPerTask: cpusPerTask, memory: mem, partition: partition, timeLimit: time, extra: sbatchArg)
+            var l = SlurmLauncher(throttle: throttle, cpusPerTask: cpusPerTask, memory: mem, partition: partition, timeLimit: time, extra: sbatchArg)
+            l.sweepOverrides = common.overrides
             guard let sub = try l.submit(s, executable: executablePath()) else { print("\(s.spec.name): every job is done or running; nothing submitted"); return }
             print("\(s.spec.name): submitted \(sub.indices.count) task(s) as Slurm array job \(sub.arrayJob)" + (sub.reportJob.map { "; tables and report after it as job \($0)" } ?? ""))
             print("follow it with: eidetic sweep status \(common.sweep)")
@@ -98,7 +99,7 @@ struct SweepRun: ParsableCommand {
         let w = workers ?? max(1, cores / threads)
         print("\(s.spec.name): \(jobs.count) jobs, \(w) worker(s) × \(threads) thread(s); state in \(s.spec.database)")
         Interruption.handled = true
-        try s.runLocal(workers: w, threads: threads, executable: executablePath())
+        try s.runLocal(workers: w, threads: threads, executable: executablePath(), extraArguments: common.overrides.flatMap { ["--set", $0] })
         for l in try s.summaryLines() { print(l) }
         if Interruption.requested { throw ExitCode(128 + Interruption.signalNumber) }
         let c = try s.counts()
@@ -138,7 +139,7 @@ struct SweepRetry: ParsableCommand {
         print("\(n) failed job(s) back to pending")
         let w = workers ?? max(1, ProcessInfo.processInfo.activeProcessorCount / threads)
         Interruption.handled = true
-        try s.runLocal(workers: w, threads: threads, executable: executablePath())
+        try s.runLocal(workers: w, threads: threads, executable: executablePath(), extraArguments: common.overrides.flatMap { ["--set", $0] })
         for l in try s.summaryLines() { print(l) }
         if try s.counts().failed > 0 { throw ExitCode(1) }
     }
