@@ -86,7 +86,16 @@ public final class SweepStore {
             }
             try db.create(index: "job_by_state", on: "job", columns: ["sweep", "state", "idx"])
         }
-        do { try m.migrate(db) } catch { throw SweepError.database("\(path): \(SweepStore.describe(error))") }
+        // Two processes opening a new database at once both find it unmigrated; the second
+        // one's CREATE then fails. Its retry finds the migration recorded and does nothing.
+        var failure: Error?
+        for attempt in 0..<20 {
+            do { try m.migrate(db); failure = nil; break } catch {
+                failure = error
+                usleep(useconds_t(50_000 * (attempt + 1)))
+            }
+        }
+        if let failure { throw SweepError.database("\(path): \(SweepStore.describe(failure))") }
     }
 
     static func describe(_ e: Error) -> String {

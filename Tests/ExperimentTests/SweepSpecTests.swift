@@ -132,6 +132,20 @@ final class SweepSpecTests: XCTestCase {
         }
     }
 
+    /// Several workers opening a database that does not exist yet all get it (the first
+    /// creates it; the others must not fail on its tables).
+    func testConcurrentFirstOpensOfANewDatabase() throws {
+        for round in 0..<5 {
+            let path = dir + "/fresh\(round)/sweeps.db"
+            let lock = NSLock()
+            var errors: [String] = []
+            DispatchQueue.concurrentPerform(iterations: 6) { _ in
+                do { _ = try SweepStore(path: path) } catch { lock.lock(); errors.append("\(error)"); lock.unlock() }
+            }
+            XCTAssertEqual(errors, [], "round \(round)")
+        }
+    }
+
     /// Many processes' worth of connections claiming from one database: each job once.
     func testConcurrentClaimsTakeEachJobOnce() throws {
         let f = write("s.toml", "[sweep]\nname = \"c\"\nbase = \"e.toml\"\nout = \"out\"\n[[axis]]\nkey = \"run.seed\"\nrange = [0, 40]\n")
