@@ -1,3 +1,4 @@
+import Data
 import Evaluation
 import Foundation
 import TOML
@@ -60,19 +61,83 @@ public struct EvaluationSettings: Codable, Equatable, Sendable {
     }
 }
 
+/// A data plan an experiment builds before training (`[plan]`): a class-balanced subset, or
+/// a subset with canaries duplicated k times (the paper's duplication study, §5).
+public struct DataPlanStage: Codable, Equatable, Sendable {
+    public var kind: String
+    /// Base subset size (class-balanced) and its seed.
+    public var size: Int
+    public var seed: UInt64
+    /// duplicates: canaries[i] canaries get copies[i] copies each.
+    public var copies: [Int]
+    public var canaries: [Int]
+    /// Where the plan file goes: `<run.out>/plans/<kind>-<hash of data and settings>.json`.
+    public var path: String
+
+    static func read(_ r: ConfigReader, config c: TrainConfig) throws -> DataPlanStage? {
+        guard r.has("plan") else { return nil }
+        let p = try r.section("plan")
+        let kind = try p.choice("kind", "subset", ["subset", "duplicates"])
+        var s = DataPlanStage(kind: kind, size: try p.int("size", 0, min: 1, max: 100_000_000), seed: UInt64(try p.int("seed", 0, min: 0)),
+                              copies: [], canaries: [], path: "")
+        if !p.has("size") { throw p.error("size", "is required (the class-balanced base subset's size)") }
+        if kind == "duplicates" {
+            s.copies = try p.ints("copies", [], min: 1, max: 1_000_000, maxCount: 64)
+            s.canaries = try p.ints("canaries", [], min: 0, max: 100_000_000, maxCount: 64)
+            guard !s.copies.isEmpty, s.copies.count == s.canaries.count else {
+                throw p.error("canaries", "needs one count per entry of plan.copies (\(s.copies.count)), got \(s.canaries.count)")
+            }
+            guard Set(s.copies).count == s.copies.count else { throw p.error("copies", "lists a copy count twice") }
+            guard s.canaries.reduce(0, +) <= s.size else { throw p.error("canaries", "\(s.canaries.reduce(0, +)) canaries exceed the base subset of \(s.size)") }
+        } else {
+            for k in ["copies", "canaries"] where p.has(k) { throw p.error(k, "applies to plan.kind = \"duplicates\" only") }
+        }
+        if !c.data.plan.isEmpty { throw p.error("kind", "builds the plan, but data.plan is also set (\"\(c.data.plan)\"); give one") }
+        if c.data.subset > 0 { throw p.error("size", "chooses the images, but data.subset = \(c.data.subset) would take a further subset; remove data.subset") }
+        struct Key: Encodable { var file: String; var split: String; var stage: DataPlanStage }
+        let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]
+        let h = String(SHA256.hex([UInt8](try e.encode(Key(file: c.data.file, split: c.data.split, stage: s)))).prefix(10))
+        s.path = "\(c.run.out)/plans/\(kind)-\(h).json"
+        return s
+    }
+
+    /// Writes the plan file unless it exists; returns whether it wrote it.
+    public func build(data file: String, split: String) throws -> Bool {
+        if FileManager.default.fileExists(atPath: path) { return false }
+        let set = try DatasetFile(file).load(split)
+        let ref = DatasetReference(file: file, split: split, contentSHA256: DatasetReference.contentHash(set))
+        let base = try SubsetPlan(dataset: ref, labels: set.labels, classes: set.classNames.count, size: size, seed: seed)
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        if kind == "subset" {
+            _ = try PlanFile.write(base, to: path)
+        } else {
+            let spec = Dictionary(uniqueKeysWithValues: zip(copies, canaries))
+            _ = try PlanFile.write(try DuplicationPlan(dataset: ref, base: base.indices, canariesPerCopies: spec, seed: seed), to: path)
+        }
+        return true
+    }
+}
+
 /// A whole experiment: the training config (every section `eidetic train` reads) plus what
 /// to evaluate. `eidetic run` carries it through train → sample → evaluate → summary.
 public struct Experiment: Sendable {
     public var config: TrainConfig
     public var eval: EvaluationSettings
+    /// The data plan built before training (its path is already `config.data.plan`).
+    public var plan: DataPlanStage?
     /// The file it was read from and the `--set` overrides applied, as given.
     public var file: String
     public var overrides: [String]
 
     public static func load(toml text: String, file: String, overrides: [String] = []) throws -> Experiment {
         var eval = EvaluationSettings()
-        let c = try TrainConfig.load(toml: text, file: file, overrides: overrides) { r, c in eval = try EvaluationSettings.read(r, config: c) }
-        return Experiment(config: c, eval: eval, file: file, overrides: overrides)
+        var plan: DataPlanStage?
+        var c = try TrainConfig.load(toml: text, file: file, overrides: overrides) { r, c in
+            eval = try EvaluationSettings.read(r, config: c)
+            plan = try DataPlanStage.read(r, config: c)
+        }
+        if let p = plan { c.data.plan = p.path }
+        return Experiment(config: c, eval: eval, plan: plan, file: file, overrides: overrides)
     }
 
     public static func load(file: String, overrides: [String] = []) throws -> Experiment {

@@ -96,6 +96,11 @@ public final class ExperimentPipeline {
             return value
         }
 
+        // 0. the data plan (written once; its path is keyed by the data and its settings)
+        if let plan = experiment.plan {
+            try stage("plan") { ((), plan.path, try plan.build(data: c.data.file, split: c.data.split)) }
+        }
+
         // 1. train (resumes from the last checkpoint; a finished run is left as it is)
         let trainer = try Trainer(config: c, directory: run.path)
         trainer.threadsOverride = threads

@@ -66,6 +66,12 @@ enum TOMLFormat {
 /// [lira]                                    # after the jobs: LiRA over the plan's models
 /// timesteps = [100]
 /// draws = 4
+///
+/// [tables]                                  # what to tabulate
+/// replicates = ["run.seed", "data.plan_model"]
+/// confidence = 0.95
+/// top_examples = 8                          # report dossiers for the most memorized …
+/// examples = [1007]                         # … and for these training examples
 /// ```
 public struct SweepSpec: Sendable {
     public struct Axis: Sendable {
@@ -107,6 +113,12 @@ public struct SweepSpec: Sendable {
     public var axes: [Axis]
     public var plan: PlanSpec?
     public var lira: LiRASpec?
+    /// What to tabulate (`[tables]`): the keys averaged over, the binomial intervals'
+    /// confidence, and which training examples get report dossiers.
+    public var replicates = ["run.seed", "data.plan_model", "run.name", "data.subset_seed"]
+    public var confidence = 0.95
+    public var topExamples = 8
+    public var examples: [Int] = []
     /// SHA-256 of the sweep file's bytes.
     public var fileHash: String
 
@@ -226,6 +238,13 @@ public struct SweepSpec: Sendable {
             spec.lira = LiRASpec(signal: LiRASignal(timesteps: try l.ints("timesteps", [100], min: 0, max: 100_000, maxCount: 64), draws: try l.int("draws", 4, min: 1, max: 1024),
                                                     flip: try l.bool("flip", false), seed: UInt64(try l.int("seed", 0, min: 0))),
                                  bootstrap: try l.int("bootstrap", 200, min: 0, max: 100_000))
+        }
+        if r.has("tables") {
+            let t = try r.section("tables")
+            spec.replicates = try t.strings("replicates", spec.replicates)
+            spec.confidence = try t.double("confidence", spec.confidence, min: 0.5, max: 0.999999)
+            spec.topExamples = try t.int("top_examples", spec.topExamples, min: 0, max: 10_000)
+            spec.examples = try t.ints("examples", [], min: 0, maxCount: 10_000)
         }
         try r.finish()
         return spec

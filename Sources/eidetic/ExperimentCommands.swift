@@ -197,15 +197,17 @@ struct SweepRunTask: ParsableCommand {
 }
 
 /// Once every job is done: the sweep-level evaluations, the tables and the report.
-func finishSweep(_ s: Sweep, chosen: [Int] = [], top: Int = 8) throws {
+func finishSweep(_ s: Sweep, chosen: [Int] = [], top: Int? = nil) throws {
     Threads.count = ProcessInfo.processInfo.activeProcessorCount
     try s.evaluate()
     let r = try SweepResults.collect(s)
     let tables = s.spec.directory + "/tables"
-    let written = try SweepTables.write(r, to: tables)
+    let written = try SweepTables.write(r, to: tables, replicates: s.spec.replicates, confidence: s.spec.confidence)
     print("tables: \(written.filter { $0.hasSuffix(".md") }.joined(separator: ", "))")
     var rep = SweepReport(sweep: s, results: r)
-    rep.chosen = chosen; rep.topK = top
+    rep.chosen = s.spec.examples + chosen.filter { !s.spec.examples.contains($0) }
+    rep.topK = top ?? s.spec.topExamples
+    rep.replicates = s.spec.replicates
     let index = try rep.write()
     print("report: \(index)   (open it in a browser: file://\(URL(fileURLWithPath: index).standardizedFileURL.path))")
 }
@@ -215,7 +217,7 @@ struct SweepReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "report", abstract: "Evaluate the whole sweep (LiRA over its plan), write its tables and one static HTML page with a dossier per most-memorized training example.")
     @OptionGroup var common: SweepCommand.Common
     @Option(help: "A training example (dataset index) that gets a dossier (repeatable).") var example: [Int] = []
-    @Option(help: "Dossiers for the k most memorized examples.") var top = 8
+    @Option(help: "Dossiers for the k most memorized examples (default: tables.top_examples, 8).") var top: Int?
     func validate() throws { try Check.atLeast(top, 0, "--top") }
     func run() throws {
         let s = try common.load()
@@ -229,16 +231,16 @@ struct TablesCommand: ParsableCommand {
     @Argument(help: "Sweep file (TOML).") var sweep: String
     @Option(name: .customLong("set"), help: "Override a sweep-file key (repeatable).") var overrides: [String] = []
     @Option(help: "Output folder (default: <sweep folder>/tables).") var out: String?
-    @Option(help: "Keys averaged over, comma-separated (default: run.seed,data.plan_model,run.name,data.subset_seed).") var replicates: String?
-    @Option(help: "Confidence of the binomial intervals.") var confidence = 0.95
+    @Option(help: "Keys averaged over, comma-separated (default: the sweep's tables.replicates, else run.seed,data.plan_model,run.name,data.subset_seed).") var replicates: String?
+    @Option(help: "Confidence of the binomial intervals (default: tables.confidence, 0.95).") var confidence: Double?
     func validate() throws { try Check.finite(confidence, "--confidence", max: 0.999999, above: 0) }
     func run() throws {
         let s = try Sweep(file: sweep, overrides: overrides)
         let r = try SweepResults.collect(s)
         let missing = r.runs.filter { $0.summary == nil }.count
         if missing > 0 { print("note: \(missing) of \(r.runs.count) jobs have no results yet; their rows say so") }
-        let reps = replicates.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? SweepResults.defaultReplicates
-        for p in try SweepTables.write(r, to: out ?? s.spec.directory + "/tables", replicates: reps, confidence: confidence) { print(p) }
+        let reps = replicates.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? s.spec.replicates
+        for p in try SweepTables.write(r, to: out ?? s.spec.directory + "/tables", replicates: reps, confidence: confidence ?? s.spec.confidence) { print(p) }
     }
 }
 

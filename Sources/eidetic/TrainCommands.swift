@@ -26,7 +26,8 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        let c = try Experiment.load(file: config, overrides: overrides).config   // [eval] is checked too (eidetic run reads it)
+        let e = try Experiment.load(file: config, overrides: overrides)   // [eval] and [plan] are checked too
+        let c = e.config
         let dir = try runDir ?? c.defaultRunDirectory()
         if dryRun {
             print(String(decoding: try c.canonicalJSON(), as: UTF8.self))
@@ -34,6 +35,7 @@ struct Train: ParsableCommand {
             return
         }
         threads.apply(configured: c.train.threads)
+        if let p = e.plan, try p.build(data: c.data.file, split: c.data.split) { print("plan: \(p.kind) \(p.path)") }
         do {
             // the trainer (and its exclusive lock on the run) ends with this scope
             let trainer = try Trainer(config: c, directory: dir)

@@ -43,6 +43,24 @@ final class ExperimentRunTests: XCTestCase {
         return d
     }
 
+    /// `[plan]`: a duplication plan built once before training, keyed by its settings.
+    func testPlanStageBuildsTheDuplicationPlanOnce() throws {
+        root = makeRunFixture("expplan", config: SweepTests.experiment.replacingOccurrences(of: "subset = 16\n", with: "")
+            + "\n[plan]\nkind = \"duplicates\"\nsize = 16\ncopies = [4]\ncanaries = [2]\n", configName: "dup.toml")
+        let first = Binary.run(["run", "dup.toml", "--threads", "1"], cwd: root)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertEqual(stages(first.stdout)["plan"], "ran", first.stdout)
+        XCTAssertTrue(first.stdout.contains("duplication plan results/runs/plans/duplicates-"), first.stdout)
+        XCTAssertTrue(first.stdout.contains("(22 examples)"), "16 + 2 canaries × 3 more copies: \(first.stdout)")
+        let again = Binary.run(["run", "dup.toml", "--threads", "1"], cwd: root)
+        XCTAssertEqual(stages(again.stdout)["plan"], "current", again.stdout)
+        XCTAssertEqual(stages(again.stdout)["train"], "current", again.stdout)
+        // another canary count: another plan file, another run
+        let other = Binary.run(["run", "dup.toml", "--threads", "1", "--set", "plan.canaries=[3]"], cwd: root)
+        XCTAssertEqual(stages(other.stdout)["plan"], "ran", other.stdout)
+        XCTAssertEqual(stages(other.stdout)["train"], "ran", other.stdout)
+    }
+
     func testStagesRunOnceThenAreCurrentForBothFamilies() throws {
         root = makeRunFixture("exprun", config: ExperimentRunTests.gan, configName: "gan.toml")
         try SweepTests.experiment.write(toFile: root + "/unet.toml", atomically: true, encoding: .utf8)

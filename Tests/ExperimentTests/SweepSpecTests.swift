@@ -52,6 +52,9 @@ final class SweepSpecTests: XCTestCase {
         let jobs = spec.jobs()
         XCTAssertEqual(jobs.count, 2 * 3 * 3)
         XCTAssertEqual(spec.fixed, ["train.images=128"])
+        XCTAssertEqual(spec.replicates, ["run.seed", "data.plan_model", "run.name", "data.subset_seed"])
+        let t = try SweepSpec.load(file: write("t.toml", "[sweep]\nname = \"t\"\nbase = \"e.toml\"\n[tables]\nreplicates = [\"run.seed\"]\nconfidence = 0.9\ntop_examples = 3\nexamples = [7]\n"))
+        XCTAssertEqual(t.replicates, ["run.seed"]); XCTAssertEqual(t.confidence, 0.9); XCTAssertEqual(t.topExamples, 3); XCTAssertEqual(t.examples, [7])
         // the zipped pair moves together
         for j in jobs {
             let m = j.first { $0.key == "data.plan_model" }!.value.toml, n = j.first { $0.key == "run.name" }!.value.toml
@@ -116,6 +119,10 @@ final class SweepSpecTests: XCTestCase {
             ("s15.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[sett]\nx = 1\n", "s15.toml:4: sett: unknown key"),
             ("s16.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\ndraws = -2\n", "s16.toml:4: sweep.draws: must be ≥ 0"),
             ("s17.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"run.seed\"\nvalues = []\n", "s17.toml:6: axis[0].values: must be a non-empty array"),
+            ("e14.toml", "[plan]\nkind = \"duplicates\"\nsize = 16\ncopies = [4, 2]\ncanaries = [2]\n", "e14.toml:5: plan.canaries: needs one count per entry of plan.copies"),
+            ("e15.toml", "[data]\nsubset = 8\n[plan]\nsize = 16\n", "e15.toml:4: plan.size: chooses the images, but data.subset = 8"),
+            ("e16.toml", "[plan]\nkind = \"subset\"\nsize = 16\ncopies = [2]\n", "e16.toml:4: plan.copies: applies to plan.kind = \"duplicates\" only"),
+            ("s19.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[tables]\nconfidence = 2\n", "s19.toml:5: tables.confidence: must be ≤ 0.999999"),
             ("s18.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"run.seed\"\nvalues = [1]\n[[axis]]\nkey = \"run.seed\"\nvalues = [2]\n", "s18.toml:8: axis[1].key: \"run.seed\" is swept by two axes"),
         ]
         XCTAssertGreaterThanOrEqual(cases.count, 20)
