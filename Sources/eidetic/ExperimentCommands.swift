@@ -58,12 +58,39 @@ struct SweepPlan: ParsableCommand {
 
 /// Workers × threads for a local sweep: measured on the tiny presets (docs/EXPERIMENTS.md),
 /// one thread per worker and a worker per core is fastest for models this small.
-struct SweepRun: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the sweep's pending jobs with local workers (re-running skips finished jobs and resumes interrupted ones).")
-    @OptionGroup var common: SweepCommand.Common
+struct LocalWorkers: ParsableArguments {
     @Option(help: "Jobs at once (default: cores ÷ --threads).") var workers: Int?
     @Option(help: "Compute threads per job (default 1; workers × threads ≤ cores).") var threads: Int = 1
     @Flag(help: "Allow workers × threads to exceed the cores.") var oversubscribe = false
+
+    func validate() throws {
+        try Check.atLeast(workers, 1, "--workers")
+        try Check.atLeast(threads, 1, "--threads")
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        if let w = workers, w * threads > cores, !oversubscribe {
+            throw ValidationError("--workers \(w) × --threads \(threads) exceeds the \(cores) cores; pass --oversubscribe to allow it")
+        }
+    }
+
+    var count: Int { workers ?? max(1, ProcessInfo.processInfo.activeProcessorCount / threads) }
+
+    /// Runs the sweep's pending jobs here, prints the summary, and writes the sweep-level
+    /// results once every job is done; exits non-zero when a job failed or on a signal.
+    func run(_ s: Sweep, overrides: [String]) throws {
+        Interruption.handled = true
+        try s.runLocal(workers: count, threads: threads, executable: executablePath(), extraArguments: overrides.flatMap { ["--set", $0] })
+        for l in try s.summaryLines() { print(l) }
+        if Interruption.requested { throw ExitCode(128 + Interruption.signalNumber) }
+        let c = try s.counts()
+        if c.done == c.total { try finishSweep(s) }
+        if c.failed > 0 { throw ExitCode(1) }
+    }
+}
+
+struct SweepRun: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the sweep's pending jobs with local workers (re-running skips finished jobs and resumes interrupted ones).")
+    @OptionGroup var common: SweepCommand.Common
+    @OptionGroup var local: LocalWorkers
     @Option(help: "local (workers on this machine) or slurm (one job array; see docs/EXPERIMENTS.md).") var launcher = "local"
     @Option(help: "slurm: at most this many tasks at once (sbatch --array=…%N; 0: no limit).") var throttle = 0
     @Option(help: "slurm: CPUs per task (each task uses them all).") var cpusPerTask = 1
@@ -73,15 +100,9 @@ struct SweepRun: ParsableCommand {
     @Option(help: "slurm: a further sbatch argument (repeatable), e.g. --sbatch-arg=--account=lab.") var sbatchArg: [String] = []
 
     func validate() throws {
-        try Check.atLeast(workers, 1, "--workers")
-        try Check.atLeast(threads, 1, "--threads")
         guard ["local", "slurm"].contains(launcher) else { throw ValidationError("--launcher must be local or slurm, got \(launcher)") }
         try Check.atLeast(throttle, 0, "--throttle")
         try Check.atLeast(cpusPerTask, 1, "--cpus-per-task")
-        let cores = ProcessInfo.processInfo.activeProcessorCount
-        if let w = workers, w * threads > cores, !oversubscribe {
-            throw ValidationError("--workers \(w) × --threads \(threads) exceeds the \(cores) cores; pass --oversubscribe to allow it")
-        }
     }
 
     func run() throws {
@@ -95,16 +116,8 @@ struct SweepRun: ParsableCommand {
             return
         }
         let jobs = try s.plan()
-        let cores = ProcessInfo.processInfo.activeProcessorCount
-        let w = workers ?? max(1, cores / threads)
-        print("\(s.spec.name): \(jobs.count) jobs, \(w) worker(s) × \(threads) thread(s); state in \(s.spec.database)")
-        Interruption.handled = true
-        try s.runLocal(workers: w, threads: threads, executable: executablePath(), extraArguments: common.overrides.flatMap { ["--set", $0] })
-        for l in try s.summaryLines() { print(l) }
-        if Interruption.requested { throw ExitCode(128 + Interruption.signalNumber) }
-        let c = try s.counts()
-        if c.done == c.total { try finishSweep(s) }
-        if c.failed > 0 { throw ExitCode(1) }
+        print("\(s.spec.name): \(jobs.count) jobs, \(local.count) worker(s) × \(local.threads) thread(s); state in \(s.spec.database)")
+        try local.run(s, overrides: common.overrides)
     }
 }
 
@@ -130,18 +143,13 @@ struct SweepRetry: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "retry", abstract: "Put failed jobs back to pending (all, or --job ID/INDEX) and run them.")
     @OptionGroup var common: SweepCommand.Common
     @Option(help: "Only this job (id or index; repeatable).") var job: [String] = []
-    @Option(help: "Jobs at once (default: cores ÷ --threads).") var workers: Int?
-    @Option(help: "Compute threads per job.") var threads: Int = 1
+    @OptionGroup var local: LocalWorkers
     func run() throws {
         let s = try common.load()
         try s.plan()
         let n = try s.store.retry(sweep: s.spec.name, ids: job)
         print("\(n) failed job(s) back to pending")
-        let w = workers ?? max(1, ProcessInfo.processInfo.activeProcessorCount / threads)
-        Interruption.handled = true
-        try s.runLocal(workers: w, threads: threads, executable: executablePath(), extraArguments: common.overrides.flatMap { ["--set", $0] })
-        for l in try s.summaryLines() { print(l) }
-        if try s.counts().failed > 0 { throw ExitCode(1) }
+        try local.run(s, overrides: common.overrides)
     }
 }
 
@@ -151,6 +159,7 @@ struct SweepRunJob: ParsableCommand {
     @OptionGroup var common: SweepCommand.Common
     @Option(help: "Job id.") var job: String
     @Option(help: "Compute threads.") var threads: Int = 1
+    func validate() throws { try Check.atLeast(threads, 1, "--threads") }
     func run() throws {
         let s = try common.load()
         guard let j = try s.store.jobs(sweep: s.spec.name).first(where: { $0.id == job }) else {
@@ -171,6 +180,7 @@ struct SweepRunTask: ParsableCommand {
     @OptionGroup var common: SweepCommand.Common
     @Argument(help: "Job index (default: $SLURM_ARRAY_TASK_ID).") var index: Int?
     @Option(help: "Compute threads (default: $SLURM_CPUS_PER_TASK, else all cores).") var threads: Int?
+    func validate() throws { try Check.atLeast(threads, 1, "--threads") }
     func run() throws {
         let s = try common.load()
         let env = ProcessInfo.processInfo.environment
