@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 
 /// 2-D convolution as im2col + GEMM (Chellapilla et al., 2006), its transpose, nearest
 /// upsampling and average pooling. Layouts: x [N, C, H, W]; conv weight [O, C, KH, KW];
@@ -105,6 +106,10 @@ enum ConvKernels {
             DirectConv3x3.forward(x, w, bias, g, out)
             return
         }
+        if T.self == Float.self && DirectConv.applies(g) {
+            DirectConv.forward(x, w, bias, g, out)
+            return
+        }
         let px = x.pointer(T.self), pw = w.pointer(T.self), py = out.pointer(T.self)
         let inSize = g.channels * g.height * g.width, outSize = o * g.windows
         // Grouped while a tape records (training), or always with Eidetic's sgemm, whose every
@@ -200,6 +205,10 @@ enum ConvKernels {
         let n = x.shape[0], o = w.shape[0]
         if T.self == Float.self && DirectConv3x3.applies(g, outChannels: o) {
             DirectConv3x3.backward(x, w, gy, g, dx: dx, dw: dw, db: db)
+            return
+        }
+        if T.self == Float.self && DirectConv.applies(g) {
+            DirectConv.backward(x, w, gy, g, dx: dx, dw: dw, db: db)
             return
         }
         let px = x.pointer(T.self), pw = w.pointer(T.self), pg = gy.pointer(T.self)
@@ -381,6 +390,18 @@ enum ConvKernels {
                         ek_conv3x3_weight_grad(fx + i * inSize, g.channels, g.height, g.width, fg + i * outSize, o, fw + i * wSize, scratch[worker])
                     }
                 }
+            } else if T.self == Float.self && DirectConv.applies(g) {
+                // each image's own count-1 call: the bits of a batch-of-one backward
+                pdw.update(repeating: 0, count: n * wSize)
+                let scratch = ScratchBuffers<Float>(count: Parallel.workers(for: chunks), elements: ek_conv3x3d_pad_floats(g.channels, g.height, g.width))
+                let fx = UnsafeRawPointer(px).assumingMemoryBound(to: Float.self), fg = UnsafeRawPointer(pg).assumingMemoryBound(to: Float.self)
+                let fw = UnsafeMutableRawPointer(pdw).assumingMemoryBound(to: Float.self)
+                Parallel.run(chunks: chunks) { chunk, worker in
+                    for i in Parallel.chunkRange(chunk, of: n) {
+                        DirectConv.check(ek_conv3x3d_weight_grad(DirectConv.isa, fx + i * inSize, 1, g.channels, g.height, g.width,
+                                                                 fg + i * outSize, o, fw + i * wSize, scratch[worker]))
+                    }
+                }
             } else {
                 let pointwise = g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0
                 let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: pointwise ? 0 : g.patch * g.windows)
@@ -510,6 +531,81 @@ enum DirectConv3x3 {
                     if let dx {
                         ek_conv3x3_image(pg + i * outSize, o, g.height, g.width, pf.baseAddress!, c, nil,
                                          dx.pointer(Float.self) + i * inSize, scratch[worker])
+                    }
+                }
+            }
+        }
+        if let dw, let partial { ConvKernels.sumChunks(partial[0], chunks: chunks, size: wSize, into: dw.pointer(Float.self)) }
+        if let db { ConvKernels.channelSums(pg, n: n, channels: o, inner: g.windows, into: db.pointer(Float.self)) }
+    }
+}
+
+/// 3×3 stride-1 padding-1 convolutions of any channel counts computed directly
+/// (`conv_direct.c`: no im2col matrix, no packing of the image; weights packed once per
+/// call), forward, input gradient (the forward with transposed, flipped weights) and
+/// weight gradient. Float only, widths a multiple of 16 or 8 × even heights. Images are
+/// computed one at a time, so an image's output never depends on its batch; weight
+/// gradients sum fixed 4-image chunks, then chunks in order (any thread count, same bits).
+/// `EIDETIC_CONV=gemm` in the environment turns it off (im2col + GEMM), for A/B benchmarks.
+enum DirectConv {
+    static let enabled: Bool = ProcessInfo.processInfo.environment["EIDETIC_CONV"] != "gemm"
+    static var isa: Int32 { ek_sgemm_best_isa() }
+
+    static func applies(_ g: ConvGeometry) -> Bool {
+        enabled && g.kernelH == 3 && g.kernelW == 3 && g.stride == 1 && g.padding == 1 && ek_conv3x3d_applies(g.height, g.width) != 0
+    }
+
+    static func check(_ status: Int32) { precondition(status == 0, "direct conv: kernel refused its arguments (\(status))") }
+
+    /// Weights packed for this CPU's tile: flipped = the input gradient's map.
+    static func packed(_ w: UnsafePointer<Float>, outChannels o: Int, inChannels c: Int, flipped: Bool) -> [Float] {
+        var p = [Float](repeating: 0, count: ek_conv3x3d_packed_floats(isa, o, c))
+        p.withUnsafeMutableBufferPointer { ek_conv3x3d_pack(isa, w, o, c, flipped ? 1 : 0, $0.baseAddress!) }
+        return p
+    }
+
+    static func forward(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ g: ConvGeometry, _ out: Tensor) {
+        let n = x.shape[0], o = w.shape[0]
+        let px = x.pointer(Float.self), py = out.pointer(Float.self)
+        let pb: UnsafePointer<Float>? = bias.map { UnsafePointer($0.pointer(Float.self)) }
+        let inSize = g.channels * g.height * g.width, outSize = o * g.windows
+        let weights = packed(w.pointer(Float.self), outChannels: o, inChannels: g.channels, flipped: false)
+        let chunks = Parallel.chunkCount(n)
+        let scratch = ScratchBuffers<Float>(count: Parallel.workers(for: chunks), elements: ek_conv3x3d_pad_floats(g.channels, g.height, g.width))
+        weights.withUnsafeBufferPointer { pw in
+            Parallel.run(chunks: chunks) { chunk, worker in
+                for i in Parallel.chunkRange(chunk, of: n) {
+                    check(ek_conv3x3d_image(isa, px + i * inSize, g.channels, g.height, g.width, pw.baseAddress!, o, pb,
+                                            py + i * outSize, scratch[worker]))
+                }
+            }
+        }
+    }
+
+    static func backward(_ x: Tensor, _ w: Tensor, _ gy: Tensor, _ g: ConvGeometry, dx: Tensor?, dw: Tensor?, db: Tensor?) {
+        let n = x.shape[0], o = w.shape[0], c = g.channels
+        let px = x.pointer(Float.self), pg = gy.pointer(Float.self)
+        let inSize = c * g.height * g.width, outSize = o * g.windows, wSize = o * c * 9
+        let flipped = dx == nil ? [] : packed(w.pointer(Float.self), outChannels: c, inChannels: o, flipped: true)
+        let chunks = Parallel.chunkCount(n)
+        let scratch = ScratchBuffers<Float>(count: Parallel.workers(for: chunks),
+                                            elements: max(Parallel.imagesPerChunk * ek_conv3x3d_pad_floats(c, g.height, g.width),
+                                                          ek_conv3x3d_pad_floats(o, g.height, g.width)))
+        // one partial dW per chunk, summed in chunk order (thread-count independent)
+        let partial = dw == nil ? nil : ScratchBuffers<Float>(count: 1, elements: chunks * wSize)
+        flipped.withUnsafeBufferPointer { pf in
+            Parallel.run(chunks: chunks) { chunk, worker in
+                let range = Parallel.chunkRange(chunk, of: n)
+                if let partial {
+                    let d = partial[0] + chunk * wSize
+                    d.update(repeating: 0, count: wSize)
+                    check(ek_conv3x3d_weight_grad(isa, px + range.lowerBound * inSize, range.count, c, g.height, g.width,
+                                                  pg + range.lowerBound * outSize, o, d, scratch[worker]))
+                }
+                if let dx {
+                    for i in range {
+                        check(ek_conv3x3d_image(isa, pg + i * outSize, o, g.height, g.width, pf.baseAddress!, c, nil,
+                                                dx.pointer(Float.self) + i * inSize, scratch[worker]))
                     }
                 }
             }

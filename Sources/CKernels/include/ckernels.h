@@ -73,6 +73,29 @@ int ek_sgemm_isa(int isa, int transA, int transB, size_t m, size_t n, size_t k, 
 int ek_sgemm_isa_available(int isa);
 /* The fastest micro-kernel this CPU runs (what ek_sgemm uses). */
 int ek_sgemm_best_isa(void);
+/* Direct 3×3, stride-1, padding-1 convolutions for any channel counts (conv_direct.c):
+   no im2col, weights packed once per call. Applies when W is a multiple of 16, or W = 8
+   with H even. One summation order for every ISA (see the file): same bits everywhere.
+   isa: EK_ISA_* (ek_sgemm_best_isa() for the fastest); returns 0, -2 for an ISA this CPU
+   lacks, -3 for a shape it does not handle. */
+int ek_conv3x3d_applies(size_t H, size_t W);
+/* Floats of zero-bordered planes for one image of C channels (scratch of the calls below). */
+size_t ek_conv3x3d_pad_floats(size_t C, size_t H, size_t W);
+/* Floats of the packed weight panel of an O-output, C-input map for that ISA's tile. */
+size_t ek_conv3x3d_packed_floats(int isa, size_t O, size_t C);
+/* Packs weights for ek_conv3x3d_image: flipped = 0: wt [O][C][3][3] (the forward);
+   flipped = 1: wt [C][O][3][3] read transposed and flipped (the input gradient of the conv
+   with those weights: O = its input channels, C = its output channels). */
+void ek_conv3x3d_pack(int isa, const float *wt, size_t O, size_t C, int flipped, float *packed);
+/* out [O][H][W] = bias[o] (or 0) + Σ_c,kh,kw w·in[c][h+kh−1][w+kw−1] for one image in
+   [C][H][W]; pad: ek_conv3x3d_pad_floats(C, H, W) floats of scratch. */
+int ek_conv3x3d_image(int isa, const float *in, size_t C, size_t H, size_t W, const float *packed, size_t O,
+                      const float *bias, float *out, float *pad);
+/* dw [O][C][3][3] += Σ over `count` images (in [count][C][H][W], gy [count][O][H][W]) of
+   gy[o]·shifted in[c]; pad: count × ek_conv3x3d_pad_floats(C, H, W) floats of scratch. */
+int ek_conv3x3d_weight_grad(int isa, const float *in, size_t count, size_t C, size_t H, size_t W,
+                            const float *gy, size_t O, float *dw, float *pad);
+
 /* Direct 3×3, stride-1, padding-1 convolution of one image (conv3x3.c), for layers with
    few channels on one side; W must be a multiple of 16. in [C][H][W], wt [O][C][3][3],
    out [O][H][W] = bias[o] (or 0 when bias is NULL) + Σ_c,kh,kw wt·in[c][h+kh−1][w+kw−1];
