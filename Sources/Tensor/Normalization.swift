@@ -13,6 +13,17 @@ enum NormKernels {
         let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let cg = c / G
         let px = x.pointer(T.self), py = out.pointer(T.self), pm = mean.pointer(T.self), pr = rstd.pointer(T.self)
         let pgam = gamma?.pointer(T.self), pbet = beta?.pointer(T.self)
+        if T.self == Float.self {
+            // groupnorm.c: Double statistics in fixed lanes, vectorized; the same bits on any split
+            let f = { (p: UnsafeMutablePointer<T>?) in p.map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: Float.self) } }
+            Parallel.forRanges(n, cost: x.count * 6) { range in
+                for i in range {
+                    ek_groupnorm_forward_f32(f(px + i * c * l), c, l, G, f(pgam), f(pbet), eps, silu ? 1 : 0,
+                                             f(py + i * c * l), f(pm + i * G), f(pr + i * G))
+                }
+            }
+            return
+        }
         Parallel.forRanges(n, cost: x.count * 6) { range in
         var scale = [T](repeating: 0, count: cg), shift = [T](repeating: 0, count: cg)
         for i in range { for g in 0..<G {
@@ -55,7 +66,7 @@ enum NormKernels {
         let px = x.pointer(T.self), pm = mean.pointer(T.self), pr = rstd.pointer(T.self)
         let pgam = gamma?.pointer(T.self), pbet = beta?.pointer(T.self)
         // pre-activation gradient, computed per image into this buffer when fused
-        let pre = silu ? Tensor(uninitialized: gy.shape, dtype: gy.dtype) : gy
+        let pre = silu && T.self != Float.self ? Tensor(uninitialized: gy.shape, dtype: gy.dtype) : gy
         let pg = UnsafePointer(pre.pointer(T.self))
         let pdg = dgamma?.pointer(T.self), pdb = dbeta?.pointer(T.self)
         for ch in 0..<c { pdg?[ch] = 0; pdb?[ch] = 0 }
@@ -63,6 +74,18 @@ enum NormKernels {
         var perImage = [T](repeating: 0, count: n * c * 2)
         perImage.withUnsafeMutableBufferPointer { sums in
         let ps = sums.baseAddress!
+        if T.self == Float.self {
+            let f = { (p: UnsafeMutablePointer<T>?) in p.map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: Float.self) } }
+            let pgy = gy.pointer(T.self), pdx = dx?.pointer(T.self)
+            Parallel.forRanges(n, cost: x.count * 8) { range in
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(cg * l, 1))
+                defer { scratch.deallocate() }
+                for i in range {
+                    ek_groupnorm_backward_f32(f(px + i * c * l), f(pgy + i * c * l), c, l, G, f(pgam), f(pbet), f(pm + i * G), f(pr + i * G),
+                                              silu ? 1 : 0, scratch, f(pdx.map { $0 + i * c * l }), f(ps + i * c * 2))
+                }
+            }
+        } else {
         Parallel.forRanges(n, cost: x.count * 8) { range in
         if silu {
             let src = gy.pointer(T.self), dst = pre.pointer(T.self)
@@ -94,6 +117,7 @@ enum NormKernels {
                 for j in 0..<l { let xh = (px[o + j] - mu) * r; pdx[o + j] = r * (pg[o + j] * ga - a - xh * b) }
             }
         } }
+        }
         }
         for i in 0..<n { for ch in 0..<c { pdg?[ch] += ps[(i * c + ch) * 2]; pdb?[ch] += ps[(i * c + ch) * 2 + 1] } }
         // DP-SGD: each image's own affine gradients, [n, C]

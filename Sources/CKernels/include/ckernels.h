@@ -73,6 +73,17 @@ int ek_sgemm_isa(int isa, int transA, int transB, size_t m, size_t n, size_t k, 
 int ek_sgemm_isa_available(int isa);
 /* The fastest micro-kernel this CPU runs (what ek_sgemm uses). */
 int ek_sgemm_best_isa(void);
+/* GroupNorm for Float, one image x [C][L] with G groups (groupnorm.c): y = GN(x)·γ + β,
+   then SiLU when silu = 1; mean and rstd [G] as Float. Double statistics in fixed lanes. */
+void ek_groupnorm_forward_f32(const float *x, size_t C, size_t L, size_t G, const float *gamma, const float *beta,
+                              double eps, int silu, float *y, float *mean, float *rstd);
+/* Its backward for one image: gy is the gradient of the output (of SiLU(GN) when silu = 1);
+   writes dx (unless NULL) and sums [C][2] = (Σ dŷ·x̂, Σ dŷ) per channel (the affine
+   gradients of this image); scratch holds (C/G)·L floats (used when silu = 1). */
+void ek_groupnorm_backward_f32(const float *x, const float *gy, size_t C, size_t L, size_t G,
+                               const float *gamma, const float *beta, const float *mean, const float *rstd, int silu,
+                               float *scratch, float *dx, float *sums);
+
 /* Direct 3×3, stride-1, padding-1 convolutions for any channel counts (conv_direct.c):
    no im2col, weights packed once per call. Applies when W is a multiple of 16, or W = 8
    with H even. One summation order for every ISA (see the file): same bits everywhere.
