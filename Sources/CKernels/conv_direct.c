@@ -120,10 +120,10 @@ static inline __attribute__((always_inline)) void ek_cd_image_body(const float *
 /* Σ over the windows of `count` images for output channels o0 .. o0+MO−1 and input channel
    c, all nine taps; added to dw after the lane tree. */
 static inline __attribute__((always_inline)) void ek_cd_wgrad_body(const float *pad, size_t count, size_t C, size_t H, size_t W,
-        const float *gy, size_t O, float *dw, int MO, int half) {
+        const float *gy, size_t O, size_t oBegin, size_t oEnd, float *dw, int MO, int half) {
     size_t PW = W + 2, plane = (H + 2) * PW, HW = H * W;
-    for (size_t o0 = 0; o0 < O; o0 += (size_t)MO) {
-        int mo = (int)(O - o0 < (size_t)MO ? O - o0 : (size_t)MO);
+    for (size_t o0 = oBegin; o0 < oEnd; o0 += (size_t)MO) {
+        int mo = (int)(oEnd - o0 < (size_t)MO ? oEnd - o0 : (size_t)MO);
         for (size_t c = 0; c < C; c++) {
             ek_d16 acc[EK_CD_MAXMO][9];
             for (int m = 0; m < MO; m++) for (int k = 0; k < 9; k++) acc[m][k] = D_SPLAT16(0);
@@ -159,9 +159,9 @@ static void ek_cd_image_portable(const float *in, size_t C, size_t H, size_t W, 
     if (W == 8) ek_cd_image_body(in, C, H, W, packed, O, bias, out, pad, 4, 1, 1);
     else ek_cd_image_body(in, C, H, W, packed, O, bias, out, pad, 4, 1, 0);
 }
-static void ek_cd_wgrad_portable(const float *pad, size_t count, size_t C, size_t H, size_t W, const float *gy, size_t O, float *dw) {
-    if (W == 8) ek_cd_wgrad_body(pad, count, C, H, W, gy, O, dw, 1, 1);
-    else ek_cd_wgrad_body(pad, count, C, H, W, gy, O, dw, 1, 0);
+static void ek_cd_wgrad_portable(const float *pad, size_t count, size_t C, size_t H, size_t W, const float *gy, size_t O, size_t ob, size_t oe, float *dw) {
+    if (W == 8) ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, 1, 1);
+    else ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, 1, 0);
 }
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
@@ -172,9 +172,9 @@ static void ek_cd_image_avx2(const float *in, size_t C, size_t H, size_t W, cons
     else ek_cd_image_body(in, C, H, W, packed, O, bias, out, pad, 4, 1, 0);
 }
 __attribute__((target("avx2,fma")))
-static void ek_cd_wgrad_avx2(const float *pad, size_t count, size_t C, size_t H, size_t W, const float *gy, size_t O, float *dw) {
-    if (W == 8) ek_cd_wgrad_body(pad, count, C, H, W, gy, O, dw, 1, 1);
-    else ek_cd_wgrad_body(pad, count, C, H, W, gy, O, dw, 1, 0);
+static void ek_cd_wgrad_avx2(const float *pad, size_t count, size_t C, size_t H, size_t W, const float *gy, size_t O, size_t ob, size_t oe, float *dw) {
+    if (W == 8) ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, 1, 1);
+    else ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, 1, 0);
 }
 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 static void ek_cd_image_avx512(const float *in, size_t C, size_t H, size_t W, const float *packed, size_t O,
@@ -183,9 +183,9 @@ static void ek_cd_image_avx512(const float *in, size_t C, size_t H, size_t W, co
     else ek_cd_image_body(in, C, H, W, packed, O, bias, out, pad, 8, 2, 0);
 }
 __attribute__((target("avx512f,avx512vl,avx2,fma")))
-static void ek_cd_wgrad_avx512(const float *pad, size_t count, size_t C, size_t H, size_t W, const float *gy, size_t O, float *dw) {
-    if (W == 8) ek_cd_wgrad_body(pad, count, C, H, W, gy, O, dw, 3, 1);
-    else ek_cd_wgrad_body(pad, count, C, H, W, gy, O, dw, 3, 0);
+static void ek_cd_wgrad_avx512(const float *pad, size_t count, size_t C, size_t H, size_t W, const float *gy, size_t O, size_t ob, size_t oe, float *dw) {
+    if (W == 8) ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, 3, 1);
+    else ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, 3, 0);
 }
 #endif
 
@@ -203,17 +203,17 @@ int ek_conv3x3d_image(int isa, const float *in, size_t C, size_t H, size_t W, co
     }
 }
 
-int ek_conv3x3d_weight_grad(int isa, const float *in, size_t count, size_t C, size_t H, size_t W,
-                            const float *gy, size_t O, float *dw, float *pad) {
+void ek_conv3x3d_pad(const float *in, size_t C, size_t H, size_t W, float *pad) { ek_cd_pad(in, C, H, W, pad); }
+
+int ek_conv3x3d_weight_grad(int isa, const float *padded, size_t count, size_t C, size_t H, size_t W,
+                            const float *gy, size_t O, size_t o0, size_t o1, float *dw) {
     if (!ek_sgemm_isa_available(isa)) return -2;
-    if (!ek_conv3x3d_applies(H, W)) return -3;
-    size_t one = C * H * W, padded = ek_conv3x3d_pad_floats(C, H, W);
-    for (size_t i = 0; i < count; i++) ek_cd_pad(in + i * one, C, H, W, pad + i * padded);
+    if (!ek_conv3x3d_applies(H, W) || o0 > o1 || o1 > O) return -3;
     switch (isa) {
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-    case EK_ISA_AVX512: ek_cd_wgrad_avx512(pad, count, C, H, W, gy, O, dw); return 0;
-    case EK_ISA_AVX2: ek_cd_wgrad_avx2(pad, count, C, H, W, gy, O, dw); return 0;
+    case EK_ISA_AVX512: ek_cd_wgrad_avx512(padded, count, C, H, W, gy, O, o0, o1, dw); return 0;
+    case EK_ISA_AVX2: ek_cd_wgrad_avx2(padded, count, C, H, W, gy, O, o0, o1, dw); return 0;
 #endif
-    default: ek_cd_wgrad_portable(pad, count, C, H, W, gy, O, dw); return 0;
+    default: ek_cd_wgrad_portable(padded, count, C, H, W, gy, O, o0, o1, dw); return 0;
     }
 }

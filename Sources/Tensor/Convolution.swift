@@ -392,16 +392,9 @@ enum ConvKernels {
                 }
             } else if T.self == Float.self && DirectConv.applies(g) {
                 // each image's own count-1 call: the bits of a batch-of-one backward
-                pdw.update(repeating: 0, count: n * wSize)
-                let scratch = ScratchBuffers<Float>(count: Parallel.workers(for: chunks), elements: ek_conv3x3d_pad_floats(g.channels, g.height, g.width))
                 let fx = UnsafeRawPointer(px).assumingMemoryBound(to: Float.self), fg = UnsafeRawPointer(pg).assumingMemoryBound(to: Float.self)
                 let fw = UnsafeMutableRawPointer(pdw).assumingMemoryBound(to: Float.self)
-                Parallel.run(chunks: chunks) { chunk, worker in
-                    for i in Parallel.chunkRange(chunk, of: n) {
-                        DirectConv.check(ek_conv3x3d_weight_grad(DirectConv.isa, fx + i * inSize, 1, g.channels, g.height, g.width,
-                                                                 fg + i * outSize, o, fw + i * wSize, scratch[worker]))
-                    }
-                }
+                for i in 0..<n { DirectConv.weightGradient(fx + i * inSize, fg + i * outSize, n: 1, outChannels: o, g, into: fw + i * wSize) }
             } else {
                 let pointwise = g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0
                 let scratch = ScratchBuffers<T>(count: Parallel.workers(for: chunks), elements: pointwise ? 0 : g.patch * g.windows)
@@ -582,35 +575,68 @@ enum DirectConv {
         }
     }
 
+    /// Images summed by one weight-gradient call: at least 4,096 windows, so each lane sum
+    /// is reduced once per ≥ 256 vector steps (4 images at 32×32, 16 at 16×16, 64 at 8×8).
+    /// Fixed by the shape, never by the thread count.
+    static func weightGradientImages(_ g: ConvGeometry) -> Int {
+        max(Parallel.imagesPerChunk, (4096 + g.windows - 1) / g.windows)
+    }
+
+    /// dW: image groups (`weightGradientImages`), each split into output-channel parts when
+    /// there are few groups, so that ≥ 8 tasks share the threads. Every dW element is one
+    /// task's, in one order; group partials are summed in group order. Same bits for any
+    /// thread count.
+    static func weightGradient(_ px: UnsafePointer<Float>, _ pg: UnsafePointer<Float>, n: Int, outChannels o: Int, _ g: ConvGeometry,
+                               into dw: UnsafeMutablePointer<Float>) {
+        let c = g.channels, inSize = c * g.height * g.width, outSize = o * g.windows, wSize = o * c * 9
+        let padSize = ek_conv3x3d_pad_floats(c, g.height, g.width)
+        let count = min(n, weightGradientImages(g)), groups = (n + count - 1) / count
+        let step = ((o + max(1, (8 + groups - 1) / groups) - 1) / max(1, (8 + groups - 1) / groups) + 2) / 3 * 3
+        let parts = (o + step - 1) / step
+        let partial = ScratchBuffers<Float>(count: 1, elements: groups * wSize)
+        // with several parts per group, the images are padded once, up front
+        let shared = parts > 1 ? ScratchBuffers<Float>(count: 1, elements: n * padSize) : nil
+        if let shared {
+            Parallel.run(chunks: Parallel.chunkCount(n)) { chunk, _ in
+                for i in Parallel.chunkRange(chunk, of: n) { ek_conv3x3d_pad(px + i * inSize, c, g.height, g.width, shared[0] + i * padSize) }
+            }
+        }
+        let tasks = groups * parts
+        let own = shared == nil ? ScratchBuffers<Float>(count: Parallel.workers(for: tasks), elements: count * padSize) : nil
+        Parallel.run(chunks: tasks) { task, worker in
+            let group = task / parts, part = task % parts
+            let lo = group * count, images = min(n, lo + count) - lo
+            let o0 = part * step, o1 = min(o, o0 + step)
+            let padded: UnsafeMutablePointer<Float>
+            if let shared { padded = shared[0] + lo * padSize } else {
+                padded = own![worker]
+                for q in 0..<images { ek_conv3x3d_pad(px + (lo + q) * inSize, c, g.height, g.width, padded + q * padSize) }
+            }
+            let d = partial[0] + group * wSize
+            (d + o0 * c * 9).update(repeating: 0, count: (o1 - o0) * c * 9)
+            check(ek_conv3x3d_weight_grad(isa, padded, images, c, g.height, g.width, pg + lo * outSize, o, o0, o1, d))
+        }
+        ConvKernels.sumChunks(partial[0], chunks: groups, size: wSize, into: dw)
+    }
+
     static func backward(_ x: Tensor, _ w: Tensor, _ gy: Tensor, _ g: ConvGeometry, dx: Tensor?, dw: Tensor?, db: Tensor?) {
         let n = x.shape[0], o = w.shape[0], c = g.channels
         let px = x.pointer(Float.self), pg = gy.pointer(Float.self)
-        let inSize = c * g.height * g.width, outSize = o * g.windows, wSize = o * c * 9
-        let flipped = dx == nil ? [] : packed(w.pointer(Float.self), outChannels: c, inChannels: o, flipped: true)
-        let chunks = Parallel.chunkCount(n)
-        let scratch = ScratchBuffers<Float>(count: Parallel.workers(for: chunks),
-                                            elements: max(Parallel.imagesPerChunk * ek_conv3x3d_pad_floats(c, g.height, g.width),
-                                                          ek_conv3x3d_pad_floats(o, g.height, g.width)))
-        // one partial dW per chunk, summed in chunk order (thread-count independent)
-        let partial = dw == nil ? nil : ScratchBuffers<Float>(count: 1, elements: chunks * wSize)
-        flipped.withUnsafeBufferPointer { pf in
-            Parallel.run(chunks: chunks) { chunk, worker in
-                let range = Parallel.chunkRange(chunk, of: n)
-                if let partial {
-                    let d = partial[0] + chunk * wSize
-                    d.update(repeating: 0, count: wSize)
-                    check(ek_conv3x3d_weight_grad(isa, px + range.lowerBound * inSize, range.count, c, g.height, g.width,
-                                                  pg + range.lowerBound * outSize, o, d, scratch[worker]))
-                }
-                if let dx {
-                    for i in range {
+        let inSize = c * g.height * g.width, outSize = o * g.windows
+        if let dw { weightGradient(px, pg, n: n, outChannels: o, g, into: dw.pointer(Float.self)) }
+        if let dx {
+            let flipped = packed(w.pointer(Float.self), outChannels: c, inChannels: o, flipped: true)
+            let chunks = Parallel.chunkCount(n)
+            let scratch = ScratchBuffers<Float>(count: Parallel.workers(for: chunks), elements: ek_conv3x3d_pad_floats(o, g.height, g.width))
+            flipped.withUnsafeBufferPointer { pf in
+                Parallel.run(chunks: chunks) { chunk, worker in
+                    for i in Parallel.chunkRange(chunk, of: n) {
                         check(ek_conv3x3d_image(isa, pg + i * outSize, o, g.height, g.width, pf.baseAddress!, c, nil,
                                                 dx.pointer(Float.self) + i * inSize, scratch[worker]))
                     }
                 }
             }
         }
-        if let dw, let partial { ConvKernels.sumChunks(partial[0], chunks: chunks, size: wSize, into: dw.pointer(Float.self)) }
         if let db { ConvKernels.channelSums(pg, n: n, channels: o, inner: g.windows, into: db.pointer(Float.self)) }
     }
 }

@@ -102,10 +102,13 @@ void ek_conv3x3d_pack(int isa, const float *wt, size_t O, size_t C, int flipped,
    [C][H][W]; pad: ek_conv3x3d_pad_floats(C, H, W) floats of scratch. */
 int ek_conv3x3d_image(int isa, const float *in, size_t C, size_t H, size_t W, const float *packed, size_t O,
                       const float *bias, float *out, float *pad);
-/* dw [O][C][3][3] += Σ over `count` images (in [count][C][H][W], gy [count][O][H][W]) of
-   gy[o]·shifted in[c]; pad: count × ek_conv3x3d_pad_floats(C, H, W) floats of scratch. */
-int ek_conv3x3d_weight_grad(int isa, const float *in, size_t count, size_t C, size_t H, size_t W,
-                            const float *gy, size_t O, float *dw, float *pad);
+/* Copies one image [C][H][W] into zero-bordered planes (ek_conv3x3d_pad_floats(C, H, W)). */
+void ek_conv3x3d_pad(const float *in, size_t C, size_t H, size_t W, float *pad);
+/* dw [O][C][3][3] += Σ over `count` images (padded: `count` images' planes from
+   ek_conv3x3d_pad, one after another; gy [count][O][H][W]) of gy[o]·shifted in[c], for
+   output channels o0 ≤ o < o1 only (rows outside are untouched). */
+int ek_conv3x3d_weight_grad(int isa, const float *padded, size_t count, size_t C, size_t H, size_t W,
+                            const float *gy, size_t O, size_t o0, size_t o1, float *dw);
 
 /* Direct 3×3, stride-1, padding-1 convolution of one image (conv3x3.c), for layers with
    few channels on one side; W must be a multiple of 16. in [C][H][W], wt [O][C][3][3],
