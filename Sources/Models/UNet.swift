@@ -37,6 +37,8 @@ public struct UNetConfig: Codable, Equatable, Sendable {
     /// `unet-m`: the same with base 64 (4,021,443 parameters, 1.95 GFLOP).
     public static let unetM = UNetConfig(baseChannels: 64)
 
+    public static let presetNames = ["unet-s", "unet-m"]
+
     public static func preset(_ name: String) -> UNetConfig? {
         switch name { case "unet-s": return .unetS; case "unet-m": return .unetM; default: return nil }
     }

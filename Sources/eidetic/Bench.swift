@@ -18,37 +18,57 @@ struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "unet", abstract: "U-Net training-step and sampling throughput.")
         @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
         @Option(help: "Configurations: name-train-bB or name-sample-bB, comma-separated.")
-        var only: String = "unet-s-train-b64,unet-s-train-b128,unet-m-train-b64,unet-m-train-b128,unet-s-sample-b256,unet-m-sample-b256"
-        @Option(help: "Timed steps per configuration.") var steps: Int = 5
-        @Flag(help: "Print a per-op time profile of one training step.") var profile = false
+        var only: String = "unet-s-train-b64,unet-s-train-b128,unet-m-train-b64,unet-s-sample-b256"
+        @Option(help: "Timed steps per configuration and round (the median is reported).") var steps: Int = 5
+        @Option(help: "Rounds per configuration, alternating Eidetic and PyTorch (medians over rounds are reported).") var rounds: Int = 3
+        @Flag(help: "Print a per-op time profile of one training step (EIDETIC_PROFILE_DETAIL=1: per conv shape).") var profile = false
         @Option(help: "Python with PyTorch for the reference (bench/bench_torch.py); \"none\" skips it.")
         var torch: String = "bench/.venv/bin/python"
 
         func validate() throws {
             try Check.atLeast(threads, 1, "--threads")
             try Check.atLeast(steps, 1, "--steps")
+            try Check.atLeast(rounds, 1, "--rounds")
         }
 
         func run() throws {
             Threads.count = threads
             let reference = TorchReference(torch)
-            var rows: [(String, Double, Double?)] = []
+            var rows: [(String, Double, Double?, Double, (median: Double, low: Double, high: Double)?)] = []
             for name in only.split(separator: ",").map(String.init) {
                 let parts = name.split(separator: "-")
-                guard parts.count == 4, let config = UNetConfig.preset("\(parts[0])-\(parts[1])"), let batch = Int(parts[3].dropFirst()) else {
-                    throw ValidationError("unknown configuration \(name)")
+                guard parts.count == 4, let config = UNetConfig.preset("\(parts[0])-\(parts[1])"), let batch = Int(parts[3].dropFirst()),
+                      batch >= 1, ["train", "sample"].contains(parts[2]) else {
+                    throw ValidationError("unknown configuration \(name) (name-train-bB or name-sample-bB, name one of \(UNetConfig.presetNames.joined(separator: ", ")))")
                 }
-                let r = try UNetStepBenchmark.run(config: config, batch: batch, training: parts[2] == "train", steps: steps, profile: profile)
-                print(r.line(name: name, threads: threads)); fflush(stdout)
-                rows.append((name, Double(batch) / r.secondsPerStep, try reference.imagesPerSecond(name, threads: threads, steps: steps)))
+                // Rounds alternate Eidetic and PyTorch, so that slow drifts of a shared machine
+                // fall on both; the row reports medians over rounds.
+                var ours: [Double] = [], theirs: [Double] = [], ratios: [Double] = [], gflops = 0.0
+                for round in 0..<rounds {
+                    let r = try UNetStepBenchmark.run(config: config, batch: batch, training: parts[2] == "train", steps: steps,
+                                                      profile: profile && round == rounds - 1)
+                    print(r.line(name: name, threads: threads)); fflush(stdout)
+                    ours.append(Double(batch) / r.secondsPerStep)
+                    gflops = r.flopsPerStep / Double(batch) / 1e9
+                    if let t = try reference.imagesPerSecond(name, threads: threads, steps: steps) {
+                        theirs.append(t)
+                        ratios.append(ours.last! / t)
+                    }
+                }
+                let oursMedian = median(ours)
+                rows.append((name, oursMedian, theirs.isEmpty ? nil : median(theirs), gflops * oursMedian,
+                             ratios.isEmpty ? nil : (median(ratios), ratios.min()!, ratios.max()!)))
             }
-            print("\nconfiguration          Eidetic img/s   PyTorch img/s   ratio (threads \(threads))")
-            for (name, ours, theirs) in rows {
-                let t = theirs.map { String(format: "%13.1f   %5.2f×", $0, ours / $0) } ?? "            –       –"
-                print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%13.1f   ", ours) + t)
+            print("\nconfiguration          Eidetic img/s  GFLOP/s   PyTorch img/s   ratio (threads \(threads); medians over \(rounds) round\(rounds == 1 ? "" : "s"))")
+            for (name, ours, theirs, gf, ratio) in rows {
+                var r = "            –       –"
+                if let theirs, let ratio {
+                    r = String(format: "%13.1f   %5.2f×", theirs, ratio.median)
+                    if rounds > 1 { r += String(format: " (rounds %.2f–%.2f×)", ratio.low, ratio.high) }
+                }
+                print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%13.1f  %7.1f   ", ours, gf) + r)
             }
         }
-
     }
 
     /// Exact kNN (the evaluator's extraction step) against faiss IndexFlatL2 / PyTorch on the
