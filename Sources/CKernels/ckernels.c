@@ -12,10 +12,14 @@ void ek_tune_malloc(void) {
 #endif
 }
 
+/* No contraction of a·b + c into one fused multiply-add: the AVX-512 clone (which has FMA)
+   then computes the same bits as the AVX2 and generic clones (which do not). */
+#pragma STDC FP_CONTRACT OFF
+
 /* target_clones picks by CPU features at load time ("arch=…" would pick by CPU model and
    fall back to the generic clone on AMD). */
 #if defined(__x86_64__) && defined(__clang__)
-#define EK_CLONES __attribute__((target_clones("avx2", "default")))
+#define EK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define EK_CLONES
 #endif

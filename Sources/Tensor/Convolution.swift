@@ -691,12 +691,15 @@ extension Tensor {
         let out = Tensor(uninitialized: [shape[0], shape[1], h * f, w * f], dtype: dtype)
         func run<T: TensorScalar>(_: T.Type) {
             let x = pointer(T.self), y = out.pointer(T.self)
-            for p in 0..<nc { for i in 0..<h {
-                let src = x + (p * h + i) * w
-                let row = y + (p * h * f + i * f) * w * f
-                for j in 0..<w { let v = src[j]; for r in 0..<f { row[j * f + r] = v } }
-                for r in 1..<Swift.max(f, 1) { (row + r * w * f).update(from: row, count: w * f) }
-            } }
+            Parallel.forRanges(nc, cost: out.count) { planes in
+                for p in planes { for i in 0..<h {
+                    let src = x + (p * h + i) * w
+                    let row = y + (p * h * f + i * f) * w * f
+                    if f == 2 { for j in 0..<w { let v = src[j]; row[2 * j] = v; row[2 * j + 1] = v } }
+                    else { for j in 0..<w { let v = src[j]; for r in 0..<f { row[j * f + r] = v } } }
+                    for r in 1..<Swift.max(f, 1) { (row + r * w * f).update(from: row, count: w * f) }
+                } }
+            }
         }
         dispatch(dtype, { run(Float.self) }, { run(Double.self) })
         return record(.upsample(f), [self], out)
@@ -711,11 +714,25 @@ extension Tensor {
         let out = Tensor(uninitialized: [shape[0], shape[1], oh, ow], dtype: dtype)
         func run<T: TensorScalar>(_: T.Type) {
             let x = pointer(T.self), y = out.pointer(T.self), scale = 1 / T(k * k)
-            for p in 0..<nc { for i in 0..<oh { for j in 0..<ow {
-                var s: T = 0
-                for a in 0..<k { let r = x + (p * h + i * k + a) * w + j * k; for b in 0..<k { s += r[b] } }
-                y[(p * oh + i) * ow + j] = s * scale
-            } } }
+            Parallel.forRanges(nc, cost: count) { planes in
+                for p in planes { for i in 0..<oh {
+                    if k == 2 {
+                        // the general loop's order of adds: (r0[2j] + r0[2j+1]) + r1[2j], + r1[2j+1]
+                        let r0 = x + (p * h + i * 2) * w, r1 = r0 + w, d = y + (p * oh + i) * ow
+                        for j in 0..<ow {
+                            var s: T = 0
+                            s += r0[2 * j]; s += r0[2 * j + 1]; s += r1[2 * j]; s += r1[2 * j + 1]
+                            d[j] = s * scale
+                        }
+                        continue
+                    }
+                    for j in 0..<ow {
+                        var s: T = 0
+                        for a in 0..<k { let r = x + (p * h + i * k + a) * w + j * k; for b in 0..<k { s += r[b] } }
+                        y[(p * oh + i) * ow + j] = s * scale
+                    }
+                } }
+            }
         }
         dispatch(dtype, { run(Float.self) }, { run(Double.self) })
         return record(.avgPool(k), [self], out)
