@@ -21,6 +21,30 @@ public struct ImageSet: Equatable {
     /// The bytes of image i.
     public func image(_ i: Int) -> ArraySlice<UInt8> { images[(i * imageSize)..<((i + 1) * imageSize)] }
 
+    /// Every image shrunk by an integer `factor`: each output pixel is the mean of a
+    /// factor × factor block (a box filter), rounded to the nearest integer (halves up).
+    /// Height and width must be divisible by the factor. CIFAR-10 at 16×16 is `downsampled(by: 2)`.
+    public func downsampled(by factor: Int) -> ImageSet {
+        precondition(factor >= 1 && height % factor == 0 && width % factor == 0,
+                     "downsample: \(height)×\(width) is not divisible by \(factor)")
+        if factor == 1 { return self }
+        let (oh, ow) = (height / factor, width / factor), area = factor * factor
+        var out = [UInt8](repeating: 0, count: count * channels * oh * ow)
+        images.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for plane in 0..<(count * channels) {
+                    let s = src.baseAddress! + plane * height * width, d = dst.baseAddress! + plane * oh * ow
+                    for i in 0..<oh { for j in 0..<ow {
+                        var sum = 0
+                        for a in 0..<factor { for b in 0..<factor { sum += Int(s[(i * factor + a) * width + j * factor + b]) } }
+                        d[i * ow + j] = UInt8((sum + area / 2) / area)
+                    } }
+                }
+            }
+        }
+        return ImageSet(images: out, labels: labels, channels: channels, height: oh, width: ow, classNames: classNames)
+    }
+
     /// The images at `indices`, in that order (duplicates allowed).
     public func subset(_ indices: [Int]) -> ImageSet {
         let size = imageSize

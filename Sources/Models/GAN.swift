@@ -52,10 +52,16 @@ public struct GANConfig: Codable, Equatable, Sendable {
     /// normalization layers, convs with bias (662,977 parameters).
     public static let sngan32 = GANConfig(discriminatorNorm: "none", spectralNorm: true)
 
-    public static let presetNames = ["dcgan-32", "dcgan-32-nobn", "dcgan-32-gn", "sngan-32"]
+    /// `dcgan-xs`: the sweep preset (issue 14), unet-xs's GAN counterpart: half the
+    /// generator's and the discriminator's widths and a 64-d latent (G 128 → 64 → 32 → 16,
+    /// D 32 → 64 → 128, BatchNorm D); a quarter of dcgan-32's arithmetic.
+    public static let dcganXS = GANConfig(latentDim: 64, generatorChannels: 128, discriminatorChannels: 32)
+
+    public static let presetNames = ["dcgan-xs", "dcgan-32", "dcgan-32-nobn", "dcgan-32-gn", "sngan-32"]
 
     public static func preset(_ name: String) -> GANConfig? {
         switch name {
+        case "dcgan-xs": return .dcganXS
         case "dcgan-32": return .dcgan32
         case "dcgan-32-nobn": return .dcgan32NoBN
         case "dcgan-32-gn": return .dcgan32GN

@@ -37,10 +37,16 @@ public struct UNetConfig: Codable, Equatable, Sendable {
     /// `unet-m`: the same with base 64 (4,021,443 parameters, 1.95 GFLOP).
     public static let unetM = UNetConfig(baseChannels: 64)
 
-    public static let presetNames = ["unet-s", "unet-m"]
+    /// `unet-xs`: the sweep preset (issue 14): base 16, (1, 2, 2), one res block per level,
+    /// attention in the middle only, a 64-wide embedding. Sized so that a job — memorizing a
+    /// 64–256 image subset, sampling, evaluating — takes minutes on 2 cores (docs/RESULTS.md
+    /// has its parameter count, FLOPs and memorization curve).
+    public static let unetXS = UNetConfig(baseChannels: 16, embeddingDim: 64)
+
+    public static let presetNames = ["unet-xs", "unet-s", "unet-m"]
 
     public static func preset(_ name: String) -> UNetConfig? {
-        switch name { case "unet-s": return .unetS; case "unet-m": return .unetM; default: return nil }
+        switch name { case "unet-xs": return .unetXS; case "unet-s": return .unetS; case "unet-m": return .unetM; default: return nil }
     }
 
     /// Checks the configuration; the message names the offending field.

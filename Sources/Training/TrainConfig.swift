@@ -408,7 +408,7 @@ extension TrainConfig {
     mutating func readUNet(model m: ConfigReader, diffusion df: ConfigReader) throws {
         modelPreset = try m.string("preset", modelPreset)
         guard var mc = modelPreset.isEmpty ? UNetConfig() : UNetConfig.preset(modelPreset) else {
-            throw m.error("preset", "unknown preset \"\(modelPreset)\" (known: unet-s, unet-m, or \"\" for custom)")
+            throw m.error("preset", "unknown preset \"\(modelPreset)\" (known: \(UNetConfig.presetNames.joined(separator: ", ")), or \"\" for custom)")
         }
         mc.imageChannels = try m.int("image_channels", mc.imageChannels, min: 1, max: 4)
         mc.imageSize = try m.int("image_size", mc.imageSize, min: 1, max: 1024)

@@ -127,14 +127,14 @@ func flagged(_ m: String) -> String {
 /// `eidetic describe unet-s`, `eidetic describe dcgan-32` or `eidetic describe CONFIG.toml`:
 /// layers, parameters and FLOPs.
 struct Describe: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Describe a model: a preset name (unet-s, unet-m, dcgan-32, dcgan-32-nobn, dcgan-32-gn, sngan-32) or a config file.")
+    static let configuration = CommandConfiguration(abstract: "Describe a model: a preset name (unet-xs, unet-s, unet-m, dcgan-32, dcgan-32-nobn, dcgan-32-gn, sngan-32) or a config file.")
     @Argument(help: "A preset name or a TOML config.") var model: String
 
     func run() throws {
         if let preset = UNetConfig.preset(model) { print(try UNet(preset, key: RandomKey(seed: 0)).describe()); return }
         if let preset = GANConfig.preset(model) { print(try describeGAN(preset)); return }
         guard model.hasSuffix(".toml") || FileManager.default.fileExists(atPath: model) else {
-            throw ValidationError("'\(model)' is neither a preset (unet-s, unet-m, \(GANConfig.presetNames.joined(separator: ", "))) nor a config file")
+            throw ValidationError("'\(model)' is neither a preset (\(UNetConfig.presetNames.joined(separator: ", ")), \(GANConfig.presetNames.joined(separator: ", "))) nor a config file")
         }
         let c = try Experiment.load(file: model).config
         print(c.kind.isGAN ? try describeGAN(c.gan) : try UNet(c.model, key: RandomKey(seed: 0)).describe())

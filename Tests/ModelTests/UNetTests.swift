@@ -13,6 +13,10 @@ final class UNetTests: XCTestCase {
         let m = try UNet(.unetM, key: RandomKey(seed: 0))
         XCTAssertEqual(m.parameterCount, 4_021_443)
         XCTAssertEqual(m.forwardFLOPs, 1_951_490_048)
+        // unet-xs: the same counts from bench/models_torch.py's make_unet("unet-xs")
+        let xs = try UNet(.unetXS, key: RandomKey(seed: 0))
+        XCTAssertEqual(xs.parameterCount, 268_915)
+        XCTAssertEqual(xs.forwardFLOPs, 123_717_632)
     }
 
     func testForwardShapesAndConfigErrors() throws {
