@@ -9,7 +9,8 @@
    cost as much as the arithmetic. Here every input value is loaded from L1 per use.
 
    One summation order, by construction, for every tile and ISA:
-     forward  out[o, j] = bias[o] (or +0), then fma over (c ascending, kh, kw);
+     forward  out[o, j] = s_0 + s_1 + … (then + bias[o]), s_b the fma chain from +0 over
+              (c, kh, kw) for the 32 input channels of block b, in order;
      weights  dw[o, c, k] = dw[o, c, k] + tree(lanes), each of the 16 lanes summing its
               windows (j ≡ lane mod 16, images in order, then windows ascending) by fma
               from +0, the lanes added pairwise (8, 4, 2, 1);
@@ -69,18 +70,17 @@ static void ek_cd_pad(const float *in, size_t C, size_t H, size_t W, float *pad)
         for (size_t h = 0; h < H; h++) memcpy(pad + (c * (H + 2) + h + 1) * PW + 1, in + (c * H + h) * W, W * sizeof(float));
 }
 
-/* Output channels o0 .. o0+rows−1 (rows ≤ MR) at windows j0 .. j0+16·NV−1. */
-static inline __attribute__((always_inline)) void ek_cd_tile(const float *pad, size_t C, size_t PW, size_t plane,
+/* Output channels o0 .. o0+rows−1 (rows ≤ MR) at windows j0 .. j0+16·NV−1, input channels
+   c0 .. c1−1 (one channel block): s = fma chain from +0 over (c, kh, kw); first block: y = s,
+   later ones: y = y + s; after the last, y = y + bias. wp points at the block's weights. */
+static inline __attribute__((always_inline)) void ek_cd_tile(const float *pad, size_t c0, size_t c1, size_t PW, size_t plane,
         const float *wp, const float *bias, size_t o0, int rows, int MR, int NV, int half, size_t W, size_t j0,
-        float *out, size_t HW) {
+        float *out, size_t HW, int first, int last) {
     ek_d16 acc[EK_CD_MAXMR][EK_CD_MAXNV];
     size_t poff[EK_CD_MAXNV];
     for (int v = 0; v < NV; v++) { size_t j = j0 + 16 * (size_t)v; poff[v] = (j / W) * PW + j % W; }
-    for (int r = 0; r < MR; r++) {
-        float b = (bias && r < rows) ? bias[o0 + r] : 0.0f;
-        for (int v = 0; v < NV; v++) acc[r][v] = D_SPLAT16(b);
-    }
-    for (size_t c = 0; c < C; c++) {
+    for (int r = 0; r < MR; r++) for (int v = 0; v < NV; v++) acc[r][v] = D_SPLAT16(0);
+    for (size_t c = c0; c < c1; c++) {
         const float *base = pad + c * plane;
 #pragma clang loop unroll(full)
         for (int k = 0; k < 9; k++) {
@@ -95,26 +95,43 @@ static inline __attribute__((always_inline)) void ek_cd_tile(const float *pad, s
         }
     }
     for (int r = 0; r < rows; r++)
-        for (int v = 0; v < NV; v++) D_STORE16(out + (o0 + r) * HW + j0 + 16 * (size_t)v, acc[r][v]);
+        for (int v = 0; v < NV; v++) {
+            float *y = out + (o0 + r) * HW + j0 + 16 * (size_t)v;
+            ek_d16 t = acc[r][v];
+            if (!first) t = D_LOAD16(y) + t;
+            if (last && bias) t = t + D_SPLAT16(bias[o0 + r]);
+            D_STORE16(y, t);
+        }
 }
+
+/* Input channels per block: the summation order's k-block (288 products of a 3×3 kernel),
+   and what keeps a block's input rows in L1 while every output block reads them. */
+#define EK_CD_CB 32
 
 static inline __attribute__((always_inline)) void ek_cd_image_body(const float *in, size_t C, size_t H, size_t W,
         const float *packed, size_t O, const float *bias, float *out, float *pad, int MR, int NV, int half) {
+    (void)in;
     size_t PW = W + 2, plane = (H + 2) * PW, HW = H * W, K = C * 9;
     size_t blocks = (O + (size_t)MR - 1) / (size_t)MR;
-    size_t j0 = 0;
-    for (; j0 + 16 * (size_t)NV <= HW; j0 += 16 * (size_t)NV)
-        for (size_t ob = 0; ob < blocks; ob++) {
-            size_t o0 = ob * (size_t)MR;
-            int rows = (int)(O - o0 < (size_t)MR ? O - o0 : (size_t)MR);
-            ek_cd_tile(pad, C, PW, plane, packed + ob * K * (size_t)MR, bias, o0, rows, MR, NV, half, W, j0, out, HW);
-        }
-    for (; j0 < HW; j0 += 16)
-        for (size_t ob = 0; ob < blocks; ob++) {
-            size_t o0 = ob * (size_t)MR;
-            int rows = (int)(O - o0 < (size_t)MR ? O - o0 : (size_t)MR);
-            ek_cd_tile(pad, C, PW, plane, packed + ob * K * (size_t)MR, bias, o0, rows, MR, 1, half, W, j0, out, HW);
-        }
+    for (size_t c0 = 0; c0 < C; c0 += EK_CD_CB) {
+        size_t c1 = C - c0 < EK_CD_CB ? C : c0 + EK_CD_CB;
+        int first = c0 == 0, last = c1 == C;
+        size_t j0 = 0;
+        for (; j0 + 16 * (size_t)NV <= HW; j0 += 16 * (size_t)NV)
+            for (size_t ob = 0; ob < blocks; ob++) {
+                size_t o0 = ob * (size_t)MR;
+                int rows = (int)(O - o0 < (size_t)MR ? O - o0 : (size_t)MR);
+                ek_cd_tile(pad, c0, c1, PW, plane, packed + (ob * K + c0 * 9) * (size_t)MR, bias, o0, rows, MR, NV, half, W, j0,
+                           out, HW, first, last);
+            }
+        for (; j0 < HW; j0 += 16)
+            for (size_t ob = 0; ob < blocks; ob++) {
+                size_t o0 = ob * (size_t)MR;
+                int rows = (int)(O - o0 < (size_t)MR ? O - o0 : (size_t)MR);
+                ek_cd_tile(pad, c0, c1, PW, plane, packed + (ob * K + c0 * 9) * (size_t)MR, bias, o0, rows, MR, 1, half, W, j0,
+                           out, HW, first, last);
+            }
+    }
 }
 
 /* Σ over the windows of `count` images for output channels o0 .. o0+MO−1 and input channel

@@ -24,23 +24,40 @@ struct Bench: ParsableCommand {
         @Flag(help: "Print a per-op time profile of one training step (EIDETIC_PROFILE_DETAIL=1: per conv shape).") var profile = false
         @Option(help: "Python with PyTorch for the reference (bench/bench_torch.py); \"none\" skips it.")
         var torch: String = "bench/.venv/bin/python"
+        @Option(help: ArgumentHelp("Instead of timing: write one float32 forward + backward of --preset (weights, inputs, output, loss, gradients) to this HDF5 file for bench/check_unet_torch.py.", valueName: "file"))
+        var exportCheck: String?
+        @Option(help: "--export-check: U-Net preset (\(UNetConfig.presetNames.joined(separator: ", "))).") var preset = "unet-s"
+        @Option(help: "--export-check: batch size.") var checkBatch = 4
+        @Option(help: "--export-check: seed of the weights and inputs.") var checkSeed: UInt64 = 1
+        @Flag(help: "--export-check: overwrite an existing file.") var force = false
 
         func validate() throws {
             try Check.atLeast(threads, 1, "--threads")
             try Check.atLeast(steps, 1, "--steps")
             try Check.atLeast(rounds, 1, "--rounds")
+            try Check.atLeast(checkBatch, 1, "--check-batch")
         }
 
         func run() throws {
             Threads.count = threads
+            if let path = exportCheck {
+                if !force && FileManager.default.fileExists(atPath: path) {
+                    throw ValidationError("--export-check: \(path) exists (pass --force to overwrite it)")
+                }
+                print(try UNetCheckExport.export(preset: preset, to: path, batch: checkBatch, seed: checkSeed))
+                return
+            }
             let reference = TorchReference(torch)
             var rows: [(String, Double, Double?, Double, (median: Double, low: Double, high: Double)?)] = []
             for name in only.split(separator: ",").map(String.init) {
                 let parts = name.split(separator: "-")
-                guard parts.count == 4, let config = UNetConfig.preset("\(parts[0])-\(parts[1])"), let batch = Int(parts[3].dropFirst()),
-                      batch >= 1, ["train", "sample"].contains(parts[2]) else {
-                    throw ValidationError("unknown configuration \(name) (name-train-bB or name-sample-bB, name one of \(UNetConfig.presetNames.joined(separator: ", ")))")
+                // an optional "-rN" runs the preset on N×N images (unet-xs-train-b32-r16: the lab job's shape)
+                let size = parts.count == 5 && parts[4].hasPrefix("r") ? Int(parts[4].dropFirst()) : (parts.count == 4 ? 32 : nil)
+                guard parts.count == 4 || parts.count == 5, var config = UNetConfig.preset("\(parts[0])-\(parts[1])"),
+                      let batch = Int(parts[3].dropFirst()), batch >= 1, ["train", "sample"].contains(parts[2]), let size, size >= 4, size % 4 == 0 else {
+                    throw ValidationError("unknown configuration \(name) (name-train-bB or name-sample-bB, optionally -rN for N×N images; name one of \(UNetConfig.presetNames.joined(separator: ", ")))")
                 }
+                config.imageSize = size
                 // Rounds alternate Eidetic and PyTorch, so that slow drifts of a shared machine
                 // fall on both; the row reports medians over rounds.
                 var ours: [Double] = [], theirs: [Double] = [], ratios: [Double] = [], gflops = 0.0

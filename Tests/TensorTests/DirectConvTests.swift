@@ -7,8 +7,9 @@ import Tensor
 /// comparing with the kernel's own bits).
 final class DirectConvTests: XCTestCase {
     /// (c, o, h, w): output channels that fill 8-row tiles and ones that do not; widths of
-    /// 8 (two rows per vector), 16, 32 and 48 (a row of two vectors plus one).
-    let shapes = [(5, 11, 8, 8), (9, 16, 6, 16), (16, 8, 2, 32), (7, 13, 4, 48), (12, 20, 8, 8), (3, 17, 4, 16)]
+    /// 8 (two rows per vector), 16, 32 and 48 (a row of two vectors plus one); 70 input
+    /// channels: three channel blocks of the forward's order (32, 32, 6).
+    let shapes = [(5, 11, 8, 8), (9, 16, 6, 16), (16, 8, 2, 32), (7, 13, 4, 48), (12, 20, 8, 8), (3, 17, 4, 16), (70, 9, 4, 16)]
 
     /// y[n, o, i, j] = b[o] + Σ w[o, c, a, b'] x[n, c, i + a − 1, j + b' − 1] in Double, with
     /// dx, dW and db for upstream g.
@@ -55,7 +56,9 @@ final class DirectConvTests: XCTestCase {
             assertClose(Tensor.conv2d(x, weight: w, padding: 1).scalars, reference(x.doubles, w.doubles, [Double](repeating: 0, count: o),
                                                                                  g.doubles, n: n, c: c, o: o, h: h, wd: wd).y, "no bias \(what)")
 
-            // the path: image 3's output is the kernel's own bits
+            // the path: image 3's output is the kernel's own bits (layers with ≤ 4 channels
+            // on a side take conv3x3.c's kernel instead)
+            if min(c, o) <= 4 { continue }
             let isa = ek_sgemm_best_isa()
             var packed = [Float](repeating: .nan, count: ek_conv3x3d_packed_floats(isa, o, c))
             var pad = [Float](repeating: .nan, count: ek_conv3x3d_pad_floats(c, h, wd))
@@ -63,7 +66,7 @@ final class DirectConvTests: XCTestCase {
             let xs = x.scalars, ws = w.scalars, bs = b.scalars, image = c * h * wd
             ek_conv3x3d_pack(isa, ws, o, c, 0, &packed)
             XCTAssertEqual(xs.withUnsafeBufferPointer { ek_conv3x3d_image(isa, $0.baseAddress! + 3 * image, c, h, wd, packed, o, bs, &out, &pad) }, 0)
-            XCTAssertEqual(out, Array(y.scalars[(3 * o * h * wd)..<(4 * o * h * wd)]), "conv2d is the direct kernel \(what)")
+            XCTAssertTrue(out == Array(y.scalars[(3 * o * h * wd)..<(4 * o * h * wd)]), "conv2d is the direct kernel \(what)")
         }
     }
 
