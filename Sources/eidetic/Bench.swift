@@ -76,15 +76,7 @@ struct Bench: ParsableCommand {
                 rows.append((name, oursMedian, theirs.isEmpty ? nil : median(theirs), gflops * oursMedian,
                              ratios.isEmpty ? nil : (median(ratios), ratios.min()!, ratios.max()!)))
             }
-            print("\nconfiguration          Eidetic img/s  GFLOP/s   PyTorch img/s   ratio (threads \(threads); medians over \(rounds) round\(rounds == 1 ? "" : "s"))")
-            for (name, ours, theirs, gf, ratio) in rows {
-                var r = "            –       –"
-                if let theirs, let ratio {
-                    r = String(format: "%13.1f   %5.2f×", theirs, ratio.median)
-                    if rounds > 1 { r += String(format: " (rounds %.2f–%.2f×)", ratio.low, ratio.high) }
-                }
-                print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%13.1f  %7.1f   ", ours, gf) + r)
-            }
+            printRatioTable(rows, threads: threads, rounds: rounds)
         }
     }
 
@@ -327,6 +319,20 @@ enum UNetStepBenchmark {
     }
 }
 
+/// The summary table of `bench unet` and `bench dcgan`: per configuration, Eidetic's median
+/// images/s and GFLOP/s, PyTorch's median images/s, the median ratio and its round range.
+func printRatioTable(_ rows: [(String, Double, Double?, Double, (median: Double, low: Double, high: Double)?)], threads: Int, rounds: Int) {
+    print("\nconfiguration          Eidetic img/s  GFLOP/s   PyTorch img/s   ratio (threads \(threads); medians over \(rounds) round\(rounds == 1 ? "" : "s"))")
+    for (name, ours, theirs, gf, ratio) in rows {
+        var r = "            –       –"
+        if let theirs, let ratio {
+            r = String(format: "%13.1f   %5.2f×", theirs, ratio.median)
+            if rounds > 1 { r += String(format: " (rounds %.2f–%.2f×)", ratio.low, ratio.high) }
+        }
+        print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%13.1f  %7.1f   ", ours, gf) + r)
+    }
+}
+
 /// Prints a per-op profile (`Profiler.report()` rows), largest first.
 func printProfile(_ rows: [(String, Double, Int)]) {
     let total = rows.reduce(0) { $0 + $1.1 }
@@ -480,15 +486,7 @@ extension Bench {
                 rows.append((name, oursMedian, theirs.isEmpty ? nil : median(theirs), flops * oursMedian / Double(batch) / 1e9,
                              ratios.isEmpty ? nil : (median(ratios), ratios.min()!, ratios.max()!)))
             }
-            print("\nconfiguration          Eidetic img/s  GFLOP/s   PyTorch img/s   ratio (threads \(threads); medians over \(rounds) round\(rounds == 1 ? "" : "s"))")
-            for (name, ours, theirs, gf, ratio) in rows {
-                var r = "            –       –"
-                if let theirs, let ratio {
-                    r = String(format: "%13.1f   %5.2f×", theirs, ratio.median)
-                    if rounds > 1 { r += String(format: " (rounds %.2f–%.2f×)", ratio.low, ratio.high) }
-                }
-                print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%13.1f  %7.1f   ", ours, gf) + r)
-            }
+            printRatioTable(rows, threads: threads, rounds: rounds)
         }
     }
 }

@@ -22,11 +22,7 @@ final class ConvolutionTests: XCTestCase {
     }
 
     func assertClose(_ a: [Float], _ b: [Double], rtol: Double = 1e-5, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(a.count, b.count, what, file: file, line: line)
-        let scale = b.map { Swift.abs($0) }.max() ?? 1
-        var worst = 0.0
-        for (u, v) in zip(a, b) { worst = max(worst, Swift.abs(Double(u) - v) / max(scale, 1e-12)) }
-        XCTAssertLessThan(worst, rtol, "\(what): max error relative to max |value| = \(worst)", file: file, line: line)
+        assertCloseToDoubles(a, b, rtol: rtol, what, file: file, line: line)
     }
 
     func testConv2dMatchesDirectConvolution() {
@@ -211,4 +207,13 @@ final class ConvolutionTests: XCTestCase {
             XCTAssertEqual(one.scalars, Array(all.scalars[(i * 4096)..<((i + 1) * 4096)]))
         }
     }
+}
+
+/// Max |a − b| relative to max |b| below `rtol` (Float results against a Double reference).
+func assertCloseToDoubles(_ a: [Float], _ b: [Double], rtol: Double, _ what: String, file: StaticString, line: UInt) {
+    XCTAssertEqual(a.count, b.count, what, file: file, line: line)
+    let scale = b.map { Swift.abs($0) }.max() ?? 1
+    var worst = 0.0
+    for (u, v) in zip(a, b) { worst = max(worst, Swift.abs(Double(u) - v) / max(scale, 1e-12)) }
+    XCTAssertLessThan(worst, rtol, "\(what): max error relative to max |value| = \(worst)", file: file, line: line)
 }

@@ -33,11 +33,7 @@ final class DirectConvTests: XCTestCase {
     }
 
     func assertClose(_ a: [Float], _ b: [Double], rtol: Double = 1e-5, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(a.count, b.count, what, file: file, line: line)
-        let scale = b.map { Swift.abs($0) }.max() ?? 1
-        var worst = 0.0
-        for (u, v) in zip(a, b) { worst = max(worst, Swift.abs(Double(u) - v) / max(scale, 1e-12)) }
-        XCTAssertLessThan(worst, rtol, "\(what): max error relative to max |value| = \(worst)", file: file, line: line)
+        assertCloseToDoubles(a, b, rtol: rtol, what, file: file, line: line)
     }
 
     func testConv2dTakesTheDirectKernelAndMatchesDoubleLoops() {
