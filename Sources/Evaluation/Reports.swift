@@ -52,7 +52,7 @@ public enum EvalOutput {
         guard access(parent, W_OK) == 0 else { throw EvaluationError.input("\(parent): not writable") }
         // temporaries of killed evaluations of this folder
         for n in (try? fm.contentsOfDirectory(atPath: parent)) ?? [] where n.hasPrefix("." + (folder as NSString).lastPathComponent + ".tmp-") {
-            if let pid = Int32(n.split(separator: "-").dropLast().last ?? ""), kill(pid, 0) == 0 { continue }
+            if let pid = Int32(n.split(separator: "-").dropLast().last ?? ""), processIsAlive(pid) { continue }
             try? fm.removeItem(atPath: parent + "/" + n)
         }
         let tmp = parent + "/." + (folder as NSString).lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"

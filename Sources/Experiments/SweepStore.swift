@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import HDF5
 
 /// One job of a sweep, as the database holds it.
 public struct JobRecord: Codable, Equatable, Sendable, FetchableRecord, PersistableRecord {
@@ -138,12 +139,12 @@ public final class SweepStore {
         try db.read { d in try JobRecord.fetchAll(d, sql: "SELECT * FROM job WHERE sweep = ? AND current = 1 ORDER BY idx", arguments: [sweep]) }
     }
 
-    /// Whether a running job's process is gone: on this host its pid is dead; anywhere,
+    /// Whether a running job's process is gone: on this host its pid is dead (or a zombie); anywhere,
     /// its heartbeat is older than `staleSeconds`.
     public static func isStale(_ j: JobRecord, now: Double = SweepStore.now) -> Bool {
         guard j.state == "running" else { return false }
         if let hb = j.heartbeat, now - hb > staleSeconds { return true }
-        if j.host == hostName, let pid = j.pid { return kill(pid_t(pid), 0) != 0 && errno == ESRCH }
+        if j.host == hostName, let pid = j.pid { return !processIsAlive(pid_t(pid)) }
         return false
     }
 

@@ -69,6 +69,21 @@ public func writeAtomically(to path: String, _ write: (String) throws -> Void) t
     }
 }
 
+/// Whether process `pid` exists and is not a zombie. A killed worker whose parent died too is
+/// reparented to PID 1; where PID 1 does not reap (some VM and container inits), it stays a
+/// zombie that `kill(pid, 0)` still reports as present.
+public func processIsAlive(_ pid: pid_t) -> Bool {
+    guard pid > 0, kill(pid, 0) == 0 || errno != ESRCH else { return false }
+    #if os(Linux)
+    // /proc/PID/stat: "pid (comm) S …"; comm may hold spaces or parentheses, so read past the last ")"
+    if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") {
+        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+        if state == "Z" || state == "X" { return false }
+    }
+    #endif
+    return true
+}
+
 /// Removes `.NAME.tmp-PID-RAND` files beside `path` whose writer process no longer exists
 /// (a killed atomic write of the same file); those of live processes are left alone.
 public func removeDeadTemporaries(of path: String) {
@@ -77,7 +92,7 @@ public func removeDeadTemporaries(of path: String) {
     for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(prefix) {
         let fields = name.dropFirst(prefix.count).split(separator: "-")
         guard fields.count == 2, let pid = pid_t(fields[0]) else { continue }
-        if kill(pid, 0) != 0 && errno == ESRCH { unlink(dir + "/" + name) }
+        if !processIsAlive(pid) { unlink(dir + "/" + name) }
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import HDF5
 
 /// One writer per run directory: an advisory `flock` on `<run>/.lock`. Training holds it
 /// exclusively; sampling and evaluation hold it shared (they read the checkpoint and write
@@ -28,7 +29,7 @@ public final class RunLock {
             if err == EWOULDBLOCK {
                 // the text names the last exclusive holder; if that process is gone, the
                 // holders now are samplers or evaluators (shared holders leave no text)
-                if let pid = holderPID(holder), kill(pid, 0) != 0 { holder = "" }
+                if let pid = holderPID(holder), !processIsAlive(pid) { holder = "" }
                 let who = holder.isEmpty ? "a sampling or evaluation process reads it" : holder
                 throw TrainingError.runDirectory("\(directory) is in use (\(who)); \(purpose) refused — wait for it to finish or stop it")
             }

@@ -133,3 +133,23 @@ final class TensorFileTests: XCTestCase {
         return s
     }
 }
+
+/// `processIsAlive` treats a zombie as dead: a killed sweep worker whose runner died too is
+/// reparented to PID 1, and where PID 1 does not reap, `kill(pid, 0)` still finds it.
+final class ProcessLivenessTests: XCTestCase {
+    func testZombieIsNotAlive() throws {
+        var pid: pid_t = 0
+        let args: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
+        defer { for a in args { free(a) } }
+        XCTAssertEqual(posix_spawn(&pid, "/bin/true", nil, nil, args, environ), 0)
+        XCTAssertTrue(processIsAlive(getpid()))
+        // not reaped yet: a zombie once it has exited
+        let deadline = Date().addingTimeInterval(10)
+        while processIsAlive(pid) && Date() < deadline { usleep(10_000) }
+        XCTAssertEqual(kill(pid, 0), 0, "the zombie is still there for kill(pid, 0)")
+        XCTAssertFalse(processIsAlive(pid))
+        var status: Int32 = 0
+        XCTAssertEqual(waitpid(pid, &status, 0), pid)
+        XCTAssertFalse(processIsAlive(pid))
+    }
+}
