@@ -108,9 +108,9 @@ static inline __attribute__((always_inline)) void ek_cd_tile(const float *pad, s
    and what keeps a block's input rows in L1 while every output block reads them. */
 #define EK_CD_CB 32
 
-static inline __attribute__((always_inline)) void ek_cd_image_body(const float *in, size_t C, size_t H, size_t W,
+/* The image already padded into `pad` (ek_conv3x3d_image does it once). */
+static inline __attribute__((always_inline)) void ek_cd_image_body(size_t C, size_t H, size_t W,
         const float *packed, size_t O, const float *bias, float *out, float *pad, int MR, int NV, int half) {
-    (void)in;
     size_t PW = W + 2, plane = (H + 2) * PW, HW = H * W, K = C * 9;
     size_t blocks = (O + (size_t)MR - 1) / (size_t)MR;
     for (size_t c0 = 0; c0 < C; c0 += EK_CD_CB) {
@@ -171,39 +171,25 @@ static inline __attribute__((always_inline)) void ek_cd_wgrad_body(const float *
     }
 }
 
-static void ek_cd_image_portable(const float *in, size_t C, size_t H, size_t W, const float *packed, size_t O,
-                                 const float *bias, float *out, float *pad) {
-    if (W == 8) ek_cd_image_body(in, C, H, W, packed, O, bias, out, pad, 4, 1, 1);
-    else ek_cd_image_body(in, C, H, W, packed, O, bias, out, pad, 4, 1, 0);
-}
-static void ek_cd_wgrad_portable(const float *pad, size_t count, size_t C, size_t H, size_t W, const float *gy, size_t O, size_t ob, size_t oe, float *dw) {
-    if (W == 8) ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, 1, 1);
-    else ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, 1, 0);
-}
+/* One image kernel and one weight-gradient kernel per ISA: the tile (MR × NV for the image,
+   MO output channels for the gradient) and the target features are all that differ; W = 8
+   (two rows per vector) is its own specialisation. */
+#define EK_CD_CLONE(SUFFIX, TARGET, MR, NV, MO) \
+    TARGET static void ek_cd_image_##SUFFIX(size_t C, size_t H, size_t W, const float *packed, \
+                                            size_t O, const float *bias, float *out, float *pad) { \
+        if (W == 8) ek_cd_image_body(C, H, W, packed, O, bias, out, pad, MR, NV, 1); \
+        else ek_cd_image_body(C, H, W, packed, O, bias, out, pad, MR, NV, 0); \
+    } \
+    TARGET static void ek_cd_wgrad_##SUFFIX(const float *pad, size_t count, size_t C, size_t H, size_t W, const float *gy, \
+                                            size_t O, size_t ob, size_t oe, float *dw) { \
+        if (W == 8) ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, MO, 1); \
+        else ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, MO, 0); \
+    }
 
+EK_CD_CLONE(portable, , 4, 1, 1)
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-__attribute__((target("avx2,fma")))
-static void ek_cd_image_avx2(const float *in, size_t C, size_t H, size_t W, const float *packed, size_t O,
-                             const float *bias, float *out, float *pad) {
-    if (W == 8) ek_cd_image_body(in, C, H, W, packed, O, bias, out, pad, 4, 1, 1);
-    else ek_cd_image_body(in, C, H, W, packed, O, bias, out, pad, 4, 1, 0);
-}
-__attribute__((target("avx2,fma")))
-static void ek_cd_wgrad_avx2(const float *pad, size_t count, size_t C, size_t H, size_t W, const float *gy, size_t O, size_t ob, size_t oe, float *dw) {
-    if (W == 8) ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, 1, 1);
-    else ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, 1, 0);
-}
-__attribute__((target("avx512f,avx512vl,avx2,fma")))
-static void ek_cd_image_avx512(const float *in, size_t C, size_t H, size_t W, const float *packed, size_t O,
-                               const float *bias, float *out, float *pad) {
-    if (W == 8) ek_cd_image_body(in, C, H, W, packed, O, bias, out, pad, 8, 2, 1);
-    else ek_cd_image_body(in, C, H, W, packed, O, bias, out, pad, 8, 2, 0);
-}
-__attribute__((target("avx512f,avx512vl,avx2,fma")))
-static void ek_cd_wgrad_avx512(const float *pad, size_t count, size_t C, size_t H, size_t W, const float *gy, size_t O, size_t ob, size_t oe, float *dw) {
-    if (W == 8) ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, 3, 1);
-    else ek_cd_wgrad_body(pad, count, C, H, W, gy, O, ob, oe, dw, 3, 0);
-}
+EK_CD_CLONE(avx2, __attribute__((target("avx2,fma"))), 4, 1, 1)
+EK_CD_CLONE(avx512, __attribute__((target("avx512f,avx512vl,avx2,fma"))), 8, 2, 3)
 #endif
 
 int ek_conv3x3d_image(int isa, const float *in, size_t C, size_t H, size_t W, const float *packed, size_t O,
@@ -213,10 +199,10 @@ int ek_conv3x3d_image(int isa, const float *in, size_t C, size_t H, size_t W, co
     ek_cd_pad(in, C, H, W, pad);
     switch (isa) {
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-    case EK_ISA_AVX512: ek_cd_image_avx512(in, C, H, W, packed, O, bias, out, pad); return 0;
-    case EK_ISA_AVX2: ek_cd_image_avx2(in, C, H, W, packed, O, bias, out, pad); return 0;
+    case EK_ISA_AVX512: ek_cd_image_avx512(C, H, W, packed, O, bias, out, pad); return 0;
+    case EK_ISA_AVX2: ek_cd_image_avx2(C, H, W, packed, O, bias, out, pad); return 0;
 #endif
-    default: ek_cd_image_portable(in, C, H, W, packed, O, bias, out, pad); return 0;
+    default: ek_cd_image_portable(C, H, W, packed, O, bias, out, pad); return 0;
     }
 }
 
