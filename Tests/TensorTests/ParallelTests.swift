@@ -1,3 +1,4 @@
+import Foundation
 import Dispatch
 import Tensor
 import XCTest
@@ -25,8 +26,11 @@ final class ParallelTests: XCTestCase {
                 if worker < 0 || worker >= slots { badSlot = true }
                 if chunk % 7 == 0 {
                     // a job inside a job runs inline on this thread
+                    // (with one chunk, run() works inline on the caller, so this job is not
+                    // nested and its ranges may run on several threads: sum under a lock)
                     var sum = 0
-                    Parallel.forRanges(100, cost: 10_000_000) { r in sum += r.count }
+                    let lock = NSLock()
+                    Parallel.forRanges(100, cost: 10_000_000) { r in lock.lock(); sum += r.count; lock.unlock() }
                     if sum != 100 { visits[chunk] += 100 }
                 }
             }
