@@ -286,6 +286,10 @@ public final class Trainer {
                 let elapsed = Date().timeIntervalSince(start)
                 let ips = Double((step - startStep) * config.imagesPerStep) / max(elapsed, 1e-9)
                 let eta = Double(total - step) * Double(config.imagesPerStep) / max(ips, 1e-9)
+                // the metrics line goes first (restore() drops lines past the checkpoint), the
+                // human line after the checkpoint: "step N/N" in log.txt means step N is durable,
+                // so a finished run never logs its last step twice
+                var human: String?
                 if step % config.train.logEvery == 0 || step == total {
                     let means = metrics.indices.map { i in (metrics[i].name, recent.reduce(0) { $0 + $1[i].value } / Double(recent.count)) }
                     recent.removeAll()
@@ -294,15 +298,17 @@ public final class Trainer {
                     let line = String(format: "{\"step\": %d, \"images\": %d, %@%@, \"images_per_sec\": %.2f, \"lr\": %.6g, \"elapsed_s\": %.1f}",
                                       step, step * config.imagesPerStep, fields, dp, ips, rate, elapsed)
                     directory.appendMetrics(line)
-                    let human = String(format: "step %d/%d  %@  %.1f img/s  ETA %@", step, total, Trainer.format(means), ips, formatDuration(eta))
-                    if !isTTY { output(human) }
-                    directory.appendLog(human)
+                    human = String(format: "step %d/%d  %@  %.1f img/s  ETA %@", step, total, Trainer.format(means), ips, formatDuration(eta))
                 }
-                if isTTY { print("\r" + String(format: "step %d/%d  %@  %.1f img/s  ETA %@   ", step, total, Trainer.format(metrics), ips, formatDuration(eta)), terminator: "") ; fflush(stdout) }
                 if step % config.train.checkpointEvery == 0 || step == total {
                     try saveCheckpoint()
                     directory.writeStatus(statusFields(step == total ? "done" : "running"))
                 }
+                if let human {
+                    if !isTTY { output(human) }
+                    directory.appendLog(human)
+                }
+                if isTTY { print("\r" + String(format: "step %d/%d  %@  %.1f img/s  ETA %@   ", step, total, Trainer.format(metrics), ips, formatDuration(eta)), terminator: "") ; fflush(stdout) }
             }
             if isTTY { print("") }
             if step < total, step % config.train.checkpointEvery != 0 { try saveCheckpoint() }
