@@ -266,6 +266,35 @@ void ek_knn_exact_tile(const uint8_t *a, size_t qk, const int64_t *qn,
     }
 }
 
+size_t ek_pairs_within_tile(const uint8_t *a, size_t qk, const int64_t *qn, size_t q0,
+                            const uint8_t *b, size_t nr, const int64_t *rterm, size_t d,
+                            int64_t bound, uint64_t *out, size_t cap, int32_t *buf) {
+    const size_t d4 = (d + 3) / 4, qpanels = (qk + EK_DOT_MR - 1) / EK_DOT_MR;
+    const size_t apanel = EK_DOT_MR * d4 * 4, bpanel = EK_DOT_NR * d4 * 4;
+    size_t found = 0;
+    /* only j > q0 + i counts: start at the reference block holding q0 + 1 */
+    for (size_t rs = (q0 + 1) / EK_REF_BLOCK * EK_REF_BLOCK; rs < nr; rs += EK_REF_BLOCK) {
+        const size_t rk = nr - rs < EK_REF_BLOCK ? nr - rs : EK_REF_BLOCK;
+        const size_t rpanels = (rk + EK_DOT_NR - 1) / EK_DOT_NR;
+        for (size_t p = 0; p < qpanels; p++)
+            for (size_t j = 0; j < rpanels; j++)
+                ek_dot_12x32((const int8_t *)(a + p * apanel), b + (rs / EK_DOT_NR + j) * bpanel, d4,
+                             buf + p * EK_DOT_MR * EK_REF_BLOCK + j * EK_DOT_NR, EK_REF_BLOCK);
+        for (size_t i = 0; i < qk; i++) {
+            const int32_t *row = buf + i * EK_REF_BLOCK;
+            const size_t q = q0 + i;
+            for (size_t j = q + 1 > rs ? q + 1 - rs : 0; j < rk; j++) {
+                const int64_t dist = qn[i] + rterm[rs + j] - 2 * (int64_t)row[j];
+                if (dist <= bound) {
+                    if (found < cap) out[found] = ((uint64_t)q << 32) | (uint64_t)(rs + j);
+                    found++;
+                }
+            }
+        }
+    }
+    return found;
+}
+
 /* Row-invariant matrix product C[i, :] = Σ_k A[i, k] · B[k, :] (B row-major [k][n], ldb).
    Every element is the plain sequential sum over k = 0, 1, …, K−1 of rounded products,
    with floating-point contraction off, so its value depends only on row i of A and on B —

@@ -36,6 +36,46 @@ public final class DatasetFile {
         }
     }
 
+    /// Writes one split block by block, in the layout of `write`, so a file of 2^20 images
+    /// never sits in memory: `append` blocks in order, then `close` (which checks that all
+    /// `count` rows came and writes the labels). Write to a temporary path and rename
+    /// (`writeAtomically`); `file` takes extra datasets before `close`.
+    public final class SplitWriter {
+        public let file: HDF5File
+        public let split: String
+        public let count: Int
+        public private(set) var written = 0
+        let rowBytes: Int
+        var labels: [Int64] = []
+
+        public init(path: String, split: String, count: Int, channels: Int, height: Int, width: Int,
+                    classNames: [String], attributes: [String: AttributeValue]) throws {
+            precondition(count >= 1 && channels >= 1 && height >= 1 && width >= 1, "SplitWriter: empty shape")
+            file = try HDF5File.create(path)
+            self.split = split; self.count = count; rowBytes = channels * height * width
+            try file.setAttribute("format", .string(DatasetFile.format))
+            for (k, v) in attributes.sorted(by: { $0.key < $1.key }) { try file.setAttribute(k, v) }
+            try file.write("class_names", strings: classNames)
+            try file.create("\(split)/images", shape: [count, channels, height, width], element: .uint8, compression: 4, chunkRows: 1)
+            labels.reserveCapacity(count)
+        }
+
+        /// The next rows: whole images, one label each.
+        public func append(images: [UInt8], labels l: [Int]) throws {
+            precondition(images.count == l.count * rowBytes && written + l.count <= count,
+                         "SplitWriter: \(images.count) bytes and \(l.count) labels after \(written) of \(count) rows")
+            try file.writeRows("\(split)/images", start: written, uint8: images)
+            labels.append(contentsOf: l.map(Int64.init))
+            written += l.count
+        }
+
+        public func close() throws {
+            precondition(written == count, "SplitWriter: \(written) of \(count) rows written")
+            try file.write("\(split)/labels", int64: labels, shape: [count])
+            try file.close()
+        }
+    }
+
     public init(_ path: String) throws {
         self.path = path
         do { file = try HDF5File.open(path) } catch { throw DataError.badFormat(file: path, detail: "not an HDF5 file (missing, truncated or another format)") }
@@ -79,6 +119,18 @@ public final class DatasetFile {
         let (images, _) = try file.readUInt8(("\(split)/images"))
         let labels = try checkedLabels(split, count: s[0])
         return ImageSet(images: images, labels: labels, channels: s[1], height: s[2], width: s[3], classNames: classNames)
+    }
+
+    /// The split's labels (checked class indices), without its images.
+    public func labels(_ split: String) throws -> [Int] { try checkedLabels(split, count: try shape(split)[0]) }
+
+    /// Rows `range` of a split given its `labels` (from `labels(_:)`, read once): the block
+    /// reads of streamed evaluations.
+    public func block(_ split: String, _ range: Range<Int>, labels: [Int]) throws -> ImageSet {
+        let s = try shape(split)
+        precondition(range.lowerBound >= 0 && range.upperBound <= s[0] && labels.count == s[0], "DatasetFile.block: rows \(range) of \(s[0])")
+        let images = try file.readUInt8Rows("\(split)/images", indices: Array(range))
+        return ImageSet(images: images, labels: Array(labels[range]), channels: s[1], height: s[2], width: s[3], classNames: classNames)
     }
 
     /// Rows `indices` of a split, read without loading the rest.

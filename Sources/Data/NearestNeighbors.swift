@@ -36,12 +36,17 @@ public enum NearestNeighbors {
         return (0..<table.queries).map { table.neighbors(of: $0) }
     }
 
-    /// All pairs (i < j) within one set whose normalized ℓ2 is below `threshold`: Float32
-    /// GEMM tiles on or above the diagonal (the centred rows and norms of `ReferenceIndex`)
-    /// give candidates with slack for rounding; each is confirmed exactly in integers.
-    public static func pairsWithin(_ set: ImageSet, threshold: Double) -> [(Int, Int, Double)] {
+    /// All pairs (i < j) within one set whose normalized ℓ2 is below `threshold`, ordered by
+    /// (i, j): the all-pairs search of deduplication plans and the clique filter. With the
+    /// int8 kernel (`ReferenceIndex.Kernel.best`) every distance is exact in integers and
+    /// only pairs at most the threshold (with a hair of slack) come out of the kernel;
+    /// otherwise Float32 GEMM tiles give candidates with slack for rounding. Either way each
+    /// candidate is confirmed by `normalizedL2`, so both kernels return the same pairs.
+    public static func pairsWithin(_ set: ImageSet, threshold: Double, kernel: ReferenceIndex.Kernel? = nil) -> [(Int, Int, Double)] {
         let d = set.imageSize, n = set.count
         guard n > 1 else { return [] }
+        let kernel = kernel ?? (d <= 65_536 && n < Int(Int32.max) ? ReferenceIndex.Kernel.best : .float32)
+        if kernel == .int8 { return pairsWithinInt8(set, threshold: threshold) }
         let index = ReferenceIndex(set, kernel: .float32)  // the threshold search below reads its Float32 tiles
         // squared, [0,1]-scaled distance bound, with slack for Float32 rounding
         let bound = Float(threshold * threshold * Double(d)) * 1.01 + 1e-3
@@ -61,7 +66,48 @@ public enum NearestNeighbors {
                 }
             }
         } } }
-        return candidates.compactMap { i, j in
+        return candidates.sorted { $0 < $1 }.compactMap { i, j in
+            let dist = normalizedL2(set.image(i), set.image(j))
+            return dist < threshold ? (i, j, dist) : nil
+        }
+    }
+
+    /// Rows per task of the int8 threshold search (a multiple of the kernel's 12-row panels;
+    /// tasks go to whichever thread is free, so the shorter rows near the end balance out).
+    static let pairsTile = 240
+
+    static func pairsWithinInt8(_ set: ImageSet, threshold: Double) -> [(Int, Int, Double)] {
+        let d = set.imageSize, n = set.count
+        let index = ReferenceIndex(set, kernel: .int8)
+        // squared distance in pixel units: ℓ2 < t ⇔ Σ(a − b)² < t²·d·255²; a hair over it,
+        // as normalizedL2 below makes the final call
+        let bound = Int64(min((threshold * threshold * Double(d) * 65025 * (1 + 1e-9)).rounded(.up) + 1, Double(Int64.max / 4)))
+        let tiles = (n + pairsTile - 1) / pairsTile
+        var found = [[UInt64]](repeating: [], count: tiles)
+        found.withUnsafeMutableBufferPointer { fp in
+        set.images.withUnsafeBufferPointer { x in index.packed.withUnsafeBufferPointer { rp in index.referenceTerms.withUnsafeBufferPointer { rt in
+            Parallel.run(chunks: tiles) { tile, _ in
+                let qs = tile * pairsTile, qk = min(pairsTile, n - qs)
+                let mr = Int(EK_DOT_MR), qPadded = (qk + mr - 1) / mr * mr
+                let a = UnsafeMutablePointer<UInt8>.allocate(capacity: ek_panel_bytes(qk, d, mr))
+                let qn = UnsafeMutablePointer<Int64>.allocate(capacity: qk)
+                let buf = UnsafeMutablePointer<Int32>.allocate(capacity: qPadded * Int(EK_REF_BLOCK))
+                defer { a.deallocate(); qn.deallocate(); buf.deallocate() }
+                ek_pack_panels(x.baseAddress! + qs * d, qk, d, mr, 1, a)
+                for i in 0..<qk { qn[i] = ReferenceIndex.squareAndSum(set.images, row: qs + i, dimension: d).0 }
+                var out = [UInt64](repeating: 0, count: 1024)
+                while true {
+                    let count = out.withUnsafeMutableBufferPointer {
+                        ek_pairs_within_tile(a, qk, qn, qs, rp.baseAddress!, n, rt.baseAddress!, d, bound, $0.baseAddress!, $0.count, buf)
+                    }
+                    if count <= out.count { out.removeLast(out.count - count); break }
+                    out = [UInt64](repeating: 0, count: count)   // rare: a set full of near-copies
+                }
+                fp[tile] = out
+            }
+        } } } }
+        return found.flatMap { $0 }.sorted().compactMap { key in
+            let i = Int(key >> 32), j = Int(key & 0xffff_ffff)
             let dist = normalizedL2(set.image(i), set.image(j))
             return dist < threshold ? (i, j, dist) : nil
         }

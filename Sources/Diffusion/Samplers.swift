@@ -47,13 +47,22 @@ extension GaussianDiffusion {
     /// - Returns: [N, C, H, W] in [−1, 1].
     public func sample(model: UNet, seeds: [UInt64], labels: [Int]? = nil, sampler: SamplerConfig,
                        batchSize: Int = 128, progress: ((Int, Int) -> Void)? = nil) -> Tensor {
+        var batches: [Tensor] = []
+        sample(model: model, seeds: seeds, labels: labels, sampler: sampler, batchSize: batchSize, progress: progress) { _, x in batches.append(x) }
+        return Tensor.concat(batches, axis: 0)
+    }
+
+    /// The same samples handed over batch by batch (`each(first index, [B, C, H, W])`), so a
+    /// caller can write 2^20 of them without holding them: the streamed sample files.
+    public func sample(model: UNet, seeds: [UInt64], labels: [Int]? = nil, sampler: SamplerConfig,
+                       batchSize: Int = 128, progress: ((Int, Int) -> Void)? = nil,
+                       each: (Int, Tensor) throws -> Void) rethrows {
         let c = model.config
         precondition(labels == nil || labels!.count == seeds.count, "sample: \(labels!.count) labels for \(seeds.count) seeds")
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
         let imageShape = [c.imageChannels, c.imageSize, c.imageSize]
-        var batches: [Tensor] = []
         var done = 0
         let schedule = sampler.timesteps(total: timesteps)
         for start in stride(from: 0, to: seeds.count, by: max(batchSize, 1)) {
@@ -69,11 +78,10 @@ extension GaussianDiffusion {
                     x = step(x, eps: eps, t: t, prev: prev, sampler: sampler, noise: noise)
                 }
             }
-            batches.append(x)
+            try each(start, x)
             done += idx.count
             progress?(done, seeds.count)
         }
-        return Tensor.concat(batches, axis: 0)
     }
 
     /// ε̂ with optional classifier-free guidance.

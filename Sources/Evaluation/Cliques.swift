@@ -30,6 +30,11 @@ public struct Clique: Codable, Equatable, Sendable {
 }
 
 public enum CliqueFilter {
+    /// Generations per group the evaluation searches for cliques (its first ones): the
+    /// all-pairs search holds the group in memory (32,768 CIFAR images: 100 MB, plus the
+    /// packed copy), and the paper's pools are 500 generations per prompt.
+    public static let poolLimit = 32_768
+
     /// Max over tiles of the per-tile normalized ℓ2 between two planar C×H×W uint8 images.
     public static func tiledL2(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>, channels c: Int, height h: Int, width w: Int, tiles: Int) -> Double {
         let tileOf = tileMap(channels: c, height: h, width: w, tiles: tiles)

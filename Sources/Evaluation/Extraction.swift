@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import HDF5
 
 /// Untargeted extraction from a pool of generations (Carlini et al., 2023, §5.1; paper-spec
 /// §1.4–1.7, §2.3, §11.3): every generation is compared with the training set of the model
@@ -111,10 +112,20 @@ public enum Extraction {
         precondition(training.count >= 2, "extraction: the training set needs at least 2 images (got \(training.count))")
         let ids = datasetIndices ?? Array(0..<training.count)
         precondition(ids.count == training.count, "extraction: \(ids.count) dataset indices for \(training.count) training images")
-        let n = min(max(config.neighbors, 1), training.count)
-        // at least 2 neighbours for the Gu ratio
-        let table = (index ?? ReferenceIndex(training)).search(generations, k: max(n, 2))
-        let samples = (0..<generations.count).map { g -> ExtractionResult.Sample in
+        let n = neighborsUsed(config, trainingCount: training.count)
+        let table = (index ?? ReferenceIndex(training)).search(generations, k: searchK(config, trainingCount: training.count))
+        return (ExtractionResult(config: config, samples: score(table, datasetIndices: ids, config: config, neighborsUsed: n), neighborsUsed: n), table)
+    }
+
+    /// Neighbours in the relative rule's mean: n, or all of a smaller training set.
+    static func neighborsUsed(_ config: ExtractionConfig, trainingCount: Int) -> Int { min(max(config.neighbors, 1), trainingCount) }
+
+    /// Neighbours searched: n, and at least 2 for the Gu ratio.
+    static func searchK(_ config: ExtractionConfig, trainingCount: Int) -> Int { max(neighborsUsed(config, trainingCount: trainingCount), 2) }
+
+    /// The three rules' numbers for every query of a kNN table (nearest first).
+    static func score(_ table: NeighborTable, datasetIndices ids: [Int], config: ExtractionConfig, neighborsUsed n: Int) -> [ExtractionResult.Sample] {
+        (0..<table.queries).map { g -> ExtractionResult.Sample in
             let d = (0..<table.k).map { table.distance(g, $0) }
             let mean = d.prefix(n).reduce(0, +) / Double(n)
             let nearest = table.index(g, 0)
@@ -124,6 +135,47 @@ public enum Extraction {
                 ratio: d[1] > 0 ? d[0] / d[1] : (d[0] == 0 ? 1 : .infinity),
                 copiesWithin: d.prefix(n).filter { $0 < config.l2Threshold }.count)
         }
-        return (ExtractionResult(config: config, samples: samples, neighborsUsed: n), table)
+    }
+
+    /// Rows of a sample file read at a time by `streamed` (≈ 50 MB of CIFAR-sized images).
+    public static let blockRows = 16_384
+
+    /// Extraction of every generation in a sample file, streamed: blocks of `blockRows` rows
+    /// are read, searched against one `ReferenceIndex` of the training set and scored, and
+    /// their kNN rows written to `arrays` (`nearest/distances`, `nearest/positions`,
+    /// `nearest/dataset_indices`, [g, k]) before the next block is read. Memory is one block
+    /// and its table plus ~64 bytes per generation for the result, whatever the pool's size;
+    /// the outcome is the one `evaluate` gives on the whole pool (rows are independent).
+    public static func streamed(samples: DatasetFile, split: String = "samples", training: ImageSet, datasetIndices ids: [Int],
+                                config: ExtractionConfig = ExtractionConfig(), arrays: HDF5File? = nil, blockRows: Int = blockRows,
+                                progress: ((Int, Int) -> Void)? = nil) throws -> ExtractionResult {
+        precondition(training.count >= 2, "extraction: the training set needs at least 2 images (got \(training.count))")
+        precondition(ids.count == training.count, "extraction: \(ids.count) dataset indices for \(training.count) training images")
+        let labels = try samples.labels(split)
+        let g = labels.count
+        let n = neighborsUsed(config, trainingCount: training.count), k = searchK(config, trainingCount: training.count)
+        if let arrays {
+            try arrays.create("nearest/distances", shape: [g, k], element: .float64, chunkRows: 4096)
+            try arrays.create("nearest/positions", shape: [g, k], element: .int64, chunkRows: 4096)
+            try arrays.create("nearest/dataset_indices", shape: [g, k], element: .int64, chunkRows: 4096)
+        }
+        let index = ReferenceIndex(training)
+        var result: [ExtractionResult.Sample] = []
+        result.reserveCapacity(g)
+        for start in stride(from: 0, to: g, by: max(blockRows, 1)) {
+            let block = try samples.block(split, start ..< min(g, start + max(blockRows, 1)), labels: labels)
+            guard block.imageSize == training.imageSize else {
+                throw EvaluationError.input("\(samples.path): samples are \(block.channels)×\(block.height)×\(block.width) but the training images are \(training.channels)×\(training.height)×\(training.width)")
+            }
+            let table = index.search(block, k: k)
+            result += score(table, datasetIndices: ids, config: config, neighborsUsed: n)
+            if let arrays {
+                try arrays.writeRows("nearest/distances", start: start, float64: table.distances)
+                try arrays.writeRows("nearest/positions", start: start, int64: table.indices.map(Int64.init))
+                try arrays.writeRows("nearest/dataset_indices", start: start, int64: table.indices.map { Int64(ids[Int($0)]) })
+            }
+            progress?(start + block.count, g)
+        }
+        return ExtractionResult(config: config, samples: result, neighborsUsed: n)
     }
 }

@@ -101,6 +101,9 @@ public struct ExtractionReport: Codable, Sendable {
         public var recallOfOracle: Double?
         public var cliques: [Clique]
         public var verifiedTrainingIndices: [Int?]
+        /// Set when a group held more than `CliqueFilter.poolLimit` generations: how many
+        /// (the first of each group) the clique search covered.
+        public var searchedGenerations: Int?
     }
     public var samplesFile: String
     public var samplesAttributes: [String: String]
@@ -125,24 +128,41 @@ public struct ExtractionReport: Codable, Sendable {
                                                        settings: Settings(samples: absoluteEvalPath(samplesFile), against: trainingRun.map { absoluteEvalPath($0.path) }, config: config, clique: clique))
         let final = run.path + "/eval/" + folder
         let samplesDS = try DatasetFile(samplesFile)
-        let gens = try samplesDS.load("samples")
-        guard gens.count > 0 else { throw EvaluationError.input("\(samplesFile): holds no samples") }
+        let shape = try samplesDS.shape("samples")
+        guard shape[0] > 0 else { throw EvaluationError.input("\(samplesFile): holds no samples") }
         let ckpt = try trainRun.loadCheckpoint()
         let (split, ids, description) = try ckpt.trainingSelection(path: trainRun.checkpoint)
         let training = split.subset(ids)
-        guard training.imageSize == gens.imageSize && training.channels == gens.channels else {
-            throw EvaluationError.input("\(samplesFile): samples are \(gens.channels)×\(gens.height)×\(gens.width) but \(trainRun.path) trains on \(training.channels)×\(training.height)×\(training.width) images")
+        guard training.channels == shape[1] && training.height == shape[2] && training.width == shape[3] else {
+            throw EvaluationError.input("\(samplesFile): samples are \(shape[1])×\(shape[2])×\(shape[3]) but \(trainRun.path) trains on \(training.channels)×\(training.height)×\(training.width) images")
         }
         let out = try EvalOutput.begin(final, force: force)
-        let (result, table) = Extraction.evaluate(generations: gens, training: training, datasetIndices: ids, config: config)
+        // streamed: blocks of the sample file against one index; the kNN arrays go to disk
+        // block by block (at 2^20 generations they are 1.2 GB)
+        let arrays = try HDF5File.create(out + "/extraction.h5")
+        let result = try Extraction.streamed(samples: samplesDS, training: training, datasetIndices: ids, config: config, arrays: arrays)
         let summary = result.summary(trainingImages: Set(ids).count)
+        let per = result.samples
+        let g = per.count
 
         var cliqueSummary: CliqueSummary? = nil
         if let cc = clique {
             let conditional = samplesDS.attributes["conditional"] == .int(1)
-            let cl = try CliqueFilter.find(gens, groups: conditional ? gens.labels : nil, config: cc)
+            let labels = try samplesDS.labels("samples")
+            // one group at a time, each its first `poolLimit` generations (all-pairs search
+            // over a larger group would hold it in memory)
+            var cl: [Clique] = []
+            var searched = 0
+            for label in (conditional ? Set(labels).sorted() : [-1]) {
+                let members = Array((0..<g).lazy.filter { !conditional || labels[$0] == label }.prefix(CliqueFilter.poolLimit))
+                searched += members.count
+                let pool = try samplesDS.read("samples", indices: members)
+                for c in try CliqueFilter.find(pool, groups: nil, config: cc) {
+                    cl.append(Clique(group: label, members: c.members.map { members[$0] }, medoid: members[c.medoid]))
+                }
+            }
             let verified: [Int?] = cl.map { c in
-                let s = result.samples[c.medoid]
+                let s = per[c.medoid]
                 return result.extractedByRelative(s) ? s.nearestDatasetIndex : nil
             }
             let uniq = Set(verified.compactMap { $0 }).count
@@ -150,25 +170,21 @@ public struct ExtractionReport: Codable, Sendable {
             cliqueSummary = CliqueSummary(config: cc, grouped: conditional, flagged: cl.count, verified: verified.compactMap { $0 }.count,
                                           precision: cl.isEmpty ? nil : Double(verified.compactMap { $0 }.count) / Double(cl.count),
                                           uniqueVerified: uniq, recallOfOracle: oracle == 0 ? nil : Double(uniq) / Double(oracle),
-                                          cliques: cl, verifiedTrainingIndices: verified)
+                                          cliques: cl, verifiedTrainingIndices: verified,
+                                          searchedGenerations: searched < g ? searched : nil)
         }
 
-        // arrays
-        let g = gens.count, k = table.k
-        let per = result.samples
-        try EvalOutput.writeArrays([
-            ("nearest/distances", Tensor(table.distances, shape: [g, k], dtype: .float64)),
-            ("samples/l2", Tensor(per.map(\.l2), shape: [g], dtype: .float64)),
-            ("samples/relative", Tensor(per.map(\.relative), shape: [g], dtype: .float64)),
-            ("samples/ratio", Tensor(per.map(\.ratio), shape: [g], dtype: .float64)),
-            ("samples/mean_l2", Tensor(per.map(\.meanL2), shape: [g], dtype: .float64)),
-        ], int64: [
-            ("nearest/positions", table.indices.map(Int64.init), [g, k]),
-            ("nearest/dataset_indices", table.indices.map { Int64(ids[Int($0)]) }, [g, k]),
-            ("samples/nearest_dataset_index", per.map { Int64($0.nearestDatasetIndex) }, [g]),
-            ("training/dataset_indices", ids.map(Int64.init), [ids.count]),
-        ], attributes: ["samples_file": .string(samplesFile), "training_run": .string(trainRun.path), "command": .string(EvalOutput.command)],
-           to: out + "/extraction.h5")
+        // per-generation arrays (the kNN ones are written already)
+        try arrays.setAttribute("command", .string(EvalOutput.command))
+        try arrays.setAttribute("samples_file", .string(samplesFile))
+        try arrays.setAttribute("training_run", .string(trainRun.path))
+        for (name, v) in [("samples/l2", per.map(\.l2)), ("samples/relative", per.map(\.relative)),
+                          ("samples/ratio", per.map(\.ratio)), ("samples/mean_l2", per.map(\.meanL2))] {
+            try arrays.write(name, tensor: Tensor(v, shape: [g], dtype: .float64))
+        }
+        try arrays.write("samples/nearest_dataset_index", int64: per.map { Int64($0.nearestDatasetIndex) }, shape: [g])
+        try arrays.write("training/dataset_indices", int64: ids.map(Int64.init), shape: [ids.count])
+        try arrays.close()
 
         // pairs grid: the best generation of every extracted image, closest first (or the closest pairs if none)
         var best: [Int: Int] = [:]
@@ -179,8 +195,10 @@ public struct ExtractionReport: Codable, Sendable {
         var shown = best.values.sorted { (per[$0].relative, $0) < (per[$1].relative, $1) }
         let none = shown.isEmpty
         if none { shown = Array(per.indices.sorted { (per[$0].l2, $0) < (per[$1].l2, $1) }.prefix(32)) }
-        let pairs = shown.prefix(128).map { (gens.image($0), training.image(per[$0].nearest)) }
-        try PNG.write(PNG.pairsGrid(pairs, channels: gens.channels, height: gens.height, width: gens.width, pairsPerRow: 8), to: out + "/pairs.png")
+        shown = Array(shown.prefix(128))
+        let shownImages = try samplesDS.read("samples", indices: shown)
+        let pairs = shown.indices.map { (shownImages.image($0), training.image(per[shown[$0]].nearest)) }
+        try PNG.write(PNG.pairsGrid(pairs, channels: training.channels, height: training.height, width: training.width, pairsPerRow: 8), to: out + "/pairs.png")
 
         var plot = SVGPlot(title: "Unique training images extracted", xLabel: "generations", yLabel: "unique extracted (relative ℓ2 < \(config.relativeThreshold))")
         plot.logX = true

@@ -211,6 +211,30 @@ public final class HDF5File {
     /// `compression` (1–9) adds deflate. Modification times are not stored, so the same
     /// content gives the same bytes.
     public func write(_ name: String, shape: [Int], type: hid_t, bytes: UnsafeRawPointer, compression: Int = 0, chunkRows: Int = 0) throws {
+        let ds = try createDataset(name, shape: shape, type: type, compression: compression, chunkRows: chunkRows)
+        defer { H5Dclose(ds) }
+        guard H5Dwrite(ds, type, eh5_s_all(), eh5_s_all(), eh5_p_default(), bytes) >= 0 else {
+            throw HDF5Error.writeFailed(file: path, name: "'\(name)'" + HDF5Error.osReason)
+        }
+    }
+
+    /// Creates dataset `name` of `shape` with no data yet, to be filled block by block with
+    /// `writeRows` (streamed outputs: sample files, per-generation arrays). Chunking and
+    /// compression as in `write`.
+    public func create(_ name: String, shape: [Int], type: hid_t, compression: Int = 0, chunkRows: Int = 0) throws {
+        H5Dclose(try createDataset(name, shape: shape, type: type, compression: compression, chunkRows: chunkRows))
+    }
+
+    /// Element types of streamed datasets.
+    public enum Element: Sendable { case uint8, int64, float64
+        var type: hid_t { switch self { case .uint8: eh5_native_uint8(); case .int64: eh5_native_int64(); case .float64: eh5_native_double() } }
+    }
+
+    public func create(_ name: String, shape: [Int], element: Element, compression: Int = 0, chunkRows: Int = 0) throws {
+        try create(name, shape: shape, type: element.type, compression: compression, chunkRows: chunkRows)
+    }
+
+    private func createDataset(_ name: String, shape: [Int], type: hid_t, compression: Int, chunkRows: Int) throws -> hid_t {
         var dims = shape.map { hsize_t($0) }
         let space = shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(shape.count), &dims, nil)
         defer { H5Sclose(space) }
@@ -229,11 +253,51 @@ public final class HDF5File {
         defer { H5Pclose(lcpl) }
         let ds = H5Dcreate2(id, name, type, space, lcpl, dcpl, eh5_p_default())
         guard ds >= 0 else { throw HDF5Error.writeFailed(file: path, name: "'\(name)'" + HDF5Error.osReason) }
+        return ds
+    }
+
+    /// Writes rows [start, start + rows) along the first axis of a dataset made by `create`
+    /// (a row is everything below the first axis), from `bytes` in `type`.
+    public func writeRows(_ name: String, start: Int, rows: Int, type: hid_t, bytes: UnsafeRawPointer) throws {
+        let ds = H5Dopen2(id, name, eh5_p_default())
+        guard ds >= 0 else { throw HDF5Error.missingDataset(file: path, name: name) }
         defer { H5Dclose(ds) }
-        guard H5Dwrite(ds, type, eh5_s_all(), eh5_s_all(), eh5_p_default(), bytes) >= 0 else {
-            throw HDF5Error.writeFailed(file: path, name: "'\(name)'" + HDF5Error.osReason)
+        let fspace = H5Dget_space(ds); defer { H5Sclose(fspace) }
+        let rank = Int(H5Sget_simple_extent_ndims(fspace))
+        var dims = [hsize_t](repeating: 0, count: max(rank, 1))
+        H5Sget_simple_extent_dims(fspace, &dims, nil)
+        precondition(rank >= 1 && start >= 0 && rows >= 0 && hsize_t(start + rows) <= dims[0],
+                     "HDF5 writeRows '\(name)': rows \(start)..<\(start + rows) outside \(dims.prefix(rank))")
+        guard rows > 0 else { return }
+        var offset = [hsize_t](repeating: 0, count: rank); offset[0] = hsize_t(start)
+        var count = Array(dims.prefix(rank)); count[0] = hsize_t(rows)
+        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &offset, nil, &count, nil)
+        let mspace = H5Screate_simple(Int32(rank), &count, nil); defer { H5Sclose(mspace) }
+        guard H5Dwrite(ds, type, mspace, fspace, eh5_p_default(), bytes) >= 0 else {
+            throw HDF5Error.writeFailed(file: path, name: "'\(name)' rows \(start)..<\(start + rows)" + HDF5Error.osReason)
         }
     }
+
+    public func writeRows(_ name: String, start: Int, uint8 values: [UInt8]) throws {
+        let row = try rowSize(name)
+        precondition(values.count % max(row, 1) == 0, "HDF5 writeRows '\(name)': \(values.count) values are not whole rows of \(row)")
+        try values.withUnsafeBytes { try writeRows(name, start: start, rows: values.count / max(row, 1), type: eh5_native_uint8(), bytes: $0.baseAddress!) }
+    }
+
+    public func writeRows(_ name: String, start: Int, int64 values: [Int64]) throws {
+        let row = try rowSize(name)
+        precondition(values.count % max(row, 1) == 0, "HDF5 writeRows '\(name)': \(values.count) values are not whole rows of \(row)")
+        try values.withUnsafeBytes { try writeRows(name, start: start, rows: values.count / max(row, 1), type: eh5_native_int64(), bytes: $0.baseAddress!) }
+    }
+
+    public func writeRows(_ name: String, start: Int, float64 values: [Double]) throws {
+        let row = try rowSize(name)
+        precondition(values.count % max(row, 1) == 0, "HDF5 writeRows '\(name)': \(values.count) values are not whole rows of \(row)")
+        try values.withUnsafeBytes { try writeRows(name, start: start, rows: values.count / max(row, 1), type: eh5_native_double(), bytes: $0.baseAddress!) }
+    }
+
+    /// Values per row (the product of all axes but the first).
+    func rowSize(_ name: String) throws -> Int { try info(name).shape.dropFirst().reduce(1, *) }
 
     /// Writes a float32/float64 tensor.
     public func write(_ name: String, tensor: Tensor, compression: Int = 0) throws {

@@ -40,8 +40,35 @@ public struct SampleRequest: Sendable {
 /// sampler — so `DatasetFile(path).load("samples")` reads them like any dataset.
 public enum SampleFile {
     public static func write(_ set: ImageSet, seeds: [UInt64], attributes: [String: AttributeValue], to path: String) throws {
-        try DatasetFile.write([("samples", set)], attributes: attributes, to: path) { f in
-            try f.write("samples/seeds", int64: seeds.map { Int64(bitPattern: $0) }, shape: [seeds.count])
+        try writeAtomically(to: path) { tmp in
+            let w = try Writer(path: tmp, count: set.count, channels: set.channels, height: set.height, width: set.width,
+                               classNames: set.classNames, attributes: attributes)
+            try w.append(images: set.images, labels: set.labels, seeds: seeds)
+            try w.close()
+        }
+    }
+
+    /// Writes a sample file block by block (one block in memory at a time): `append` in
+    /// seed order, then `close`. Give it a temporary path inside `writeAtomically`.
+    public final class Writer {
+        let split: DatasetFile.SplitWriter
+        var seeds: [Int64] = []
+
+        public init(path: String, count: Int, channels: Int, height: Int, width: Int, classNames: [String],
+                    attributes: [String: AttributeValue]) throws {
+            split = try DatasetFile.SplitWriter(path: path, split: "samples", count: count, channels: channels, height: height,
+                                                width: width, classNames: classNames, attributes: attributes)
+        }
+
+        public func append(images: [UInt8], labels: [Int], seeds s: [UInt64]) throws {
+            precondition(s.count == labels.count, "SampleFile.Writer: \(s.count) seeds for \(labels.count) labels")
+            try split.append(images: images, labels: labels)
+            seeds.append(contentsOf: s.map { Int64(bitPattern: $0) })
+        }
+
+        public func close() throws {
+            try split.file.write("samples/seeds", int64: seeds, shape: [seeds.count])
+            try split.close()
         }
     }
 }
@@ -80,8 +107,12 @@ public func sampleFilePath(run: RunDirectory, request r: SampleRequest, step: In
 /// Loads a run's checkpoint (checked against its config) and draws samples; writes
 /// `samples/step<S>-<tag>.h5` and `.png`. An existing file for the same request and step is
 /// the same samples (sampling is deterministic), so it is refused unless `overwrite`.
+/// Batches go to the file as they are drawn (one batch in memory, whatever the count); the
+/// file appears, complete, only at the end. Returns the file, the grid of its first 64
+/// samples, and the count.
+@discardableResult
 public func generateSamples(run: RunDirectory, request r: SampleRequest, overwrite: Bool = false, progress: ((Int, Int) -> Void)? = nil) throws
-    -> (file: String, grid: String, samples: ImageSet)
+    -> (file: String, grid: String, count: Int)
 {
     let lock = try RunLock.acquire(run.path, mode: .shared, purpose: "sampling")
     defer { withExtendedLifetime(lock) {} }
@@ -105,36 +136,50 @@ public func generateSamples(run: RunDirectory, request r: SampleRequest, overwri
         let cycle = r.labels ?? Array(0..<config.classes)
         labels = seeds.map { cycle[Int($0 % UInt64(cycle.count))] }
     }
-    let x: Tensor
     let modelJSON: String
     let samplerDescription: String
+    var generator: DCGANGenerator? = nil
+    var model: UNet? = nil
     if config.kind.isGAN {
-        let generator = try ckpt.generator(useEMA: r.useEMA, path: run.checkpoint)
-        x = generator.sample(seeds: seeds, labels: labels, batchSize: r.batchSize, progress: progress)
+        generator = try ckpt.generator(useEMA: r.useEMA, path: run.checkpoint)
         modelJSON = String(decoding: try JSONEncoder().encode(config.gan), as: UTF8.self)
         samplerDescription = "generator(z_i ~ N(0, I) from seed i, eval-mode BatchNorm)"
     } else {
-        let model = try ckpt.model(useEMA: r.useEMA, path: run.checkpoint)
-        x = config.diffusion.process.sample(model: model, seeds: seeds, labels: labels, sampler: r.sampler, batchSize: r.batchSize, progress: progress)
+        model = try ckpt.model(useEMA: r.useEMA, path: run.checkpoint)
         modelJSON = String(decoding: try JSONEncoder().encode(config.model), as: UTF8.self)
         samplerDescription = r.sampler.description
     }
-    guard x.doubles.allSatisfy(\.isFinite) else {
-        throw TrainingError.runDirectory("\(run.checkpoint): sampling produced NaN or infinite values; nothing written")
-    }
     let classNames = (try? DatasetFile(ckpt.data.file).classNames) ?? []
-    let set = ImageSet(images: x.imageBytes(), labels: labels ?? [Int](repeating: 0, count: r.count),
-                       channels: config.imageChannels, height: config.imageSize, width: config.imageSize,
-                       classNames: classNames)
-    try SampleFile.write(set, seeds: seeds, attributes: [
-        "run": .string(run.path), "checkpoint": .string(run.checkpoint), "checkpoint_step": .int(Int64(ckpt.step)),
-        "weights": .string(r.useEMA ? "ema" : "raw"), "sampler": .string(samplerDescription), "model_kind": .string(config.kind.rawValue),
-        "model": .string(modelJSON), "conditional": .int(labels == nil ? 0 : 1),
-        "command": .string((["eidetic"] + CommandLine.arguments.dropFirst()).joined(separator: " ")),
-    ], to: file)
-    let shown = min(set.count, 64)
-    try PNG.write(PNG.grid((0..<shown).map { set.image($0) }, channels: set.channels, height: set.height, width: set.width, columns: 8), to: grid)
-    return (file, grid, set)
+    let (c, h, w) = (config.imageChannels, config.imageSize, config.imageSize)
+    let shown = min(r.count, 64), row = c * h * w
+    var firstImages: [UInt8] = []
+    try writeAtomically(to: file) { tmp in
+        let writer = try SampleFile.Writer(path: tmp, count: r.count, channels: c, height: h, width: w, classNames: classNames, attributes: [
+            "run": .string(run.path), "checkpoint": .string(run.checkpoint), "checkpoint_step": .int(Int64(ckpt.step)),
+            "weights": .string(r.useEMA ? "ema" : "raw"), "sampler": .string(samplerDescription), "model_kind": .string(config.kind.rawValue),
+            "model": .string(modelJSON), "conditional": .int(labels == nil ? 0 : 1),
+            "command": .string((["eidetic"] + CommandLine.arguments.dropFirst()).joined(separator: " ")),
+        ])
+        func emit(_ start: Int, _ x: Tensor) throws {
+            guard x.doubles.allSatisfy(\.isFinite) else {
+                throw TrainingError.runDirectory("\(run.checkpoint): sampling produced NaN or infinite values; nothing written")
+            }
+            let n = x.shape[0], bytes = x.imageBytes()
+            if start < shown { firstImages += bytes.prefix((shown - start) * row) }
+            try writer.append(images: bytes, labels: labels.map { Array($0[start ..< start + n]) } ?? [Int](repeating: 0, count: n),
+                              seeds: Array(seeds[start ..< start + n]))
+        }
+        if let generator {
+            try generator.sample(seeds: seeds, labels: labels, batchSize: r.batchSize, progress: progress, each: emit)
+        } else if let model {
+            try config.diffusion.process.sample(model: model, seeds: seeds, labels: labels, sampler: r.sampler, batchSize: r.batchSize,
+                                                progress: progress, each: emit)
+        }
+        try writer.close()
+    }
+    let firstImagesList = (0..<shown).map { firstImages[$0 * row ..< ($0 + 1) * row] }
+    try PNG.write(PNG.grid(firstImagesList, channels: c, height: h, width: w, columns: 8), to: grid)
+    return (file, grid, r.count)
 }
 
 /// The generator a GAN run starts from (its weights at step 0), rebuilt from the config and
@@ -149,17 +194,23 @@ extension DCGANGenerator {
     /// on the weights, seeds[i] and labels[i], for any batch size.
     /// - Returns: [N, C, H, W] in [−1, 1].
     public func sample(seeds: [UInt64], labels: [Int]? = nil, batchSize: Int = 128, progress: ((Int, Int) -> Void)? = nil) -> Tensor {
+        var parts: [Tensor] = []
+        sample(seeds: seeds, labels: labels, batchSize: batchSize, progress: progress) { _, x in parts.append(x) }
+        return Tensor.concat(parts, axis: 0)
+    }
+
+    /// The same images handed over batch by batch (`each(first index, [B, C, H, W])`).
+    public func sample(seeds: [UInt64], labels: [Int]? = nil, batchSize: Int = 128, progress: ((Int, Int) -> Void)? = nil,
+                       each: (Int, Tensor) throws -> Void) rethrows {
         precondition(labels == nil || labels!.count == seeds.count, "sample: \(labels!.count) labels for \(seeds.count) seeds")
         let wasTraining = isTraining
         eval()
         defer { train(wasTraining) }
-        var parts: [Tensor] = []
         for start in stride(from: 0, to: seeds.count, by: max(batchSize, 1)) {
             let idx = Array(start..<min(seeds.count, start + max(batchSize, 1)))
             let z = Tensor.concat(idx.map { sampleLatents(1, key: RandomKey(seed: seeds[$0])) }, axis: 0)
-            parts.append(withoutGradient { self(z, labels: labels.map { l in idx.map { l[$0] } }) })
+            try each(start, withoutGradient { self(z, labels: labels.map { l in idx.map { l[$0] } }) })
             progress?(idx.last! + 1, seeds.count)
         }
-        return Tensor.concat(parts, axis: 0)
     }
 }

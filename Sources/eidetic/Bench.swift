@@ -11,7 +11,7 @@ import Tensor
 import Training
 
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Benchmarks.", subcommands: [Ops.self, DataReads.self, UNetBench.self, DCGANBench.self, DPBench.self, KNNBench.self, LabBench.self])
+    static let configuration = CommandConfiguration(abstract: "Benchmarks.", subcommands: [Ops.self, DataReads.self, UNetBench.self, DCGANBench.self, DPBench.self, KNNBench.self, ExtractionBench.self, LabBench.self])
 
     /// The U-Net training step (forward, loss, backward, Adam) and a sampling forward pass.
     struct UNetBench: ParsableCommand {

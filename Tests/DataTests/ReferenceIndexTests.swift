@@ -89,4 +89,42 @@ final class ReferenceIndexTests: XCTestCase {
         let refs = img(77, seed: 8), queries = img(25, seed: 9)
         for kernel in kernels { check(ReferenceIndex(refs, kernel: kernel).search(queries, k: 9), brute(queries, refs, k: 9), d: refs.imageSize) }
     }
+
+    /// The all-pairs threshold search (dedup plans, clique candidates) equals brute force
+    /// with every kernel: across the int8 search's 240-row tasks and 128-reference blocks,
+    /// with a threshold exactly at a pair's distance (strictly below counts), and with a set
+    /// so full of copies that a task overflows its first output buffer.
+    func testPairsWithinMatchesBruteForce() {
+        func brutePairs(_ set: ImageSet, _ t: Double) -> [(Int, Int)] {
+            var out: [(Int, Int)] = []
+            for i in 0..<set.count { for j in (i + 1)..<set.count where NearestNeighbors.normalizedL2(set.image(i), set.image(j)) < t { out.append((i, j)) } }
+            return out
+        }
+        // 700 images: 40 are a planted image plus ±2 noise at scattered positions
+        var set = images(700, seed: 5, size: 8)
+        var s = RandomStream(key: RandomKey(seed: 6))
+        let d = set.imageSize
+        var px = set.images
+        for k in 0..<40 {
+            let i = (k * 173 + 11) % 700
+            for t in 0..<d { px[i * d + t] = UInt8(clamping: Int(px[3 * d + t]) + s.nextInt(below: 5) - 2) }
+        }
+        set = ImageSet(images: px, labels: set.labels, channels: 3, height: 8, width: 8, classNames: ["x"])
+        let atPair = NearestNeighbors.normalizedL2(set.image(11), set.image(184))
+        for t in [0.005, 0.012, atPair, 0.3] {
+            let expected = brutePairs(set, t)
+            if t == 0.012 { XCTAssertGreaterThan(expected.count, 100) }
+            for kernel in kernels {
+                let got = NearestNeighbors.pairsWithin(set, threshold: t, kernel: kernel)
+                XCTAssertEqual(got.map { $0.0 }, expected.map { $0.0 }, "\(kernel) t=\(t)")
+                XCTAssertEqual(got.map { $0.1 }, expected.map { $0.1 }, "\(kernel) t=\(t)")
+                for p in got { XCTAssertEqual(p.2, NearestNeighbors.normalizedL2(set.image(p.0), set.image(p.1))) }
+            }
+        }
+        XCTAssertFalse(NearestNeighbors.pairsWithin(set, threshold: atPair).contains { $0.0 == 11 && $0.1 == 184 }, "strictly below")
+        // 300 copies of one image: 44,850 pairs, far more than one task's first buffer
+        let copies = ImageSet(images: Array(repeating: Array(set.image(0)), count: 300).flatMap { $0 }, labels: [Int](repeating: 0, count: 300),
+                              channels: 3, height: 8, width: 8, classNames: ["x"])
+        for kernel in kernels { XCTAssertEqual(NearestNeighbors.pairsWithin(copies, threshold: 1e-3, kernel: kernel).count, 300 * 299 / 2, "\(kernel)") }
+    }
 }

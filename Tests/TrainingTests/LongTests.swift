@@ -28,7 +28,8 @@ final class LongTests: XCTestCase {
         let trainer = try Trainer(config: config, directory: dir)
         try trainer.run()
         let req = SampleRequest(count: 256, batchSize: 128, sampler: config.sample.sampler, useEMA: true)
-        let (_, _, samples) = try generateSamples(run: RunDirectory(dir), request: req, overwrite: true)
+        let file = try generateSamples(run: RunDirectory(dir), request: req, overwrite: true).file
+        let samples = try DatasetFile(file).load("samples")
         let (train, _) = try trainingSet(config)
         let nn = NearestNeighbors.search(queries: samples, references: train, k: 1)
         let order = (0..<samples.count).sorted { nn[$0][0].distance < nn[$1][0].distance }

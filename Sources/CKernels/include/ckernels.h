@@ -50,6 +50,13 @@ void ek_pack_panels(const uint8_t *x, size_t rows, size_t d, size_t panel, int t
 void ek_knn_exact_tile(const uint8_t *a, size_t qk, const int64_t *qn,
                        const uint8_t *b, size_t nr, const int64_t *rterm, size_t d,
                        int64_t self0, uint64_t *heap, size_t cap, size_t *count, int32_t *buf);
+/* All pairs (q0 + i, j) with q0 + i < j < nr and exact squared distance ≤ bound, for qk
+   rows q0 … of a set (packed as queries, qn = Σq²) against the whole set (packed as
+   references, rterm as above): keys (q0 + i) << 32 | j, up to cap of them in out (in
+   no particular order); returns how many there are (over cap: call again with more room). */
+size_t ek_pairs_within_tile(const uint8_t *a, size_t qk, const int64_t *qn, size_t q0,
+                            const uint8_t *b, size_t nr, const int64_t *rterm, size_t d,
+                            int64_t bound, uint64_t *out, size_t cap, int32_t *buf);
 /* C = A·B computed row by row with one fixed summation order (see ckernels.c): row i of C
    depends only on row i of A and on B, whatever m is. A [m][k] (lda), B [k][n] (ldb). */
 void ek_rows_matmul_f32(const float *a, size_t m, size_t k, size_t lda, const float *b, size_t ldb,
