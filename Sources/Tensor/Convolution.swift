@@ -561,6 +561,11 @@ enum DirectConv {
         let n = x.shape[0], o = w.shape[0]
         let px = x.pointer(Float.self), py = out.pointer(Float.self)
         let pb: UnsafePointer<Float>? = bias.map { UnsafePointer($0.pointer(Float.self)) }
+        if WinogradConv.chosen(channels: g.channels, outChannels: o, height: g.height, width: g.width, inputGradient: false) {
+            WinogradConv.run(px, n: n, channels: g.channels, height: g.height, width: g.width, weight: w.pointer(Float.self),
+                             outChannels: o, flipped: false, bias: pb, into: py)
+            return
+        }
         let inSize = g.channels * g.height * g.width, outSize = o * g.windows
         let weights = packed(w.pointer(Float.self), outChannels: o, inChannels: g.channels, flipped: false)
         let chunks = Parallel.chunkCount(n)
@@ -624,7 +629,10 @@ enum DirectConv {
         let px = x.pointer(Float.self), pg = gy.pointer(Float.self)
         let inSize = c * g.height * g.width, outSize = o * g.windows
         if let dw { weightGradient(px, pg, n: n, outChannels: o, g, into: dw.pointer(Float.self)) }
-        if let dx {
+        if let dx, WinogradConv.chosen(channels: o, outChannels: c, height: g.height, width: g.width, inputGradient: true) {
+            WinogradConv.run(pg, n: n, channels: o, height: g.height, width: g.width, weight: w.pointer(Float.self),
+                             outChannels: c, flipped: true, bias: nil, into: dx.pointer(Float.self))
+        } else if let dx {
             let flipped = packed(w.pointer(Float.self), outChannels: c, inChannels: o, flipped: true)
             let chunks = Parallel.chunkCount(n)
             let scratch = ScratchBuffers<Float>(count: Parallel.workers(for: chunks), elements: ek_conv3x3d_pad_floats(o, g.height, g.width))
@@ -639,6 +647,64 @@ enum DirectConv {
         }
         if let db { ConvKernels.channelSums(pg, n: n, channels: o, inner: g.windows, into: db.pointer(Float.self)) }
     }
+}
+
+/// Winograd F(2×2, 3×3) (`winograd.c`; Lavin & Gray 2016) for the forward and the input
+/// gradient of 3×3 stride-1 padding-1 Float convolutions: 16 GEMMs over the tiles of one
+/// image, 2.25× fewer multiply-adds than `DirectConv`, with a rounding error a few times
+/// larger (bounded against Double in `WinogradTests`). Used per layer shape where the
+/// committed, measured table `ConvChoice.winograd` says it is faster; `EIDETIC_WINOGRAD=on`
+/// or `off` overrides the table for every shape (tests and A/B benchmarks). The choice
+/// depends on the shape only, never on timing at run time, so results are reproducible
+/// and a resumed run computes what the interrupted one did.
+enum WinogradConv {
+    static let setting = ProcessInfo.processInfo.environment["EIDETIC_WINOGRAD"] ?? "table"
+
+    /// Whether this map (c input channels → o output channels at h×w) runs as Winograd.
+    static func chosen(channels c: Int, outChannels o: Int, height h: Int, width w: Int, inputGradient: Bool) -> Bool {
+        guard ek_wino2_applies(h, w) != 0 else { return false }
+        switch setting {
+        case "on": return true
+        case "off": return false
+        default: return ConvChoice.winograd.contains(ConvChoice.Shape(c, o, h, w, inputGradient: inputGradient))
+        }
+    }
+
+    /// One image at a time (each single-threaded, images in parallel): y = conv(x, w) + bias,
+    /// x [n][c][h][w] → y [n][o][h][w]; `flipped` computes the input-gradient map of a forward
+    /// weight [c][o][3][3] (then c is the forward's output channels).
+    static func run(_ px: UnsafePointer<Float>, n: Int, channels c: Int, height h: Int, width w: Int, weight: UnsafePointer<Float>,
+                    outChannels o: Int, flipped: Bool, bias: UnsafePointer<Float>?, into py: UnsafeMutablePointer<Float>) {
+        var u = [Float](repeating: 0, count: ek_wino2_weight_floats(o, c))
+        u.withUnsafeMutableBufferPointer { ek_wino2_weights(weight, o, c, flipped ? 1 : 0, $0.baseAddress!) }
+        let isa = DirectConv.isa
+        let chunks = Parallel.chunkCount(n)
+        let scratch = ScratchBuffers<Float>(count: Parallel.workers(for: chunks), elements: ek_wino2_scratch_floats(c, o, h, w))
+        let inSize = c * h * w, outSize = o * h * w
+        u.withUnsafeBufferPointer { pu in
+            Parallel.run(chunks: chunks) { chunk, worker in
+                for i in Parallel.chunkRange(chunk, of: n) {
+                    let rc = ek_wino2_image(isa, px + i * inSize, c, h, w, pu.baseAddress!, o, bias, py + i * outSize, scratch[worker])
+                    precondition(rc == 0, "winograd conv: kernel refused its arguments (\(rc))")
+                }
+            }
+        }
+    }
+}
+
+/// Which kernel runs each 3×3 stride-1 layer shape: a committed table measured with
+/// `eidetic bench conv-choice` (forward and input gradient, Winograd vs direct, per shape
+/// of the lab's U-Nets), never decided by timing at run time.
+enum ConvChoice {
+    struct Shape: Hashable {
+        var channels, outChannels, height, width: Int
+        var inputGradient: Bool
+        init(_ c: Int, _ o: Int, _ h: Int, _ w: Int, inputGradient: Bool) {
+            channels = c; outChannels = o; height = h; width = w; self.inputGradient = inputGradient
+        }
+    }
+    /// Shapes where Winograd measured faster (see `eidetic bench conv-choice`).
+    static let winograd: Set<Shape> = []
 }
 
 extension Tensor {

@@ -86,6 +86,7 @@ extension Bench {
                 try w.close()
             }
             let writeSeconds = Date().timeIntervalSince(t0)
+            let writePeak = Memory.peak()
             let fileBytes = ((try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? nil) ?? 0
 
             // 2. the streamed extraction (and the clique search), its peak memory on its own
@@ -108,6 +109,9 @@ extension Bench {
                 cliqueSeconds = Date().timeIntervalSince(t2)
             }
             let peak = Memory.peak()
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            let processPeak = Int(usage.ru_maxrss) * 1024   // kB on Linux; never reset
             // the references as an evaluation holds them: the images and the packed int8 copy
             let referenceBytes = 2 * training * d
 
@@ -118,16 +122,16 @@ extension Bench {
             let ok = extracted == expected && sourcesRight && flagged == 0
             let ops = 2.0 * Double(samples) * Double(training) * Double(d)
             let mb = { (b: Int) in String(format: "%.0f MB", Double(b) / 1e6) }
-            print(String(format: "sample file: %@ written in %.1f s", mb(fileBytes), writeSeconds))
+            print(String(format: "sample file: %@ written in %.1f s (peak memory while writing %@)", mb(fileBytes), writeSeconds, mb(writePeak)))
             print(String(format: "extraction: %.1f s (%.0f generations/s, %.0f GOP/s of int8 dot products)%@", searchSeconds,
                          Double(samples) / searchSeconds, ops / searchSeconds / 1e9,
                          noClique ? "" : String(format: "; clique search on %d generations: %.1f s", min(samples, CliqueFilter.poolLimit), cliqueSeconds)))
-            print("peak memory of the extraction phase: \(mb(peak)); references \(mb(referenceBytes)); besides the references \(mb(peak - referenceBytes)) (resident before it: \(mb(before)))")
+            print("peak memory of the extraction phase: \(mb(peak)); references \(mb(referenceBytes)); besides the references \(mb(peak - referenceBytes)) (resident before it: \(mb(before)); the whole process's peak \(mb(processPeak)))")
             print("known answer: \(extracted.count) extracted of \(expected.count) planted" + (ok ? ", each from its source: ok" : ": WRONG (sources right: \(sourcesRight), cliques flagged: \(flagged))"))
             if json {
                 let o: [String: Any] = ["samples": samples, "training": training, "dimension": d, "block": block, "threads": threads,
                                         "file_bytes": fileBytes, "write_s": writeSeconds, "extraction_s": searchSeconds, "clique_s": cliqueSeconds,
-                                        "peak_rss_bytes": peak, "reference_bytes": referenceBytes, "rss_before_bytes": before,
+                                        "peak_rss_bytes": peak, "write_peak_rss_bytes": writePeak, "reference_bytes": referenceBytes, "rss_before_bytes": before,
                                         "extracted": extracted.count, "planted": expected.count, "ok": ok]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
             }
