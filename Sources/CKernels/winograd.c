@@ -32,10 +32,10 @@ int ek_wino2_applies(size_t H, size_t W) { return H >= 2 && W >= 2 && H % 2 == 0
 
 size_t ek_wino2_weight_floats(size_t O, size_t C) { return 16 * O * C; }
 
-/* V and M, plus the padded, de-interleaved rows of one channel (even and odd columns of
-   H + 2 padded rows, W/2 + 1 each) and four column-transformed rows. */
-size_t ek_wino2_scratch_floats(size_t C, size_t O, size_t H, size_t W) {
-    const size_t T = (H / 2) * (W / 2), h = W / 2 + 1;
+/* V and M for `images` images, plus the padded, de-interleaved rows of one channel (even
+   and odd columns of H + 2 padded rows, W/2 + 1 each) and their column transforms. */
+size_t ek_wino2_scratch_floats(size_t images, size_t C, size_t O, size_t H, size_t W) {
+    const size_t T = images * (H / 2) * (W / 2), h = W / 2 + 1;
     return 16 * C * T + 16 * O * T + 2 * (H + 2) * h + 4 * (H + 2) * (W / 2);
 }
 
@@ -60,10 +60,11 @@ void ek_wino2_weights(const float *w, size_t O, size_t C, int flipped, float *u)
         }
 }
 
-/* V[ξ][c][t] for every channel: the padded rows of channel c are split into even and odd
+/* V[ξ][c][t] for every channel of one image (V's rows are T long: the tiles of every image
+   of the call; v points at this image's first tile): the padded rows of channel c are split into even and odd
    columns, transformed along the columns (four rows per padded row), then along the rows. */
-EK_W_CLONES static void ek_wino2_input(const float *x, size_t C, size_t H, size_t W, float *v, float *rows) {
-    const size_t hw = W / 2, h = hw + 1, T = (H / 2) * hw, P = H + 2;
+EK_W_CLONES static void ek_wino2_input(const float *x, size_t C, size_t H, size_t W, float *v, size_t T, float *rows) {
+    const size_t hw = W / 2, h = hw + 1, P = H + 2;
     float *ev = rows, *od = ev + P * h, *col = od + P * h;   /* col: [P][4][hw] */
     for (size_t c = 0; c < C; c++) {
         const float *xc = x + c * H * W;
@@ -105,42 +106,43 @@ EK_W_CLONES static void ek_wino2_input(const float *x, size_t C, size_t H, size_
     }
 }
 
-/* y[o] = Aᵀ M A (+ bias) for every output channel. */
-EK_W_CLONES static void ek_wino2_output(const float *m, size_t O, size_t H, size_t W, const float *bias, float *y) {
-    const size_t hw = W / 2, T = (H / 2) * hw;
-    for (size_t o = 0; o < O; o++) {
-        const float b = bias ? bias[o] : 0.0f;
-        const int has_bias = bias != NULL;
-        for (size_t ty = 0; ty < H / 2; ty++) {
+/* y[o] = Aᵀ M A (+ bias) for every output channel of one image; M[ξ] is [T][O] (tiles of
+   every image of the call as rows), m points at this image's first tile. */
+EK_W_CLONES static void ek_wino2_output(const float *m, size_t T, size_t O, size_t H, size_t W, const float *bias, float *y) {
+    const size_t hw = W / 2;
+    for (size_t ty = 0; ty < H / 2; ty++)
+        for (size_t tx = 0; tx < hw; tx++) {
             const float *mm[16];
-            for (int xi = 0; xi < 16; xi++) mm[xi] = m + ((size_t)xi * O + o) * T + ty * hw;
-            float *y0 = y + (o * H + 2 * ty) * W, *y1 = y0 + W;
-            for (size_t t = 0; t < hw; t++) {
+            for (int xi = 0; xi < 16; xi++) mm[xi] = m + ((size_t)xi * T + ty * hw + tx) * O;
+            float *y0 = y + 2 * ty * W + 2 * tx;
+            for (size_t o = 0; o < O; o++) {
                 /* rows of Aᵀ M: s0 = m0 + m1 + m2, s1 = m1 − m2 − m3 (per column j) */
                 float s0[4], s1[4];
                 for (int j = 0; j < 4; j++) {
-                    s0[j] = (mm[j][t] + mm[4 + j][t]) + mm[8 + j][t];
-                    s1[j] = (mm[4 + j][t] - mm[8 + j][t]) - mm[12 + j][t];
+                    s0[j] = (mm[j][o] + mm[4 + j][o]) + mm[8 + j][o];
+                    s1[j] = (mm[4 + j][o] - mm[8 + j][o]) - mm[12 + j][o];
                 }
                 float q00 = (s0[0] + s0[1]) + s0[2], q01 = (s0[1] - s0[2]) - s0[3];
                 float q10 = (s1[0] + s1[1]) + s1[2], q11 = (s1[1] - s1[2]) - s1[3];
-                if (has_bias) { q00 += b; q01 += b; q10 += b; q11 += b; }
-                y0[2 * t] = q00; y0[2 * t + 1] = q01; y1[2 * t] = q10; y1[2 * t + 1] = q11;
+                if (bias) { q00 += bias[o]; q01 += bias[o]; q10 += bias[o]; q11 += bias[o]; }
+                float *yo = y0 + o * H * W;
+                yo[0] = q00; yo[1] = q01; yo[W] = q10; yo[W + 1] = q11;
             }
         }
-    }
 }
 
-int ek_wino2_image(int isa, const float *x, size_t C, size_t H, size_t W, const float *u, size_t O,
-                   const float *bias, float *y, float *scratch) {
+int ek_wino2_images(int isa, const float *x, size_t images, size_t C, size_t H, size_t W, const float *u, size_t O,
+                    const float *bias, float *y, float *scratch) {
     if (!ek_wino2_applies(H, W)) return -3;
-    const size_t T = (H / 2) * (W / 2);
+    const size_t T1 = (H / 2) * (W / 2), T = images * T1;
     float *v = scratch, *m = v + 16 * C * T, *rows = m + 16 * O * T;
-    ek_wino2_input(x, C, H, W, v, rows);
+    for (size_t i = 0; i < images; i++) ek_wino2_input(x + i * C * H * W, C, H, W, v + i * T1, T, rows);
+    /* M[ξ] (T × O) = V[ξ]ᵀ (T × C) · U[ξ]ᵀ (C × O): row t depends only on tile t and U, so an
+       image's output is the same in any call, whatever else is in it */
     for (size_t xi = 0; xi < 16; xi++) {
-        const int rc = ek_sgemm_isa(isa, 0, 0, O, T, C, 1.0f, u + xi * O * C, C, v + xi * C * T, T, 0.0f, m + xi * O * T, T);
+        const int rc = ek_sgemm_isa(isa, 1, 1, T, O, C, 1.0f, v + xi * C * T, T, u + xi * O * C, C, 0.0f, m + xi * T * O, O);
         if (rc != 0) return rc;
     }
-    ek_wino2_output(m, O, H, W, bias, y);
+    for (size_t i = 0; i < images; i++) ek_wino2_output(m + i * T1 * O, T, O, H, W, bias, y + i * O * H * W);
     return 0;
 }

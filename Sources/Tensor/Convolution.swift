@@ -670,31 +670,34 @@ enum WinogradConv {
         }
     }
 
-    /// One image at a time (each single-threaded, images in parallel): y = conv(x, w) + bias,
-    /// x [n][c][h][w] → y [n][o][h][w]; `flipped` computes the input-gradient map of a forward
-    /// weight [c][o][3][3] (then c is the forward's output channels).
+    /// Tiles per GEMM: images are grouped so the 16 GEMMs have at least this many rows.
+    static let rowsPerCall = 512
+
+    /// y = conv(x, w) + bias, x [n][c][h][w] → y [n][o][h][w], groups of images per call
+    /// (each single-threaded, groups in parallel); `flipped` computes the input-gradient map
+    /// of a forward weight [c][o][3][3] (then c is the forward's output channels). An image's
+    /// output does not depend on its group, so not on the batch or the thread count.
     static func run(_ px: UnsafePointer<Float>, n: Int, channels c: Int, height h: Int, width w: Int, weight: UnsafePointer<Float>,
                     outChannels o: Int, flipped: Bool, bias: UnsafePointer<Float>?, into py: UnsafeMutablePointer<Float>) {
         var u = [Float](repeating: 0, count: ek_wino2_weight_floats(o, c))
         u.withUnsafeMutableBufferPointer { ek_wino2_weights(weight, o, c, flipped ? 1 : 0, $0.baseAddress!) }
         let isa = DirectConv.isa
-        let chunks = Parallel.chunkCount(n)
-        let scratch = ScratchBuffers<Float>(count: Parallel.workers(for: chunks), elements: ek_wino2_scratch_floats(c, o, h, w))
+        let tiles = (h / 2) * (w / 2), per = max(1, (rowsPerCall + tiles - 1) / tiles)
+        let calls = (n + per - 1) / per
+        let scratch = ScratchBuffers<Float>(count: Parallel.workers(for: calls), elements: ek_wino2_scratch_floats(per, c, o, h, w))
         let inSize = c * h * w, outSize = o * h * w
         u.withUnsafeBufferPointer { pu in
-            Parallel.run(chunks: chunks) { chunk, worker in
-                for i in Parallel.chunkRange(chunk, of: n) {
-                    let rc = ek_wino2_image(isa, px + i * inSize, c, h, w, pu.baseAddress!, o, bias, py + i * outSize, scratch[worker])
-                    precondition(rc == 0, "winograd conv: kernel refused its arguments (\(rc))")
-                }
+            Parallel.run(chunks: calls) { call, worker in
+                let lo = call * per, images = min(n, lo + per) - lo
+                let rc = ek_wino2_images(isa, px + lo * inSize, images, c, h, w, pu.baseAddress!, o, bias, py + lo * outSize, scratch[worker])
+                precondition(rc == 0, "winograd conv: kernel refused its arguments (\(rc))")
             }
         }
     }
 }
 
-/// Which kernel runs each 3×3 stride-1 layer shape: a committed table measured with
-/// `eidetic bench conv-choice` (forward and input gradient, Winograd vs direct, per shape
-/// of the lab's U-Nets), never decided by timing at run time.
+/// Which kernel runs each 3×3 stride-1 layer shape: a committed table of measurements
+/// (forward and input gradient, Winograd vs direct), never decided by timing at run time.
 enum ConvChoice {
     struct Shape: Hashable {
         var channels, outChannels, height, width: Int
@@ -703,8 +706,15 @@ enum ConvChoice {
             channels = c; outChannels = o; height = h; width = w; self.inputGradient = inputGradient
         }
     }
-    /// Shapes where Winograd measured faster (see `eidetic bench conv-choice`).
-    static let winograd: Set<Shape> = []
+    /// Shapes where Winograd measured faster: `EIDETIC_WINOGRAD=on|off eidetic bench ops
+    /// --shapes 64:C:O:HW --no-sgemm`, three alternating rounds on the 2-core Zen 5 VM
+    /// (docs/ARCHITECTURE.md, "Winograd"). 256→256 at 16×16: forward 39.0–40.1 vs 46.6–47.4 ms,
+    /// forward + backward 1.14× (its input gradient is the 256→256 map too). At the lab
+    /// U-Nets' shapes (32–128 channels, 128–256 → 128 after concatenation) the direct kernel
+    /// was as fast or faster: the transforms take 60 % of Winograd's time at 32 channels.
+    static let winograd: Set<Shape> = [
+        Shape(256, 256, 16, 16, inputGradient: false), Shape(256, 256, 16, 16, inputGradient: true),
+    ]
 }
 
 extension Tensor {

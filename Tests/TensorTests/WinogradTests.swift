@@ -60,11 +60,11 @@ final class WinogradTests: XCTestCase {
     func winograd(_ x: [Float], _ w: [Float], c: Int, o: Int, h: Int, wd: Int, flipped: Bool = false, bias: [Float]? = nil, isa: Int32 = ek_sgemm_best_isa()) -> [Float] {
         var u = [Float](repeating: .nan, count: ek_wino2_weight_floats(o, c))
         w.withUnsafeBufferPointer { ek_wino2_weights($0.baseAddress!, o, c, flipped ? 1 : 0, &u) }
-        var scratch = [Float](repeating: .nan, count: ek_wino2_scratch_floats(c, o, h, wd))
+        var scratch = [Float](repeating: .nan, count: ek_wino2_scratch_floats(1, c, o, h, wd))
         var y = [Float](repeating: .nan, count: o * h * wd)
         let rc = x.withUnsafeBufferPointer { xp in
-            if let bias { return bias.withUnsafeBufferPointer { ek_wino2_image(isa, xp.baseAddress!, c, h, wd, u, o, $0.baseAddress!, &y, &scratch) } }
-            return ek_wino2_image(isa, xp.baseAddress!, c, h, wd, u, o, nil, &y, &scratch)
+            if let bias { return bias.withUnsafeBufferPointer { ek_wino2_images(isa, xp.baseAddress!, 1, c, h, wd, u, o, $0.baseAddress!, &y, &scratch) } }
+            return ek_wino2_images(isa, xp.baseAddress!, 1, c, h, wd, u, o, nil, &y, &scratch)
         }
         XCTAssertEqual(rc, 0)
         return y

@@ -80,18 +80,19 @@ int ek_sgemm_isa(int isa, int transA, int transB, size_t m, size_t n, size_t k, 
 int ek_sgemm_isa_available(int isa);
 /* The fastest micro-kernel this CPU runs (what ek_sgemm uses). */
 int ek_sgemm_best_isa(void);
-/* Winograd F(2×2, 3×3) 3×3 stride-1 padding-1 convolution of one image (winograd.c): x
-   [C][H][W] → y [O][H][W] (+ bias [O] unless NULL), H and W even. u = ek_wino2_weights of
-   w [O][C][3][3] (flipped = 1: the input-gradient map of a forward weight [C][O][3][3],
-   i.e. w'[c][o][8 − k] with O = the forward's input channels); scratch holds
-   ek_wino2_scratch_floats. The same bits on every ISA; returns 0, -3 for odd sizes, or an
+/* Winograd F(2×2, 3×3) 3×3 stride-1 padding-1 convolution of `images` images (winograd.c):
+   x [images][C][H][W] → y [images][O][H][W] (+ bias [O] unless NULL), H and W even. u =
+   ek_wino2_weights of w [O][C][3][3] (flipped = 1: the input-gradient map of a forward
+   weight [C][O][3][3], i.e. w'[c][o][8 − k] with O = the forward's input channels);
+   scratch holds ek_wino2_scratch_floats. An image's output does not depend on the other
+   images of the call, and is the same on every ISA; returns 0, -3 for odd sizes, or an
    ek_sgemm_isa error. */
 int ek_wino2_applies(size_t H, size_t W);
 size_t ek_wino2_weight_floats(size_t O, size_t C);
-size_t ek_wino2_scratch_floats(size_t C, size_t O, size_t H, size_t W);
+size_t ek_wino2_scratch_floats(size_t images, size_t C, size_t O, size_t H, size_t W);
 void ek_wino2_weights(const float *w, size_t O, size_t C, int flipped, float *u);
-int ek_wino2_image(int isa, const float *x, size_t C, size_t H, size_t W, const float *u, size_t O,
-                   const float *bias, float *y, float *scratch);
+int ek_wino2_images(int isa, const float *x, size_t images, size_t C, size_t H, size_t W, const float *u, size_t O,
+                    const float *bias, float *y, float *scratch);
 /* GroupNorm for Float, one image x [C][L] with G groups (groupnorm.c): y = GN(x)·γ + β,
    then SiLU when silu = 1; mean and rstd [G] as Float. Double statistics in fixed lanes. */
 void ek_groupnorm_forward_f32(const float *x, size_t C, size_t L, size_t G, const float *gamma, const float *beta,
