@@ -120,4 +120,26 @@ final class WinogradTests: XCTestCase {
         for isa in isas.dropFirst() { XCTAssertEqual(winograd(x, w, c: c, o: o, h: h, wd: wd, isa: isa), first, "ISA \(isa)") }
         XCTAssertEqual(ek_wino2_applies(7, 8), 0, "odd sizes are refused")
     }
+
+    /// Through `Tensor.conv2d`: the table's shape (256→256 at 16×16) takes Winograd for the
+    /// forward and the input gradient: each image's output is the kernel's own bits for that
+    /// image alone (so independent of the batch), and close to Double.
+    func testConv2dTakesWinogradAtTheTablesShape() throws {
+        if ProcessInfo.processInfo.environment["EIDETIC_WINOGRAD"] != nil { throw XCTSkip("EIDETIC_WINOGRAD overrides the table") }
+        let (n, c, o, h, wd) = (3, 256, 256, 16, 16)
+        let x = Tensor.normal([n, c, h, wd], key: RandomKey(seed: 41)), w = Tensor.normal([o, c, 3, 3], std: 0.05, key: RandomKey(seed: 42))
+        let g = Tensor.normal([n, o, h, wd], key: RandomKey(seed: 43))
+        let (y, grads) = valueAndGradients(wrt: [x], seed: g) { Tensor.conv2d(x, weight: w, padding: 1) }
+        let (xs, ws, gs, ys, dxs) = (x.scalars, w.scalars, g.scalars, y.scalars, grads[0].scalars)
+        let plane = c * h * wd
+        for i in [0, 2] {
+            let alone = winograd(Array(xs[i * plane ..< (i + 1) * plane]), ws, c: c, o: o, h: h, wd: wd)
+            XCTAssertEqual(Array(ys[i * plane ..< (i + 1) * plane]), alone, "forward, image \(i)")
+            let dxAlone = winograd(Array(gs[i * plane ..< (i + 1) * plane]), ws, c: o, o: c, h: h, wd: wd, flipped: true)
+            XCTAssertEqual(Array(dxs[i * plane ..< (i + 1) * plane]), dxAlone, "input gradient, image \(i)")
+        }
+        let want = conv(xs[0 ..< plane].map(Double.init), ws.map(Double.init), c: c, o: o, h: h, wd: wd)
+        let scale = want.map(abs).max()!
+        XCTAssertLessThan(zip(ys.prefix(plane), want).map { abs(Double($0) - $1) }.max()!, 1e-5 * scale)
+    }
 }
