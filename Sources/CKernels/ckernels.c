@@ -240,19 +240,25 @@ static inline void ek_key_offer(uint64_t key, uint64_t *h, size_t cap, size_t *c
     *count = c;
 }
 
+/* buf[i][j] = query i · reference rs + j for every query panel and the rk references of one
+   block (the int32 dot products of ek_knn_exact_tile and ek_pairs_within_tile). */
+static void ek_dot_block(const uint8_t *a, size_t qpanels, const uint8_t *b, size_t rs, size_t rk, size_t d4, int32_t *buf) {
+    const size_t apanel = EK_DOT_MR * d4 * 4, bpanel = EK_DOT_NR * d4 * 4;
+    const size_t rpanels = (rk + EK_DOT_NR - 1) / EK_DOT_NR;
+    for (size_t p = 0; p < qpanels; p++)
+        for (size_t j = 0; j < rpanels; j++)
+            ek_dot_12x32((const int8_t *)(a + p * apanel), b + (rs / EK_DOT_NR + j) * bpanel, d4,
+                         buf + p * EK_DOT_MR * EK_REF_BLOCK + j * EK_DOT_NR, EK_REF_BLOCK);
+}
+
 void ek_knn_exact_tile(const uint8_t *a, size_t qk, const int64_t *qn,
                        const uint8_t *b, size_t nr, const int64_t *rterm, size_t d,
                        int64_t self0, uint64_t *heap, size_t cap, size_t *count, int32_t *buf) {
     const size_t d4 = (d + 3) / 4, qpanels = (qk + EK_DOT_MR - 1) / EK_DOT_MR;
-    const size_t apanel = EK_DOT_MR * d4 * 4, bpanel = EK_DOT_NR * d4 * 4;
     for (size_t i = 0; i < qk; i++) count[i] = 0;
     for (size_t rs = 0; rs < nr; rs += EK_REF_BLOCK) {
         const size_t rk = nr - rs < EK_REF_BLOCK ? nr - rs : EK_REF_BLOCK;
-        const size_t rpanels = (rk + EK_DOT_NR - 1) / EK_DOT_NR;
-        for (size_t p = 0; p < qpanels; p++)
-            for (size_t j = 0; j < rpanels; j++)
-                ek_dot_12x32((const int8_t *)(a + p * apanel), b + (rs / EK_DOT_NR + j) * bpanel, d4,
-                             buf + p * EK_DOT_MR * EK_REF_BLOCK + j * EK_DOT_NR, EK_REF_BLOCK);
+        ek_dot_block(a, qpanels, b, rs, rk, d4, buf);
         for (size_t i = 0; i < qk; i++) {
             const int32_t *row = buf + i * EK_REF_BLOCK;
             const int64_t skip = self0 >= 0 ? self0 + (int64_t)i : -1;
@@ -270,16 +276,11 @@ size_t ek_pairs_within_tile(const uint8_t *a, size_t qk, const int64_t *qn, size
                             const uint8_t *b, size_t nr, const int64_t *rterm, size_t d,
                             int64_t bound, uint64_t *out, size_t cap, int32_t *buf) {
     const size_t d4 = (d + 3) / 4, qpanels = (qk + EK_DOT_MR - 1) / EK_DOT_MR;
-    const size_t apanel = EK_DOT_MR * d4 * 4, bpanel = EK_DOT_NR * d4 * 4;
     size_t found = 0;
     /* only j > q0 + i counts: start at the reference block holding q0 + 1 */
     for (size_t rs = (q0 + 1) / EK_REF_BLOCK * EK_REF_BLOCK; rs < nr; rs += EK_REF_BLOCK) {
         const size_t rk = nr - rs < EK_REF_BLOCK ? nr - rs : EK_REF_BLOCK;
-        const size_t rpanels = (rk + EK_DOT_NR - 1) / EK_DOT_NR;
-        for (size_t p = 0; p < qpanels; p++)
-            for (size_t j = 0; j < rpanels; j++)
-                ek_dot_12x32((const int8_t *)(a + p * apanel), b + (rs / EK_DOT_NR + j) * bpanel, d4,
-                             buf + p * EK_DOT_MR * EK_REF_BLOCK + j * EK_DOT_NR, EK_REF_BLOCK);
+        ek_dot_block(a, qpanels, b, rs, rk, d4, buf);
         for (size_t i = 0; i < qk; i++) {
             const int32_t *row = buf + i * EK_REF_BLOCK;
             const size_t q = q0 + i;
