@@ -28,34 +28,53 @@ static inline float ek_gn_tree16(float a[16]) {
     return a[0];
 }
 
+/* The group's values in order, each x + shift[channel] when shifted (one float addition,
+   the value a separately added tensor would hold), into eight Double lanes by position. */
+#define EK_GN_FOR_VALUES(BODY)                                                              \
+    if (!sh) {                                                                              \
+        size_t j = 0;                                                                       \
+        for (; j + 8 <= m; j += 8) for (int k = 0; k < 8; k++) { float v = r[j + k]; size_t lane = k; BODY } \
+        for (; j < m; j++) { float v = r[j]; size_t lane = j % 8; BODY }                   \
+    } else if (L % 8 == 0) {                                                                \
+        for (size_t c = 0; c < cg; c++) {                                                   \
+            const float *rc = r + c * L, s = sh[c];                                         \
+            for (size_t j = 0; j < L; j += 8) for (int k = 0; k < 8; k++) { float v = rc[j + k] + s; size_t lane = k; BODY } \
+        }                                                                                   \
+    } else {                                                                                \
+        for (size_t j = 0; j < m; j++) { float v = r[j] + sh[j / L]; size_t lane = j % 8; BODY } \
+    }
+
 EK_GN_CLONES
 void ek_groupnorm_forward_f32(const float *x, size_t C, size_t L, size_t G, const float *gamma, const float *beta,
-                              double eps, int silu, float *y, float *mean, float *rstd) {
+                              const float *shift, double eps, int silu, float *y, float *mean, float *rstd, float *row) {
     size_t cg = C / G, m = cg * L;
     for (size_t g = 0; g < G; g++) {
-        const float *r = x + g * m;
+        const float *r = x + g * m, *sh = shift ? shift + g * cg : NULL;
         double acc[8] = {0};
-        size_t j = 0;
-        for (; j + 8 <= m; j += 8) for (int k = 0; k < 8; k++) acc[k] += (double)r[j + k];
-        for (; j < m; j++) acc[j % 8] += (double)r[j];
+        EK_GN_FOR_VALUES(acc[lane] += (double)v;)
         double mu = ek_gn_tree8(acc) / (double)m;
         for (int k = 0; k < 8; k++) acc[k] = 0;
-        for (j = 0; j + 8 <= m; j += 8) for (int k = 0; k < 8; k++) { double d = (double)r[j + k] - mu; acc[k] += d * d; }
-        for (; j < m; j++) { double d = (double)r[j] - mu; acc[j % 8] += d * d; }
+        EK_GN_FOR_VALUES({ double d = (double)v - mu; acc[lane] += d * d; })
         double rs = 1 / sqrt(ek_gn_tree8(acc) / (double)m + eps);
         float fm = (float)mu, fr = (float)rs;
         mean[g] = fm; rstd[g] = fr;
-        float scale[cg], shift[cg];
+        float scale[cg], bshift[cg];
         for (size_t k = 0; k < cg; k++) {
             size_t ch = g * cg + k;
             float a = fr * (gamma ? gamma[ch] : 1.0f);
             scale[k] = a;
             float t = fm * a;
-            shift[k] = (beta ? beta[ch] : 0.0f) - t;
+            bshift[k] = (beta ? beta[ch] : 0.0f) - t;
         }
-        ek_channel_affine(r, scale, shift, y + g * m, 1, cg, L, silu);
+        if (!sh) { ek_channel_affine(r, scale, bshift, y + g * m, 1, cg, L, silu); continue; }
+        for (size_t k = 0; k < cg; k++) {   /* one shifted channel at a time through `row` */
+            const float *rc = r + k * L, s = sh[k];
+            for (size_t j = 0; j < L; j++) row[j] = rc[j] + s;
+            ek_channel_affine(row, scale + k, bshift + k, y + g * m + k * L, 1, 1, L, silu);
+        }
     }
 }
+#undef EK_GN_FOR_VALUES
 
 EK_GN_CLONES
 void ek_groupnorm_backward_f32(const float *x, const float *gy, size_t C, size_t L, size_t G,

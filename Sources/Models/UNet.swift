@@ -116,8 +116,7 @@ public final class ResBlock: Module {
     func callAsFunction(_ x: Tensor, _ embeddingActivation: Tensor, dropoutKey: RandomKey) -> Tensor {
         var h = conv1(norm1.silu(x))
         let e = embedding(embeddingActivation)                  // [B, cout]
-        h = h + e.reshaped([e.shape[0], e.shape[1], 1, 1])
-        h = norm2.silu(h)
+        h = norm2.silu(h, shift: e)                             // SiLU(GN(h + e)), h + e never written
         if dropout.probability > 0 { h = dropout(h, key: dropoutKey) }
         h = conv2(h)
         return (skip.map { $0(x) } ?? x) + h

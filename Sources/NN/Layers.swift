@@ -95,6 +95,12 @@ public final class GroupNorm: Module, Layer {
     public func silu(_ x: Tensor) -> Tensor {
         Tensor.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: true)
     }
+
+    /// SiLU(GN(x + shift)) for shift [N, C] (a per-image, per-channel term such as the
+    /// U-Net's time embedding), in one pass: x + shift is never written.
+    public func silu(_ x: Tensor, shift: Tensor) -> Tensor {
+        Tensor.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: true, shift: shift)
+    }
 }
 
 /// Batch normalization (Ioffe & Szegedy, 2015). Training mode normalises with batch

@@ -8,22 +8,44 @@ import CKernels
 
 enum NormKernels {
     /// GroupNorm over [N, C, L] with G groups: statistics per (n, g) over (C/G)·L values.
+    /// x + shift[n, c] broadcast over the spatial axes, each value one addition (what the
+    /// shifted GroupNorm normalizes; its backward rebuilds it).
+    static func shifted(_ x: Tensor, _ shift: Tensor) -> Tensor {
+        let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / Swift.max(n * c, 1)
+        let out = Tensor(uninitialized: x.shape, dtype: x.dtype)
+        func run<T: TensorScalar>(_: T.Type) {
+            let px = x.pointer(T.self), ps = shift.pointer(T.self), py = out.pointer(T.self)
+            Parallel.forRanges(n * c, cost: x.count) { rows in
+                for r in rows { let s = ps[r]; for j in 0..<l { py[r * l + j] = px[r * l + j] + s } }
+            }
+        }
+        dispatch(x.dtype, { run(Float.self) }, { run(Double.self) })
+        return out
+    }
+
     static func groupForward<T: TensorScalar>(_ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, groups G: Int, eps: Double, silu: Bool,
-                                              _ out: Tensor, _ mean: Tensor, _ rstd: Tensor, _: T.Type) {
+                                              _ out: Tensor, _ mean: Tensor, _ rstd: Tensor, shift: Tensor? = nil, _: T.Type) {
         let (n, c) = (x.shape[0], x.shape[1]); let l = x.count / (n * c); let cg = c / G
-        let px = x.pointer(T.self), py = out.pointer(T.self), pm = mean.pointer(T.self), pr = rstd.pointer(T.self)
+        let pm = mean.pointer(T.self), pr = rstd.pointer(T.self)
         let pgam = gamma?.pointer(T.self), pbet = beta?.pointer(T.self)
         if T.self == Float.self {
             // groupnorm.c: Double statistics in fixed lanes, vectorized; the same bits on any split
+            let px = x.pointer(T.self), py = out.pointer(T.self)
             let f = { (p: UnsafeMutablePointer<T>?) in p.map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: Float.self) } }
+            let psh = shift?.pointer(T.self)
             Parallel.forRanges(n, cost: x.count * 6) { range in
+                let row = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(l, 1))
+                defer { row.deallocate() }
                 for i in range {
-                    ek_groupnorm_forward_f32(f(px + i * c * l), c, l, G, f(pgam), f(pbet), eps, silu ? 1 : 0,
-                                             f(py + i * c * l), f(pm + i * G), f(pr + i * G))
+                    ek_groupnorm_forward_f32(f(px + i * c * l), c, l, G, f(pgam), f(pbet), f(psh.map { $0 + i * c }), eps, silu ? 1 : 0,
+                                             f(py + i * c * l), f(pm + i * G), f(pr + i * G), row)
                 }
             }
             return
         }
+        // Double (reference and tests): the shifted input materialized
+        let x = shift.map { shifted(x, $0) } ?? x
+        let px = x.pointer(T.self), py = out.pointer(T.self)
         Parallel.forRanges(n, cost: x.count * 6) { range in
         var scale = [T](repeating: 0, count: cg), shift = [T](repeating: 0, count: cg)
         for i in range { for g in 0..<G {
@@ -203,17 +225,27 @@ extension Tensor {
     /// γ·x̂ + β when weight/bias ([C]) are given.
     /// - Parameter silu: apply SiLU to the result in the same pass (GN → SiLU is the
     ///   U-Net's most common pair; fusing saves a read and write of the activation).
-    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor? = nil, bias: Tensor? = nil, eps: Double = 1e-5, silu: Bool = false) -> Tensor {
+    /// - Parameter shift: [N, C], added to x per image and channel before normalizing, without
+    ///   writing x + shift (the U-Net's time-embedding add fused into the GroupNorm that
+    ///   follows it): the same values as `groupNorm(x + shift.reshaped([N, C, 1, …]))`, one
+    ///   pass over memory fewer.
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor? = nil, bias: Tensor? = nil, eps: Double = 1e-5, silu: Bool = false,
+                                 shift: Tensor? = nil) -> Tensor {
         precondition(x.rank >= 2 && groups >= 1 && x.shape[1] % groups == 0,
                      "groupNorm: \(x.shape[safe: 1] ?? 0) channels of \(x.shape) not divisible into \(groups) groups")
         for p in [weight, bias].compactMap({ $0 }) { precondition(p.shape == [x.shape[1]], "groupNorm: affine shape \(p.shape) must be [\(x.shape[1])]") }
         precondition((weight == nil) == (bias == nil), "groupNorm: give both weight and bias or neither")
+        if let shift {
+            precondition(shift.shape == [x.shape[0], x.shape[1]], "groupNorm: shift \(shift.shape) must be [\(x.shape[0]), \(x.shape[1])]")
+            checkSameDType(x, shift, "groupNorm")
+        }
         let out = Tensor(uninitialized: x.shape, dtype: x.dtype)
         let mean = Tensor(uninitialized: [x.shape[0], groups], dtype: x.dtype), rstd = Tensor(uninitialized: [x.shape[0], groups], dtype: x.dtype)
-        dispatch(x.dtype, { NormKernels.groupForward(x, weight, bias, groups: groups, eps: eps, silu: silu, out, mean, rstd, Float.self) },
-                          { NormKernels.groupForward(x, weight, bias, groups: groups, eps: eps, silu: silu, out, mean, rstd, Double.self) })
-        let inputs = weight.map { [x, $0, bias!] } ?? [x]
-        return record(.groupNorm(groups: groups, silu: silu), inputs, out, saved: [mean, rstd])
+        dispatch(x.dtype, { NormKernels.groupForward(x, weight, bias, groups: groups, eps: eps, silu: silu, out, mean, rstd, shift: shift, Float.self) },
+                          { NormKernels.groupForward(x, weight, bias, groups: groups, eps: eps, silu: silu, out, mean, rstd, shift: shift, Double.self) })
+        let affine = weight.map { [$0, bias!] } ?? []
+        if let shift { return record(.groupNormShifted(groups: groups, silu: silu), [x, shift] + affine, out, saved: [mean, rstd]) }
+        return record(.groupNorm(groups: groups, silu: silu), [x] + affine, out, saved: [mean, rstd])
     }
 
     /// Batch normalization with batch statistics (training mode) over N and the spatial

@@ -233,4 +233,16 @@ final class ExampleTrainingTests: XCTestCase {
         XCTAssertGreaterThan(a.testAccuracy, 0.95)
         print("tiny CNN test accuracy: \(a.testAccuracy)")
     }
+
+    /// The shifted GroupNorm (the U-Net's time-embedding add fused in) gives the bits of
+    /// GroupNorm on the added tensor in Float, for planes of a multiple of 8 values and not.
+    func testShiftedGroupNormEqualsTheAddedTensorBitForBit() {
+        for (hw, affine, silu) in [(8, true, true), (3, true, false), (5, false, true)] {
+            let x = Tensor.normal([3, 8, hw, hw], key: RandomKey(seed: 51)), e = Tensor.normal([3, 8], key: RandomKey(seed: 52))
+            let w = affine ? Tensor.normal([8], key: RandomKey(seed: 53)) : nil, b = affine ? Tensor.normal([8], key: RandomKey(seed: 54)) : nil
+            let fused = Tensor.groupNorm(x, groups: 4, weight: w, bias: b, silu: silu, shift: e)
+            let apart = Tensor.groupNorm(x + e.reshaped([3, 8, 1, 1]), groups: 4, weight: w, bias: b, silu: silu)
+            XCTAssertEqual(fused.scalars, apart.scalars, "\(hw)×\(hw) affine \(affine) silu \(silu)")
+        }
+    }
 }

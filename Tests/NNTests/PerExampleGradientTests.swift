@@ -8,10 +8,10 @@ import NN
 final class PerExampleGradientTests: XCTestCase {
     /// A model exercising every rule: Linear (matmul + broadcast bias), Conv2d 3×3 and 4×4/2
     /// (grouped and direct kernels in Float), ConvTranspose2d, GroupNorm with and without the
-    /// fused SiLU, a 1×1 conv, an Embedding added per example, and a reshaped learned scale.
+    /// fused SiLU and a per-example shift, a 1×1 conv, an Embedding added per example, and a reshaped learned scale.
     final class Zoo: Module {
         let conv1: Conv2d, norm1: GroupNorm, down: Conv2d, up: ConvTranspose2d, norm2: GroupNorm
-        let point: Conv2d, labels: Embedding, head: Linear, scale: Tensor
+        let point: Conv2d, labels: Embedding, shifts: Embedding, head: Linear, scale: Tensor
 
         init(dtype: DType, key: RandomKey) {
             conv1 = Conv2d(3, 8, kernel: 3, padding: 1, key: key.fold("c1"), dtype: dtype)
@@ -21,6 +21,7 @@ final class PerExampleGradientTests: XCTestCase {
             norm2 = GroupNorm(groups: 2, channels: 4, dtype: dtype)
             point = Conv2d(4, 3, kernel: 1, key: key.fold("pt"), dtype: dtype)
             labels = Embedding(vocabulary: 5, dimension: 3, key: key.fold("emb"), dtype: dtype)
+            shifts = Embedding(vocabulary: 5, dimension: 4, key: key.fold("shift"), dtype: dtype)
             head = Linear(3 * 16 * 16, 2, key: key.fold("head"), dtype: dtype)
             scale = Tensor.normal([3], key: key.fold("scale")).converted(to: dtype)
         }
@@ -28,7 +29,8 @@ final class PerExampleGradientTests: XCTestCase {
         func callAsFunction(_ x: Tensor, labels y: [Int]) -> Tensor {
             var h = norm1.callAsFunction(conv1(x))
             h = down(h).silu()
-            h = Tensor.groupNorm(up(h), groups: 2, weight: norm2.weight, bias: norm2.bias, silu: true)
+            // shifted per example (the U-Net's time-embedding add, fused)
+            h = Tensor.groupNorm(up(h), groups: 2, weight: norm2.weight, bias: norm2.bias, silu: true, shift: shifts(y))
             h = point(h) * scale.reshaped([1, 3, 1, 1]) + labels(y).reshaped([y.count, 3, 1, 1])
             return head(h.flattened(from: 1))
         }

@@ -164,6 +164,9 @@ final class GradientTests: XCTestCase {
         check("groupNorm plain", [x]) { Tensor.groupNorm($0[0], groups: 2) }
         check("groupNorm+silu fused affine", [x, g, b]) { Tensor.groupNorm($0[0], groups: 3, weight: $0[1], bias: $0[2], silu: true) }
         check("groupNorm+silu fused plain", [x]) { Tensor.groupNorm($0[0], groups: 2, silu: true) }
+        let s = rand([2, 6], 23)
+        check("groupNorm shifted affine+silu", [x, s, g, b]) { Tensor.groupNorm($0[0], groups: 3, weight: $0[2], bias: $0[3], silu: true, shift: $0[1]) }
+        check("groupNorm shifted plain", [x, s]) { Tensor.groupNorm($0[0], groups: 2, shift: $0[1]) }
         check("batchNorm affine", [x, g, b]) { Tensor.batchNormTraining($0[0], weight: $0[1], bias: $0[2]).output }
         check("batchNorm plain 2d", [rand([5, 3], 21)]) { Tensor.batchNormTraining($0[0]).output }
         check("batchNorm + ReLU", [x, g, b]) { Tensor.batchNormTraining($0[0], weight: $0[1], bias: $0[2], activation: .relu).output }

@@ -94,9 +94,12 @@ void ek_wino2_weights(const float *w, size_t O, size_t C, int flipped, float *u)
 int ek_wino2_images(int isa, const float *x, size_t images, size_t C, size_t H, size_t W, const float *u, size_t O,
                     const float *bias, float *y, float *scratch);
 /* GroupNorm for Float, one image x [C][L] with G groups (groupnorm.c): y = GN(x)·γ + β,
-   then SiLU when silu = 1; mean and rstd [G] as Float. Double statistics in fixed lanes. */
+   then SiLU when silu = 1; mean and rstd [G] as Float. Double statistics in fixed lanes.
+   With shift [C] (else NULL) it normalizes x + shift[c] (each value one float addition, as
+   a separately added tensor would hold it: the U-Net's time-embedding add) without writing
+   that tensor; row then holds L floats of scratch. */
 void ek_groupnorm_forward_f32(const float *x, size_t C, size_t L, size_t G, const float *gamma, const float *beta,
-                              double eps, int silu, float *y, float *mean, float *rstd);
+                              const float *shift, double eps, int silu, float *y, float *mean, float *rstd, float *row);
 /* Its backward for one image: gy is the gradient of the output (of SiLU(GN) when silu = 1);
    writes dx (unless NULL) and sums [C][2] = (Σ dŷ·x̂, Σ dŷ) per channel (the affine
    gradients of this image); scratch holds (C/G)·L floats (used when silu = 1). */

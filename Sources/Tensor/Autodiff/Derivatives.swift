@@ -23,6 +23,7 @@ enum Op {
     // normalisation and lookup
     case softmax(axis: Int)
     case groupNorm(groups: Int, silu: Bool)   // saved: mean, rstd
+    case groupNormShifted(groups: Int, silu: Bool)   // inputs x, shift [N, C], γ?, β?; saved: mean, rstd
     case batchNorm(NormActivation)  // saved: mean, rstd
     case embedding(indices: [Int])
 }
@@ -102,6 +103,18 @@ func vectorJacobianProducts(_ node: Node, _ g: Tensor, needs: [Bool]) -> [Tensor
             dispatch(g.dtype, { NormKernels.groupBackward(x[0], gamma, beta, g, groups: groups, silu: silu, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Float.self) },
                               { NormKernels.groupBackward(x[0], gamma, beta, g, groups: groups, silu: silu, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Double.self) })
         }
+    case .groupNormShifted(let groups, let silu):
+        // the GroupNorm of pre = x + shift: its backward on pre (rebuilt), then dshift = Σ over
+        // each image's channel plane of dpre
+        let pre = NormKernels.shifted(x[0], x[1])
+        let (gamma, beta) = x.count > 2 ? (x[2], x[3]) : (nil, nil)
+        let inner = layerGradients([pre] + x.dropFirst(2), g, [needs[0] || needs[1]] + needs.dropFirst(2)) { dx, dgam, dbet in
+            dispatch(g.dtype, { NormKernels.groupBackward(pre, gamma, beta, g, groups: groups, silu: silu, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Float.self) },
+                              { NormKernels.groupBackward(pre, gamma, beta, g, groups: groups, silu: silu, node.saved[0], node.saved[1], dx: dx, dgamma: dgam, dbeta: dbet, Double.self) })
+        }
+        let dpre = inner[0]
+        let dshift = needs[1] ? dpre!.summed(toShape: [x[1].shape[0], x[1].shape[1]] + [Int](repeating: 1, count: x[0].rank - 2)).reshaped(x[1].shape) : nil
+        return [needs[0] ? dpre : nil, dshift] + inner.dropFirst()
     case .batchNorm(let act):
         let (gamma, beta) = x.count > 1 ? (x[1], x[2]) : (nil, nil)
         return layerGradients(x, g, needs) { dx, dgam, dbet in

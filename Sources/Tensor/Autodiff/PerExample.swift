@@ -204,6 +204,15 @@ private func batchedRule(_ node: Node, _ g: Tensor, n: Int, parameterInputs: [In
         dispatch(g.dtype, { ConvKernels.perExampleTransposeGradients(x[0], g, geo, dw: dw, db: db, Float.self) },
                           { ConvKernels.perExampleTransposeGradients(x[0], g, geo, dw: dw, db: db, Double.self) })
         return [1: dw, 2: db].compactMapValues { $0 }
+    case .groupNormShifted(let groups, let silu):
+        guard x.count == 4 else { return nil }
+        let c = x[0].shape[1], pre = NormKernels.shifted(x[0], x[1])
+        let dg = stacked(2, [c]), dbeta = stacked(3, [c])
+        dispatch(g.dtype, { NormKernels.groupBackward(pre, x[2], x[3], g, groups: groups, silu: silu, node.saved[0], node.saved[1],
+                                                      dx: nil, dgamma: nil, dbeta: nil, perExampleGamma: dg, perExampleBeta: dbeta, Float.self) },
+                          { NormKernels.groupBackward(pre, x[2], x[3], g, groups: groups, silu: silu, node.saved[0], node.saved[1],
+                                                      dx: nil, dgamma: nil, dbeta: nil, perExampleGamma: dg, perExampleBeta: dbeta, Double.self) })
+        return [2: dg, 3: dbeta].compactMapValues { $0 }
     case .groupNorm(let groups, let silu):
         guard x.count == 3 else { return nil }
         let c = x[0].shape[1]
