@@ -259,10 +259,18 @@ def build(name: str, gen: torch.Generator):
 # --------------------------------------------------------------------------------------
 
 def run_config(name: str, threads: int, warmup: int, steps: int, seconds: float | None,
-               seed: int, malloc: str = "default") -> dict:
+               seed: int, malloc: str = "default", autocast: str = "none") -> dict:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     step, flops_per_image, batch = build(name, gen)
+    if autocast == "bf16":
+        # CPU automatic mixed precision: convolutions and matmuls in bfloat16 (oneDNN's
+        # AVX-512 BF16 kernels where the CPU has them), fp32 master weights and optimizer
+        inner = step
+
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return inner()
 
     for _ in range(warmup):
         step()
@@ -293,6 +301,7 @@ def run_config(name: str, threads: int, warmup: int, steps: int, seconds: float 
         "warmup": warmup,
         "min_seconds_per_step": round(min(times), 6),
         "malloc": malloc,
+        "autocast": autocast,
         "torch": torch.__version__,
     }
 
@@ -314,6 +323,8 @@ def main(argv=None) -> int:
                          "large activations are reused instead of page-faulted in every step; "
                          "default: stock glibc behaviour (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                    help="bf16: run each step under torch.autocast('cpu', dtype=torch.bfloat16) (default: none, fp32)")
     ap.add_argument("--list", action="store_true", help="print the default configurations and exit")
     args = ap.parse_args(argv)
 
@@ -334,11 +345,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}; mkldnn available: {torch.backends.mkldnn.is_available()}; "
           f"threads: {torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op; "
-          f"malloc: {args.malloc}; configs: {','.join(names)}", file=sys.stderr, flush=True)
+          f"malloc: {args.malloc}; autocast: {args.autocast}; configs: {','.join(names)}", file=sys.stderr, flush=True)
 
     seconds = args.seconds if args.seconds > 0 else None
     for n in names:
-        result = run_config(n, args.threads, args.warmup, args.steps, seconds, args.seed, args.malloc)
+        result = run_config(n, args.threads, args.warmup, args.steps, seconds, args.seed, args.malloc, args.autocast)
         print(json.dumps(result), flush=True)
     return 0
 
