@@ -658,7 +658,14 @@ enum DirectConv {
 /// depends on the shape only, never on timing at run time, so results are reproducible
 /// and a resumed run computes what the interrupted one did.
 enum WinogradConv {
-    static let setting = ProcessInfo.processInfo.environment["EIDETIC_WINOGRAD"] ?? "table"
+    static let setting: String = {
+        let v = ProcessInfo.processInfo.environment["EIDETIC_WINOGRAD"] ?? "table"
+        guard ["on", "off", "table"].contains(v) else {
+            FileHandle.standardError.write(Data("eidetic: EIDETIC_WINOGRAD=\(v) is not on, off or table; using the table\n".utf8))
+            return "table"
+        }
+        return v
+    }()
 
     /// Whether this map (c input channels → o output channels at h×w) runs as Winograd.
     static func chosen(channels c: Int, outChannels o: Int, height h: Int, width w: Int, inputGradient: Bool) -> Bool {

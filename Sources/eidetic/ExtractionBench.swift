@@ -26,7 +26,7 @@ extension Bench {
         @Option(help: "Sample rows read per block.") var block = Extraction.blockRows
         @Option(help: "Seed of the synthetic images.") var seed: UInt64 = 1
         @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
-        @Option(help: "Folder for the sample file and arrays (default: a new one under results/bench-extraction/); removed afterwards unless --keep.")
+        @Option(help: "A new folder for the sample file and arrays (default: one under results/bench-extraction/); removed afterwards unless --keep.")
         var dir: String?
         @Flag(help: "Keep the sample file and the arrays.") var keep = false
         @Flag(help: "Skip the clique search.") var noClique = false
@@ -38,6 +38,8 @@ extension Bench {
             try Check.atLeast(planted, 0, "--planted")
             guard planted <= samples && planted <= training else { throw ValidationError("--planted \(planted): at most --samples and --training") }
             try Check.atLeast(size, 1, "--size")
+            // the int8 kernel's limit (and the references' memory): at most 65,536 values an image
+            guard channels * size * size <= 65_536 else { throw ValidationError("--size \(size): \(channels)×\(size)×\(size) images exceed 65,536 values") }
             guard channels == 1 || channels == 3 else { throw ValidationError("--channels must be 1 or 3, got \(channels)") }
             try Check.atLeast(block, 1, "--block")
             try Check.atLeast(threads, 1, "--threads")
@@ -52,7 +54,8 @@ extension Bench {
             Threads.count = threads
             let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
             let root = dir ?? "results/bench-extraction/\(stamp)"
-            if FileManager.default.fileExists(atPath: root + "/samples.h5") { throw ValidationError("--dir: \(root) holds a samples.h5 already; choose a new folder") }
+            // a folder of its own: it is removed afterwards, so never one that exists
+            if FileManager.default.fileExists(atPath: root) { throw ValidationError("--dir: \(root) exists; choose a new folder (the bench removes it afterwards unless --keep)") }
             try OutputGuard.checkWritableParent(root)
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
             defer { if !keep { try? FileManager.default.removeItem(atPath: root) } }

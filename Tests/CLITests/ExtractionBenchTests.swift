@@ -36,6 +36,20 @@ final class ExtractionBenchTests: XCTestCase {
         // the clique search on the first generations finds nothing in noise and copies of distinct images
         let o = try bench(8_192)
         XCTAssertEqual(o["ok"] as? Bool, true)
+        // an existing folder is refused and left alone (the bench removes its folder afterwards)
+        let mine = NSTemporaryDirectory() + "eidetic-xbench-mine-\(getpid())"
+        try FileManager.default.createDirectory(atPath: mine, withIntermediateDirectories: true)
+        try "keep me".write(toFile: mine + "/notes.txt", atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: mine) }
+        let taken = Binary.run(["bench", "extraction", "--samples", "64", "--training", "8", "--planted", "1", "--dir", mine], cwd: NSTemporaryDirectory())
+        XCTAssertNotEqual(taken.status, 0)
+        XCTAssertTrue(taken.stderr.contains("--dir"), taken.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: mine + "/notes.txt"), "the user's folder was touched")
+        for args in [["--samples", "0"], ["--size", "1000"], ["--block", "-3"]] {
+            let r = Binary.run(["bench", "extraction"] + args, cwd: NSTemporaryDirectory())
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertTrue(r.stderr.contains(args[0]), "\(args): \(r.stderr)")
+        }
         let bad = Binary.run(["bench", "extraction", "--samples", "5", "--planted", "10"], cwd: NSTemporaryDirectory())
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("--planted 10"), bad.stderr)
