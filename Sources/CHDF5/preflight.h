@@ -232,7 +232,8 @@ static inline void eh5__walk(const char *path) {
     H5Fclose(fid);
 }
 
-/* kB of a "Name:   123 kB" line of /proc/self/status (0 when absent). */
+/* kB of a "Name:   123 kB" line of /proc/self/status (0 when absent). Also behind Swift's
+   ProcessMemory (HDF5 module). */
 static inline long eh5__status_kb(const char *name) {
     char line[256];
     long kb = 0;

@@ -30,7 +30,7 @@ public struct Clique: Codable, Equatable, Sendable {
 }
 
 public enum CliqueFilter {
-    /// Generations per group the evaluation searches for cliques (its first ones): the
+    /// Generations per group `find` searches for cliques (its first ones): the
     /// all-pairs search holds the group in memory (32,768 CIFAR images: 100 MB, plus the
     /// packed copy), and the paper's pools are 500 generations per prompt.
     public static let poolLimit = 32_768
@@ -54,15 +54,14 @@ public enum CliqueFilter {
         return map
     }
 
-    /// The graph on `members` of `set`: an edge where the tiled ℓ2 is ≤ threshold. The
+    /// The graph on the images of `pool`: an edge where the tiled ℓ2 is ≤ threshold. The
     /// global normalized ℓ2 never exceeds the tiled one (a weighted mean of the per-tile mean
-    /// squares is at most their maximum), so candidate pairs come from the GEMM-speed
-    /// all-pairs search at the same threshold and only those are measured tile by tile.
-    static func graph(_ set: ImageSet, members: [Int], config: CliqueConfig) -> [Set<Int>] {
-        let sub = set.subset(members)
-        var adjacency = [Set<Int>](repeating: [], count: members.count)
-        for (a, b, _) in NearestNeighbors.pairsWithin(sub, threshold: config.threshold * (1 + 1e-9) + 1e-12) {
-            if tiledL2(sub.image(a), sub.image(b), channels: set.channels, height: set.height, width: set.width, tiles: config.tiles) <= config.threshold {
+    /// squares is at most their maximum), so candidate pairs come from the exact all-pairs
+    /// search at the same threshold and only those are measured tile by tile.
+    static func graph(_ pool: ImageSet, config: CliqueConfig) -> [Set<Int>] {
+        var adjacency = [Set<Int>](repeating: [], count: pool.count)
+        for (a, b, _) in NearestNeighbors.pairsWithin(pool, threshold: config.threshold * (1 + 1e-9) + 1e-12) {
+            if tiledL2(pool.image(a), pool.image(b), channels: pool.channels, height: pool.height, width: pool.width, tiles: config.tiles) <= config.threshold {
                 adjacency[a].insert(b); adjacency[b].insert(a)
             }
         }
@@ -72,12 +71,24 @@ public enum CliqueFilter {
     /// Maximal cliques of size ≥ minSize among the generations, per group (Bron–Kerbosch with
     /// Tomita pivoting). `groups` maps each generation to its prompt/class; nil: one group.
     public static func find(_ generations: ImageSet, groups: [Int]? = nil, config: CliqueConfig = CliqueConfig()) throws -> [Clique] {
-        let g = groups ?? [Int](repeating: -1, count: generations.count)
-        precondition(g.count == generations.count, "clique filter: \(g.count) group labels for \(generations.count) generations")
+        try find(count: generations.count, groups: groups, config: config) { generations.subset($0) }.cliques
+    }
+
+    /// The same for a pool read group by group through `images` (pool indices → images, as
+    /// from a sample file): each group's first `poolLimit` generations, one group in memory
+    /// at a time. Returns the cliques (members as pool indices) and how many generations were
+    /// searched.
+    public static func find(count: Int, groups: [Int]?, config: CliqueConfig = CliqueConfig(),
+                            images: ([Int]) throws -> ImageSet) throws -> (cliques: [Clique], searched: Int) {
+        let g = groups ?? [Int](repeating: -1, count: count)
+        precondition(g.count == count, "clique filter: \(g.count) group labels for \(count) generations")
         var out: [Clique] = []
+        var searched = 0
         for label in Set(g).sorted() {
-            let members = (0..<generations.count).filter { g[$0] == label }
-            let neighbors = graph(generations, members: members, config: config)
+            let members = Array((0..<count).lazy.filter { g[$0] == label }.prefix(poolLimit))
+            searched += members.count
+            let pool = try images(members)
+            let neighbors = graph(pool, config: config)
             var found: [[Int]] = []
             var overflow = false
             func expand(_ r: [Int], _ p: Set<Int>, _ x: Set<Int>) {
@@ -99,12 +110,12 @@ public enum CliqueFilter {
                 throw EvaluationError.tooManyCliques(group: label, limit: config.maxCliques)
             }
             for c in found.sorted(by: { $0.count != $1.count ? $0.count > $1.count : $0.lexicographicallyPrecedes($1) }) {
-                let (ch, h, w, t) = (generations.channels, generations.height, generations.width, config.tiles)
-                let total = c.map { a in c.reduce(0.0) { $0 + tiledL2(generations.image(members[a]), generations.image(members[$1]), channels: ch, height: h, width: w, tiles: t) } }
+                let (ch, h, w, t) = (pool.channels, pool.height, pool.width, config.tiles)
+                let total = c.map { a in c.reduce(0.0) { $0 + tiledL2(pool.image(a), pool.image($1), channels: ch, height: h, width: w, tiles: t) } }
                 let medoid = c.indices.min { (total[$0], c[$0]) < (total[$1], c[$1]) }.map { c[$0] }!
                 out.append(Clique(group: label, members: c.map { members[$0] }, medoid: members[medoid]))
             }
         }
-        return out
+        return (out, searched)
     }
 }

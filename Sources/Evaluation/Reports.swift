@@ -148,18 +148,9 @@ public struct ExtractionReport: Codable, Sendable {
         var cliqueSummary: CliqueSummary? = nil
         if let cc = clique {
             let conditional = samplesDS.attributes["conditional"] == .int(1)
-            let labels = try samplesDS.labels("samples")
-            // one group at a time, each its first `poolLimit` generations (all-pairs search
-            // over a larger group would hold it in memory)
-            var cl: [Clique] = []
-            var searched = 0
-            for label in (conditional ? Set(labels).sorted() : [-1]) {
-                let members = Array((0..<g).lazy.filter { !conditional || labels[$0] == label }.prefix(CliqueFilter.poolLimit))
-                searched += members.count
-                let pool = try samplesDS.read("samples", indices: members)
-                for c in try CliqueFilter.find(pool, groups: nil, config: cc) {
-                    cl.append(Clique(group: label, members: c.members.map { members[$0] }, medoid: members[c.medoid]))
-                }
+            // each group's first `CliqueFilter.poolLimit` generations, read from the file one group at a time
+            let (cl, searched) = try CliqueFilter.find(count: g, groups: conditional ? try samplesDS.labels("samples") : nil, config: cc) {
+                try samplesDS.read("samples", indices: $0)
             }
             let verified: [Int?] = cl.map { c in
                 let s = per[c.medoid]

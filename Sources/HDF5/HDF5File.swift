@@ -278,22 +278,15 @@ public final class HDF5File {
         }
     }
 
-    public func writeRows(_ name: String, start: Int, uint8 values: [UInt8]) throws {
-        let row = try rowSize(name)
-        precondition(values.count % max(row, 1) == 0, "HDF5 writeRows '\(name)': \(values.count) values are not whole rows of \(row)")
-        try values.withUnsafeBytes { try writeRows(name, start: start, rows: values.count / max(row, 1), type: eh5_native_uint8(), bytes: $0.baseAddress!) }
-    }
+    public func writeRows(_ name: String, start: Int, uint8 values: [UInt8]) throws { try writeRows(name, start: start, values, type: eh5_native_uint8()) }
+    public func writeRows(_ name: String, start: Int, int64 values: [Int64]) throws { try writeRows(name, start: start, values, type: eh5_native_int64()) }
+    public func writeRows(_ name: String, start: Int, float64 values: [Double]) throws { try writeRows(name, start: start, values, type: eh5_native_double()) }
 
-    public func writeRows(_ name: String, start: Int, int64 values: [Int64]) throws {
-        let row = try rowSize(name)
-        precondition(values.count % max(row, 1) == 0, "HDF5 writeRows '\(name)': \(values.count) values are not whole rows of \(row)")
-        try values.withUnsafeBytes { try writeRows(name, start: start, rows: values.count / max(row, 1), type: eh5_native_int64(), bytes: $0.baseAddress!) }
-    }
-
-    public func writeRows(_ name: String, start: Int, float64 values: [Double]) throws {
-        let row = try rowSize(name)
-        precondition(values.count % max(row, 1) == 0, "HDF5 writeRows '\(name)': \(values.count) values are not whole rows of \(row)")
-        try values.withUnsafeBytes { try writeRows(name, start: start, rows: values.count / max(row, 1), type: eh5_native_double(), bytes: $0.baseAddress!) }
+    private func writeRows<T>(_ name: String, start: Int, _ values: [T], type: hid_t) throws {
+        guard !values.isEmpty else { return }
+        let row = max(try rowSize(name), 1)
+        precondition(values.count % row == 0, "HDF5 writeRows '\(name)': \(values.count) values are not whole rows of \(row)")
+        try values.withUnsafeBytes { try writeRows(name, start: start, rows: values.count / row, type: type, bytes: $0.baseAddress!) }
     }
 
     /// Values per row (the product of all axes but the first).

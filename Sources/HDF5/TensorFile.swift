@@ -1,3 +1,4 @@
+import CHDF5
 import Foundation
 import Tensor
 
@@ -67,6 +68,17 @@ public func writeAtomically(to path: String, _ write: (String) throws -> Void) t
         if error is FileWriteError { throw error }
         throw FileWriteError(path: path, reason: describeIOError(error).replacingOccurrences(of: tmp, with: path))
     }
+}
+
+/// This process's resident memory (Linux /proc/self/status, read by the same C helper as
+/// the file preflight's memory budget; 0 elsewhere).
+public enum ProcessMemory {
+    /// Resident bytes now (VmRSS).
+    public static var current: Int { eh5__status_kb("VmRSS") * 1024 }
+    /// The peak resident bytes (VmHWM) since the process started or the last `resetPeak`.
+    public static var peak: Int { eh5__status_kb("VmHWM") * 1024 }
+    /// Restarts the peak count at the current size (writes 5 to /proc/self/clear_refs).
+    public static func resetPeak() { try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8) }
 }
 
 /// Whether process `pid` exists and is not a zombie. A killed worker whose parent died too is

@@ -89,12 +89,12 @@ extension Bench {
                 try w.close()
             }
             let writeSeconds = Date().timeIntervalSince(t0)
-            let writePeak = Memory.peak()
+            let writePeak = ProcessMemory.peak
             let fileBytes = ((try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? nil) ?? 0
 
             // 2. the streamed extraction (and the clique search), its peak memory on its own
-            Memory.resetPeak()
-            let before = Memory.current()
+            ProcessMemory.resetPeak()
+            let before = ProcessMemory.current
             let t1 = Date()
             let ds = try DatasetFile(file)
             let arrays = try HDF5File.create(root + "/extraction.h5")
@@ -107,11 +107,10 @@ extension Bench {
             var cliqueSeconds = 0.0, flagged = 0
             if !noClique {
                 let t2 = Date()
-                let pool = try ds.read("samples", indices: Array(0..<min(samples, CliqueFilter.poolLimit)))
-                flagged = try CliqueFilter.find(pool).count
+                flagged = try CliqueFilter.find(count: samples, groups: nil) { try ds.read("samples", indices: $0) }.cliques.count
                 cliqueSeconds = Date().timeIntervalSince(t2)
             }
-            let peak = Memory.peak()
+            let peak = ProcessMemory.peak
             var usage = rusage()
             getrusage(RUSAGE_SELF.rawValue, &usage)
             let processPeak = Int(usage.ru_maxrss) * 1024   // kB on Linux; never reset
@@ -162,20 +161,4 @@ struct SplitMix {
             while i < p.count { p[i] = UInt8(truncatingIfNeeded: last); last >>= 8; i += 1 }
         }
     }
-}
-
-/// This process's resident memory from /proc/self/status (Linux; 0 elsewhere).
-enum Memory {
-    static func field(_ name: String) -> Int {
-        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-        for line in s.split(separator: "\n") where line.hasPrefix(name + ":") {
-            return (Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0) * 1024
-        }
-        return 0
-    }
-    static func current() -> Int { field("VmRSS") }
-    /// The peak resident size (VmHWM) since the last `resetPeak`.
-    static func peak() -> Int { field("VmHWM") }
-    /// Resets the peak to the current size (writes 5 to /proc/self/clear_refs).
-    static func resetPeak() { try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8) }
 }
