@@ -47,6 +47,7 @@ bench: build bench-setup
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench ops --threads $(THREADS)
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench unet --threads $(THREADS)
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench unet --threads 1
+	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench unet --threads $(THREADS) --precision bf16
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench dcgan --threads $(THREADS)
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench dcgan --threads 1 --only dcgan-train-b64
 	$(SWIFT) run $(BUILD_FLAGS) --skip-build eidetic bench dp --threads $(THREADS)

@@ -116,7 +116,7 @@ public final class ExperimentPipeline {
         let step = try run.loadCheckpoint().step
 
         // 2. sample
-        let request = SampleRequest(count: c.sample.count, batchSize: c.sample.batchSize, sampler: c.sample.sampler, useEMA: c.sample.useEMA)
+        let request = SampleRequest(c.sample)
         let samplesFile: String = try stage("sample") {
             let path = sampleFilePath(run: run, request: request, step: step)
             if FileManager.default.fileExists(atPath: path) { return (path, path, false) }

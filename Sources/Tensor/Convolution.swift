@@ -16,6 +16,9 @@ public struct ConvGeometry: Equatable, Sendable {
     public var patch: Int { channels * kernelH * kernelW }
     /// Columns of the im2col matrix.
     public var windows: Int { outH * outW }
+    /// Whether this conv takes bf16 products (`DirectConvBF16`): set by `conv2d` from
+    /// `ComputePrecision.current` where that kernel applies, and kept for its backward.
+    public internal(set) var bf16Products = false
 
     public init(channels: Int, height: Int, width: Int, kernelH: Int, kernelW: Int, stride: Int, padding: Int) {
         precondition(stride >= 1 && padding >= 0, "conv: stride \(stride) must be ≥ 1 and padding \(padding) ≥ 0")
@@ -102,6 +105,10 @@ func col2im<T: TensorScalar>(_ g: ConvGeometry, _ col: UnsafePointer<T>, _ x: Un
 enum ConvKernels {
     static func forward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ g: ConvGeometry, _ out: Tensor, _: T.Type) {
         let n = x.shape[0], o = w.shape[0]
+        if T.self == Float.self && g.bf16Products {
+            DirectConvBF16.forward(x, w, bias, g, out)
+            return
+        }
         if T.self == Float.self && DirectConv3x3.applies(g, outChannels: o) {
             DirectConv3x3.forward(x, w, bias, g, out)
             return
@@ -203,6 +210,10 @@ enum ConvKernels {
     static func backward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, _ gy: Tensor, _ g: ConvGeometry,
                                           dx: Tensor?, dw: Tensor?, db: Tensor?, _: T.Type) {
         let n = x.shape[0], o = w.shape[0]
+        if T.self == Float.self && g.bf16Products {
+            DirectConvBF16.backward(x, w, gy, g, dx: dx, dw: dw, db: db)
+            return
+        }
         if T.self == Float.self && DirectConv3x3.applies(g, outChannels: o) {
             DirectConv3x3.backward(x, w, gy, g, dx: dx, dw: dw, db: db)
             return
@@ -649,6 +660,93 @@ enum DirectConv {
     }
 }
 
+/// `DirectConv` with bf16 products and Float sums (`conv_bf16.c`), for convolutions run
+/// under `ComputePrecision.bf16`: forward and input gradient pair input channels, the
+/// weight gradient pairs adjacent windows; inputs, dY and weights are rounded to bf16 as
+/// they are copied into the kernels' planes (weights once per call, from the Float master
+/// copy). Layers with an RGB-sized side (`DirectConv3x3`) and widths the kernel does not
+/// take stay Float. The same image and group structure as `DirectConv`, so an image's
+/// output never depends on its batch and dW has the same bits for any thread count.
+enum DirectConvBF16 {
+    static var isa: Int32 { ek_conv3x3b_best_isa() }
+
+    static func applies(_ g: ConvGeometry, outChannels o: Int) -> Bool {
+        DirectConv.applies(g) && !DirectConv3x3.applies(g, outChannels: o) && ek_conv3x3b_applies(g.height, g.width) != 0
+    }
+
+    static func packed(_ w: UnsafePointer<Float>, outChannels o: Int, inChannels c: Int, flipped: Bool) -> [UInt32] {
+        var p = [UInt32](repeating: 0, count: ek_conv3x3b_packed_words(isa, o, c))
+        p.withUnsafeMutableBufferPointer { ek_conv3x3b_pack(isa, w, o, c, flipped ? 1 : 0, $0.baseAddress!) }
+        return p
+    }
+
+    /// y[i] = conv(x[i]) (+ bias) for each of n images of c channels at the geometry's size.
+    static func images(_ px: UnsafePointer<Float>, n: Int, channels c: Int, _ g: ConvGeometry, weights: [UInt32], outChannels o: Int,
+                       bias: UnsafePointer<Float>?, into py: UnsafeMutablePointer<Float>) {
+        let inSize = c * g.height * g.width, outSize = o * g.windows
+        let chunks = Parallel.chunkCount(n)
+        let scratch = ScratchBuffers<UInt32>(count: Parallel.workers(for: chunks), elements: ek_conv3x3b_pair_words(c, g.height, g.width))
+        weights.withUnsafeBufferPointer { pw in
+            Parallel.run(chunks: chunks) { chunk, worker in
+                for i in Parallel.chunkRange(chunk, of: n) {
+                    ek_conv3x3b_pad_pairs(px + i * inSize, c, g.height, g.width, scratch[worker])
+                    DirectConv.check(ek_conv3x3b_image(isa, scratch[worker], c, g.height, g.width, pw.baseAddress!, o, bias, py + i * outSize))
+                }
+            }
+        }
+    }
+
+    static func forward(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ g: ConvGeometry, _ out: Tensor) {
+        let o = w.shape[0]
+        let pb: UnsafePointer<Float>? = bias.map { UnsafePointer($0.pointer(Float.self)) }
+        images(x.pointer(Float.self), n: x.shape[0], channels: g.channels, g,
+               weights: packed(w.pointer(Float.self), outChannels: o, inChannels: g.channels, flipped: false),
+               outChannels: o, bias: pb, into: out.pointer(Float.self))
+    }
+
+    /// dW as `DirectConv.weightGradient` splits it (image groups × output-channel parts, group
+    /// partials summed in group order), on bf16 copies of the images and of dY made up front.
+    static func weightGradient(_ px: UnsafePointer<Float>, _ pg: UnsafePointer<Float>, n: Int, outChannels o: Int, _ g: ConvGeometry,
+                               into dw: UnsafeMutablePointer<Float>) {
+        let c = g.channels, inSize = c * g.height * g.width, outSize = o * g.windows, wSize = o * c * 9
+        let padSize = ek_conv3x3b_plane_halves(c, g.height, g.width)
+        let count = min(n, DirectConv.weightGradientImages(g)), groups = (n + count - 1) / count
+        let per = max(1, (8 + groups - 1) / groups)
+        let step = ((o + per - 1) / per + 2) / 3 * 3
+        let parts = (o + step - 1) / step
+        let planes = ScratchBuffers<UInt16>(count: 1, elements: n * padSize)
+        let gy16 = ScratchBuffers<UInt16>(count: 1, elements: n * outSize)
+        Parallel.run(chunks: Parallel.chunkCount(n)) { chunk, _ in
+            for i in Parallel.chunkRange(chunk, of: n) {
+                ek_conv3x3b_pad_plain(px + i * inSize, c, g.height, g.width, planes[0] + i * padSize)
+                ek_bf16_convert(pg + i * outSize, outSize, gy16[0] + i * outSize)
+            }
+        }
+        let partial = ScratchBuffers<Float>(count: 1, elements: groups * wSize)
+        Parallel.run(chunks: groups * parts) { task, _ in
+            let group = task / parts, part = task % parts
+            let lo = group * count, imagesInGroup = min(n, lo + count) - lo
+            let o0 = part * step, o1 = min(o, o0 + step)
+            let d = partial[0] + group * wSize
+            (d + o0 * c * 9).update(repeating: 0, count: (o1 - o0) * c * 9)
+            DirectConv.check(ek_conv3x3b_weight_grad(isa, planes[0] + lo * padSize, imagesInGroup, c, g.height, g.width,
+                                                     gy16[0] + lo * outSize, o, o0, o1, d))
+        }
+        ConvKernels.sumChunks(partial[0], chunks: groups, size: wSize, into: dw)
+    }
+
+    static func backward(_ x: Tensor, _ w: Tensor, _ gy: Tensor, _ g: ConvGeometry, dx: Tensor?, dw: Tensor?, db: Tensor?) {
+        let n = x.shape[0], o = w.shape[0], c = g.channels
+        let pg = gy.pointer(Float.self)
+        if let dw { weightGradient(x.pointer(Float.self), pg, n: n, outChannels: o, g, into: dw.pointer(Float.self)) }
+        if let dx {
+            images(pg, n: n, channels: o, g, weights: packed(w.pointer(Float.self), outChannels: c, inChannels: o, flipped: true),
+                   outChannels: c, bias: nil, into: dx.pointer(Float.self))
+        }
+        if let db { ConvKernels.channelSums(pg, n: n, channels: o, inner: g.windows, into: db.pointer(Float.self)) }
+    }
+}
+
 /// Winograd F(2×2, 3×3) (`winograd.c`; Lavin & Gray 2016) for the forward and the input
 /// gradient of 3×3 stride-1 padding-1 Float convolutions: 16 GEMMs over the tiles of one
 /// image, 2.25× fewer multiply-adds than `DirectConv`, with a rounding error a few times
@@ -734,8 +832,9 @@ extension Tensor {
         precondition(x.shape[1] == weight.shape[1], "conv2d: input \(x.shape) has \(x.shape[1]) channels, weight \(weight.shape) expects \(weight.shape[1])")
         if let bias { precondition(bias.shape == [weight.shape[0]], "conv2d: bias \(bias.shape) must be [\(weight.shape[0])] for weight \(weight.shape)") }
         checkSameDType(x, weight, "conv2d")
-        let g = ConvGeometry(channels: x.shape[1], height: x.shape[2], width: x.shape[3],
+        var g = ConvGeometry(channels: x.shape[1], height: x.shape[2], width: x.shape[3],
                              kernelH: weight.shape[2], kernelW: weight.shape[3], stride: stride, padding: padding)
+        g.bf16Products = ComputePrecision.current == .bf16 && x.dtype == .float32 && DirectConvBF16.applies(g, outChannels: weight.shape[0])
         let out = Tensor(uninitialized: [x.shape[0], weight.shape[0], g.outH, g.outW], dtype: x.dtype)
         let k0 = Profiler.enabled ? Profiler.now() : 0
         dispatch(x.dtype, { ConvKernels.forward(x, weight, bias, g, out, Float.self) },

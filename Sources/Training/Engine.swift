@@ -235,7 +235,7 @@ public final class Trainer {
                                   rateFactor: learningRates.base > 0 ? rate / learningRates.base : 0, gradClip: config.train.gradClip)
         var metrics: [(name: String, value: Double)]
         do {
-            metrics = try task.step(batches, context)
+            metrics = try ComputePrecision.$current.withValue(config.train.precision) { try task.step(batches, context) }
         } catch OptimizerError.nonFiniteLoss(let v) {
             throw TrainingError.diverged(step: step, loss: v)
         }

@@ -17,10 +17,19 @@ public struct SampleRequest: Sendable {
     /// Class labels for conditional models: the seed picks one, labels[seed mod count]
     /// (nil: the classes 0, 1, 2, …), so a sample's label depends only on its seed.
     public var labels: [Int]?
+    /// The convolutions' arithmetic while sampling (`sample.precision`); bf16 samples get
+    /// their own file name and a "precision" attribute.
+    public var precision: ComputePrecision
 
-    public init(count: Int, batchSize: Int, sampler: SamplerConfig, useEMA: Bool = true, firstSeed: UInt64 = 0, labels: [Int]? = nil) {
+    public init(count: Int, batchSize: Int, sampler: SamplerConfig, useEMA: Bool = true, firstSeed: UInt64 = 0, labels: [Int]? = nil,
+                precision: ComputePrecision = .fp32) {
         self.count = count; self.batchSize = batchSize; self.sampler = sampler; self.useEMA = useEMA
-        self.firstSeed = firstSeed; self.labels = labels
+        self.firstSeed = firstSeed; self.labels = labels; self.precision = precision
+    }
+
+    /// The request a config's `[sample]` section describes.
+    public init(_ s: TrainConfig.Sample) {
+        self.init(count: s.count, batchSize: s.batchSize, sampler: s.sampler, useEMA: s.useEMA, precision: s.precision)
     }
 
     /// Names the request in sample file names: the sampler for diffusion models, "gan" for
@@ -29,6 +38,7 @@ public struct SampleRequest: Sendable {
         if kind.isGAN { return "gan-\(useEMA ? "ema" : "raw")-n\(count)-seed\(firstSeed)" }
         let s = sampler.kind == .ddpm ? "ddpm" : "ddim\(sampler.steps)-eta\(sampler.eta)-\(sampler.spacing.rawValue)"
         return "\(s)-\(useEMA ? "ema" : "raw")-n\(count)-seed\(firstSeed)" + (sampler.guidance != 1 ? "-g\(sampler.guidance)" : "")
+            + (precision == .fp32 ? "" : "-\(precision.rawValue)")
     }
 
     /// The tag of a diffusion model's request.
@@ -81,6 +91,7 @@ public func validate(_ r: SampleRequest, config: TrainConfig) throws {
     guard r.batchSize >= 1 else { throw bad("sample batch size must be ≥ 1, got \(r.batchSize)") }
     let s = r.sampler, T = config.diffusion.timesteps
     if config.kind.isGAN {
+        if r.precision != .fp32 { throw bad("bf16 sampling applies to U-Net runs; the GAN layers have no bf16 kernels") }
         if let l = r.labels, let bad = l.first(where: { $0 < 0 || $0 >= max(config.classes, 1) }) {
             throw TrainingError.runDirectory("label \(bad) is outside 0…\(config.classes - 1)")
         }
@@ -157,7 +168,7 @@ public func generateSamples(run: RunDirectory, request r: SampleRequest, overwri
         let writer = try SampleFile.Writer(path: tmp, count: r.count, channels: c, height: h, width: w, classNames: classNames, attributes: [
             "run": .string(run.path), "checkpoint": .string(run.checkpoint), "checkpoint_step": .int(Int64(ckpt.step)),
             "weights": .string(r.useEMA ? "ema" : "raw"), "sampler": .string(samplerDescription), "model_kind": .string(config.kind.rawValue),
-            "model": .string(modelJSON), "conditional": .int(labels == nil ? 0 : 1),
+            "model": .string(modelJSON), "conditional": .int(labels == nil ? 0 : 1), "precision": .string(r.precision.rawValue),
             "command": .string((["eidetic"] + CommandLine.arguments.dropFirst()).joined(separator: " ")),
         ])
         func emit(_ start: Int, _ x: Tensor) throws {
@@ -172,8 +183,10 @@ public func generateSamples(run: RunDirectory, request r: SampleRequest, overwri
         if let generator {
             try generator.sample(seeds: seeds, labels: labels, batchSize: r.batchSize, progress: progress, each: emit)
         } else if let model {
-            try config.diffusion.process.sample(model: model, seeds: seeds, labels: labels, sampler: r.sampler, batchSize: r.batchSize,
-                                                progress: progress, each: emit)
+            try ComputePrecision.$current.withValue(r.precision) {
+                try config.diffusion.process.sample(model: model, seeds: seeds, labels: labels, sampler: r.sampler, batchSize: r.batchSize,
+                                                    progress: progress, each: emit)
+            }
         }
         try writer.close()
     }

@@ -5,6 +5,7 @@ import Models
 import NN
 import Optim
 import TOML
+import Tensor
 
 /// The model family a run trains (`model.kind`); it chooses the training task, the
 /// sampler and the membership signal.
@@ -119,10 +120,13 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         /// Fault injection for tests of what a failed job looks like: the loss at this step
         /// (≥ 1) is reported as NaN, and training stops as it would on a real divergence.
         public var injectNaNAtStep = 0
+        /// The convolutions' arithmetic (`ComputePrecision`): "fp32" (default, the reference)
+        /// or "bf16" (bf16 products, Float sums and master weights; U-Net runs).
+        public var precision = ComputePrecision.fp32
 
         enum CodingKeys: String, CodingKey {
             case batchSize, images, learningRate, warmupSteps, gradClip, emaDecay, checkpointEvery, logEvery, threads, labelDropout
-            case lrSchedule, minLR, injectNaNAtStep
+            case lrSchedule, minLR, injectNaNAtStep, precision
         }
         public init() {}
         // The schedule keys are written only when not the defaults, so configs (and run
@@ -137,6 +141,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             lrSchedule = try c.decodeIfPresent(String.self, forKey: .lrSchedule) ?? "constant"
             minLR = try c.decodeIfPresent(Double.self, forKey: .minLR) ?? 0
             injectNaNAtStep = try c.decodeIfPresent(Int.self, forKey: .injectNaNAtStep) ?? 0
+            precision = try c.decodeIfPresent(ComputePrecision.self, forKey: .precision) ?? .fp32
         }
         public func encode(to e: Encoder) throws {
             var c = e.container(keyedBy: CodingKeys.self)
@@ -148,6 +153,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             if lrSchedule != "constant" { try c.encode(lrSchedule, forKey: .lrSchedule) }
             if minLR != 0 { try c.encode(minLR, forKey: .minLR) }
             if injectNaNAtStep != 0 { try c.encode(injectNaNAtStep, forKey: .injectNaNAtStep) }
+            if precision != .fp32 { try c.encode(precision, forKey: .precision) }
         }
 
         /// The learning rate at every step: linear warmup over `warmupSteps`, then constant or
@@ -163,6 +169,26 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         public var batchSize = 64
         public var sampler = SamplerConfig()
         public var useEMA = true
+        /// The sampler's convolution arithmetic (`ComputePrecision`; U-Net runs): "fp32"
+        /// (default) or "bf16". Independent of train.precision: say which one the samples
+        /// that a measurement uses were drawn with.
+        public var precision = ComputePrecision.fp32
+
+        enum CodingKeys: String, CodingKey { case count, batchSize, sampler, useEMA, precision }
+        public init() {}
+        // precision is written only when not fp32, so earlier configs keep their hashes
+        public init(from d: Decoder) throws {
+            let c = try d.container(keyedBy: CodingKeys.self)
+            count = try c.decode(Int.self, forKey: .count); batchSize = try c.decode(Int.self, forKey: .batchSize)
+            sampler = try c.decode(SamplerConfig.self, forKey: .sampler); useEMA = try c.decode(Bool.self, forKey: .useEMA)
+            precision = try c.decodeIfPresent(ComputePrecision.self, forKey: .precision) ?? .fp32
+        }
+        public func encode(to e: Encoder) throws {
+            var c = e.container(keyedBy: CodingKeys.self)
+            try c.encode(count, forKey: .count); try c.encode(batchSize, forKey: .batchSize)
+            try c.encode(sampler, forKey: .sampler); try c.encode(useEMA, forKey: .useEMA)
+            if precision != .fp32 { try c.encode(precision, forKey: .precision) }
+        }
     }
     public struct DiffusionSection: Codable, Equatable, Sendable {
         public var schedule = "linear"
@@ -306,11 +332,19 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         c.train.minLR = try t.double("min_lr", c.train.minLR, min: 0)
         if c.train.minLR > c.train.learningRate { throw t.error("min_lr", "\(c.train.minLR) is larger than train.lr = \(c.train.learningRate)") }
         c.train.injectNaNAtStep = try t.int("inject_nan_at_step", 0, min: 0)
+        c.train.precision = ComputePrecision(rawValue: try t.choice("precision", c.train.precision.rawValue, ComputePrecision.allCases.map(\.rawValue)))!
+        if c.train.precision == .bf16 && c.kind.isGAN {
+            throw t.error("precision", "\"bf16\" applies to model.kind = \"unet\" (its 3×3 convolutions); the GAN layers have no bf16 kernels")
+        }
 
         let s = try r.section("sample")
         c.sample.count = try s.int("count", c.sample.count, min: 1, max: 100_000_000)
         c.sample.batchSize = try s.int("batch_size", c.sample.batchSize, min: 1, max: 1 << 16)
         c.sample.useEMA = try s.bool("ema", c.sample.useEMA)
+        c.sample.precision = ComputePrecision(rawValue: try s.choice("precision", c.sample.precision.rawValue, ComputePrecision.allCases.map(\.rawValue)))!
+        if c.sample.precision == .bf16 && c.kind.isGAN {
+            throw s.error("precision", "\"bf16\" applies to model.kind = \"unet\" (its 3×3 convolutions); the GAN layers have no bf16 kernels")
+        }
         if c.kind.isGAN {
             for key in ["sampler", "steps", "eta", "spacing", "guidance"] where s.has(key) {
                 throw s.error(key, "applies to diffusion models only (a GAN draws each sample in one generator pass)")
@@ -355,6 +389,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
                 throw t.error("grad_clip", "does not apply to private training (privacy.clip_norm clips each example)")
             }
             c.train.gradClip = 0
+            if c.train.precision == .bf16 {
+                throw t.error("precision", "\"bf16\" does not apply to private training (DP-SGD's per-example gradients are fp32)")
+            }
             c.privacy = dp
         }
         try extra?(r, c)

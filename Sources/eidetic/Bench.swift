@@ -21,6 +21,8 @@ struct Bench: ParsableCommand {
         var only: String = "unet-s-train-b64,unet-s-train-b128,unet-m-train-b64,unet-s-sample-b256"
         @Option(help: "Timed steps per configuration and round (the median is reported).") var steps: Int = 5
         @Option(help: "Rounds per configuration, alternating Eidetic and PyTorch (medians over rounds are reported).") var rounds: Int = 3
+        @Option(help: "fp32, or bf16: Eidetic's bf16 convolutions (train.precision = \"bf16\") against PyTorch under CPU autocast bf16.")
+        var precision: String = "fp32"
         @Flag(help: "Print a per-op time profile of one training step (EIDETIC_PROFILE_DETAIL=1: per conv shape).") var profile = false
         @Option(help: "Python with PyTorch for the reference (bench/bench_torch.py); \"none\" skips it.")
         var torch: String = "bench/.venv/bin/python"
@@ -36,10 +38,15 @@ struct Bench: ParsableCommand {
             try Check.atLeast(steps, 1, "--steps")
             try Check.atLeast(rounds, 1, "--rounds")
             try Check.atLeast(checkBatch, 1, "--check-batch")
+            guard ComputePrecision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or bf16, not \(precision)") }
         }
 
         func run() throws {
             Threads.count = threads
+            let precision = ComputePrecision(rawValue: self.precision)!
+            if precision == .bf16 && !ComputePrecision.bf16Native {
+                print("(this CPU has no AVX512-BF16: bf16 products are emulated, same bits, slower than fp32)")
+            }
             if let path = exportCheck {
                 if !force && FileManager.default.fileExists(atPath: path) {
                     throw ValidationError("--export-check: \(path) exists (pass --force to overwrite it)")
@@ -62,12 +69,15 @@ struct Bench: ParsableCommand {
                 // fall on both; the row reports medians over rounds.
                 var ours: [Double] = [], theirs: [Double] = [], ratios: [Double] = [], gflops = 0.0
                 for round in 0..<rounds {
-                    let r = try UNetStepBenchmark.run(config: config, batch: batch, training: parts[2] == "train", steps: steps,
-                                                      profile: profile && round == rounds - 1)
+                    let r = try ComputePrecision.$current.withValue(precision) {
+                        try UNetStepBenchmark.run(config: config, batch: batch, training: parts[2] == "train", steps: steps,
+                                                  profile: profile && round == rounds - 1)
+                    }
                     print(r.line(name: name, threads: threads)); fflush(stdout)
                     ours.append(Double(batch) / r.secondsPerStep)
                     gflops = r.flopsPerStep / Double(batch) / 1e9
-                    if let t = try reference.imagesPerSecond(name, threads: threads, steps: steps) {
+                    if let t = try reference.imagesPerSecond(name, threads: threads, steps: steps,
+                                                             extra: precision == .bf16 ? ["--autocast", "bf16"] : []) {
                         theirs.append(t)
                         ratios.append(ours.last! / t)
                     }
@@ -355,8 +365,8 @@ struct TorchReference {
 
     /// Runs one configuration, prints its JSON line, returns its images per second (nil
     /// without PyTorch).
-    func imagesPerSecond(_ name: String, threads: Int, steps: Int) throws -> Double? {
-        let o = try run(["bench/bench_torch.py", "--threads", String(threads), "--only", name, "--steps", String(steps)])
+    func imagesPerSecond(_ name: String, threads: Int, steps: Int, extra: [String] = []) throws -> Double? {
+        let o = try run(["bench/bench_torch.py", "--threads", String(threads), "--only", name, "--steps", String(steps)] + extra)
         return o?["images_per_second"] as? Double
     }
 

@@ -62,7 +62,7 @@ struct EvalExtraction: ParsableCommand {
         if let f = file, !FileManager.default.fileExists(atPath: f) { throw ValidationError("--samples: \(f): no such file") }
         if file == nil, let n = count {
             let c = try dir.loadConfig()
-            let req = SampleRequest(count: n, batchSize: batchSize, sampler: c.sample.sampler, useEMA: c.sample.useEMA)
+            let req = SampleRequest(count: n, batchSize: batchSize, sampler: c.sample.sampler, useEMA: c.sample.useEMA, precision: c.sample.precision)
             let ck = try dir.loadCheckpoint()
             let existing = sampleFilePath(run: dir, request: req, step: ck.step)
             if FileManager.default.fileExists(atPath: existing) {

@@ -45,7 +45,7 @@ struct Train: ParsableCommand {
         print("run directory: \(dir)")
         let run = RunDirectory(dir)
         guard sample, run.readStatus()?["state"] as? String == "done" else { return }
-        let req = SampleRequest(count: c.sample.count, batchSize: c.sample.batchSize, sampler: c.sample.sampler, useEMA: c.sample.useEMA)
+        let req = SampleRequest(c.sample)
         let existing = sampleFilePath(run: run, request: req, step: try run.loadCheckpoint().step)
         if FileManager.default.fileExists(atPath: existing) {
             print("samples: \(existing) (already drawn)")
@@ -74,6 +74,7 @@ struct Sample: ParsableCommand {
     @Option(help: "Sample i uses seed first-seed + i.") var firstSeed: UInt64 = 0
     @Flag(inversion: .prefixedNo, help: "Use the EMA weights.") var ema = true
     @Flag(help: "Replace an existing sample file for the same request and checkpoint step.") var force = false
+    @Option(help: "Convolution arithmetic: fp32 or bf16 (default: the run's sample.precision; bf16 files are named …-bf16).") var precision: String?
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
@@ -83,6 +84,7 @@ struct Sample: ParsableCommand {
         try Check.finite(eta, "--eta", min: 0)
         try Check.finite(guidance, "--guidance", min: 0)
         if let s = sampler, SamplerConfig.Kind(rawValue: s) == nil { throw ValidationError("--sampler must be ddpm or ddim, got '\(s)'") }
+        if let p = precision, ComputePrecision(rawValue: p) == nil { throw ValidationError("--precision must be fp32 or bf16, got '\(p)'") }
         if let s = spacing, SamplerConfig.Spacing(rawValue: s) == nil { throw ValidationError("--spacing must be linspace, leading or trailing, got '\(s)'") }
         guard UInt64.max - firstSeed >= UInt64(count ?? 0) else { throw ValidationError("--first-seed \(firstSeed) + --count overflows 64 bits") }
     }
@@ -106,7 +108,8 @@ struct Sample: ParsableCommand {
         guard UInt64.max - firstSeed >= UInt64(count ?? c.sample.count) else {
             throw ValidationError("--first-seed \(firstSeed) + \(count ?? c.sample.count) samples overflows 64-bit seeds")
         }
-        let req = SampleRequest(count: count ?? c.sample.count, batchSize: batchSize ?? c.sample.batchSize, sampler: s, useEMA: ema, firstSeed: firstSeed)
+        let req = SampleRequest(count: count ?? c.sample.count, batchSize: batchSize ?? c.sample.batchSize, sampler: s, useEMA: ema, firstSeed: firstSeed,
+                                precision: precision.map { ComputePrecision(rawValue: $0)! } ?? c.sample.precision)
         let t0 = Date()
         do { try Training.validate(req, config: c) } catch { throw ValidationError(flagged("\(error)")) }
         let (file, grid, _) = try generateSamples(run: dir, request: req, overwrite: force) { done, total in

@@ -41,6 +41,28 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(error("bogus = 1").contains("bogus: unknown key"))
     }
 
+    /// train.precision / sample.precision: fp32 by default and then not written (config
+    /// hashes of earlier runs stay), bf16 for U-Nets only, never with DP-SGD.
+    func testPrecisionKeys() throws {
+        let c = try TrainConfig.load(toml: "[train]\nprecision = \"bf16\"\n[sample]\nprecision = \"bf16\"\n", file: "p.toml")
+        XCTAssertEqual(c.train.precision, .bf16); XCTAssertEqual(c.sample.precision, .bf16)
+        let json = String(decoding: try c.canonicalJSON(), as: UTF8.self)
+        XCTAssertTrue(json.contains("\"precision\" : \"bf16\""), json)
+        let back = try JSONDecoder().decode(TrainConfig.self, from: Data(json.utf8))
+        XCTAssertEqual(back, c)
+        let d = try TrainConfig.load(toml: "", file: "d.toml")
+        XCTAssertEqual(d.train.precision, .fp32); XCTAssertEqual(d.sample.precision, .fp32)
+        XCTAssertFalse(String(decoding: try d.canonicalJSON(), as: UTF8.self).contains("precision"))
+        XCTAssertEqual(SampleRequest(c.sample).tag, SampleRequest(d.sample).tag + "-bf16")
+        func error(_ t: String) -> String {
+            do { _ = try TrainConfig.load(toml: t, file: "bad.toml"); return "no error" } catch { return "\(error)" }
+        }
+        XCTAssertTrue(error("[train]\nprecision = \"fp16\"").contains("train.precision: must be one of fp32, bf16"), error("[train]\nprecision = \"fp16\""))
+        XCTAssertTrue(error("[model]\nkind = \"dcgan\"\n[train]\nprecision = \"bf16\"").contains("train.precision"))
+        XCTAssertTrue(error("[model]\nkind = \"dcgan\"\n[sample]\nprecision = \"bf16\"").contains("sample.precision"))
+        XCTAssertTrue(error("[train]\nprecision = \"bf16\"\n[privacy]\nnoise_multiplier = 1.0").contains("does not apply to private training"))
+    }
+
     func testTOMLValues() throws {
         let t = try parseTOML("a = [1, 2, 3]\nb = 'lit'\nc = \"e\\\"s\"\nd = -1.5e3\ne = true\n[x.y]\nz = 1\n", file: "v")
         XCTAssertEqual(t["a"], .array([.integer(1), .integer(2), .integer(3)]))
@@ -65,7 +87,7 @@ final class ResumeTests: XCTestCase {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    func config(steps: Int) -> String {
+    func config(steps: Int, precision: String = "fp32") -> String {
         """
         [run]
         name = "resume-test"
@@ -92,6 +114,7 @@ final class ResumeTests: XCTestCase {
         checkpoint_every = 5
         log_every = 5
         threads = 2
+        precision = "\(precision)"
         """
     }
 
@@ -109,11 +132,12 @@ final class ResumeTests: XCTestCase {
         return Int(s)
     }
 
-    func testKilledRunResumesBitIdentically() throws {
-        guard binary != nil else { return XCTFail("eidetic binary not built: run `swift build -c release` (make test does)") }
-        let cfg = dir + "/c.toml"
-        try Data(config(steps: 40).utf8).write(to: URL(fileURLWithPath: cfg))
-        let straight = dir + "/straight", killed = dir + "/killed"
+    /// Trains `straight` to step 40 in one go and `killed` with a SIGKILL after step 15, then
+    /// resumed; checks that their checkpoints hold the same bits.
+    func killAndResume(precision: String) throws -> (cfg: String, straight: String, killed: String) {
+        let cfg = dir + "/c-\(precision).toml"
+        try Data(config(steps: 40, precision: precision).utf8).write(to: URL(fileURLWithPath: cfg))
+        let straight = dir + "/straight-\(precision)", killed = dir + "/killed-\(precision)"
         let p1 = try launch(["train", cfg, "--run-dir", straight]); p1.waitUntilExit()
         XCTAssertEqual(p1.terminationStatus, 0)
 
@@ -134,6 +158,39 @@ final class ResumeTests: XCTestCase {
             let u = b[k]!
             XCTAssertEqual(Data(bytes: t.rawPointer, count: t.count * 4), Data(bytes: u.rawPointer, count: u.count * 4), "\(k) differs after resume")
         }
+        return (cfg, straight, killed)
+    }
+
+    /// train.precision = "bf16" keeps the guarantee: bf16 products, same bits after a kill.
+    func testKilledBF16RunResumesBitIdentically() throws {
+        guard binary != nil else { return XCTFail("eidetic binary not built: run `swift build -c release` (make test does)") }
+        let (_, straight, _) = try killAndResume(precision: "bf16")
+        let resolved = try String(contentsOfFile: straight + "/config.resolved.json", encoding: .utf8)
+        XCTAssertTrue(resolved.contains("\"precision\" : \"bf16\""), resolved)
+        let ps = try launch(["sample", straight, "--count", "3", "--steps", "2", "--precision", "bf16"]); ps.waitUntilExit()
+        XCTAssertEqual(ps.terminationStatus, 0)
+        let file = try FileManager.default.contentsOfDirectory(atPath: straight + "/samples").first { $0.hasSuffix("-bf16.h5") }
+        XCTAssertNotNil(file, "bf16 samples are named …-bf16.h5")
+        if let file { XCTAssertEqual(try DatasetFile(straight + "/samples/" + file).attributes["precision"], .string("bf16")) }
+        // and bf16 is what ran: the same run in fp32 logs another loss at step 5
+        let cfg32 = dir + "/c5.toml", run32 = dir + "/fp32-5"
+        try Data(config(steps: 5).utf8).write(to: URL(fileURLWithPath: cfg32))
+        let p = try launch(["train", cfg32, "--run-dir", run32]); p.waitUntilExit()
+        func firstLoss(_ run: String) throws -> Double? {
+            let line = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").first.map(String.init) ?? "{}"
+            return (try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["loss"] as? Double
+        }
+        let (l16, l32) = (try firstLoss(straight), try firstLoss(run32))
+        XCTAssertNotNil(l16); XCTAssertNotNil(l32)
+        XCTAssertNotEqual(l16, l32, "bf16 and fp32 training give different losses")
+        if let l16, let l32 { XCTAssertEqual(l16, l32, accuracy: 0.05 * abs(l32), "but close ones") }
+    }
+
+    func testKilledRunResumesBitIdentically() throws {
+        guard binary != nil else { return XCTFail("eidetic binary not built: run `swift build -c release` (make test does)") }
+        let (cfg, _, killed) = try killAndResume(precision: "fp32")
+        XCTAssertFalse(try String(contentsOfFile: killed + "/config.resolved.json", encoding: .utf8).contains("precision"),
+                       "fp32 (the default) is not written, so earlier runs keep their config hash")
         // metrics cover every logged step once, in order
         let steps = try String(contentsOfFile: killed + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").compactMap { line -> Int? in
             (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["step"] as? Int

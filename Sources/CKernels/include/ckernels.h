@@ -133,6 +133,34 @@ void ek_conv3x3d_pad(const float *in, size_t C, size_t H, size_t W, float *pad);
 int ek_conv3x3d_weight_grad(int isa, const float *padded, size_t count, size_t C, size_t H, size_t W,
                             const float *gy, size_t O, size_t o0, size_t o1, float *dw);
 
+/* bf16 direct 3×3, stride-1, padding-1 convolutions (conv_bf16.c; train.precision =
+   "bf16"): bf16 products, float sums, VDPBF16PS's arithmetic on every ISA (the native
+   instruction with AVX512-BF16, the same FMAs and flushes elsewhere: same bits). */
+#define EK_ISA_AVX512BF16 3
+/* float → bf16: round to nearest even, subnormals to a signed zero, NaN stays NaN. */
+uint16_t ek_bf16_of(float f);
+void ek_bf16_convert(const float *in, size_t n, uint16_t *out);
+/* 1 when this CPU has AVX512-BF16; the fastest ISA for the calls below. */
+int ek_bf16_native(void);
+int ek_conv3x3b_best_isa(void);
+/* W a multiple of 32, W = 16 with H even, or W = 8 with H a multiple of 4. */
+int ek_conv3x3b_applies(size_t H, size_t W);
+/* Forward (and input gradient): the image as zero-bordered planes of channel pairs
+   (ek_conv3x3b_pair_words uint32 per image), weights packed as pairs like ek_conv3x3d_pack
+   (flipped = 1: the input-gradient map). out [O][H][W] = bias (or 0) + the sums. */
+size_t ek_conv3x3b_pair_words(size_t C, size_t H, size_t W);
+void ek_conv3x3b_pad_pairs(const float *in, size_t C, size_t H, size_t W, uint32_t *pad);
+size_t ek_conv3x3b_packed_words(int isa, size_t O, size_t C);
+void ek_conv3x3b_pack(int isa, const float *wt, size_t O, size_t C, int flipped, uint32_t *packed);
+int ek_conv3x3b_image(int isa, const uint32_t *pad, size_t C, size_t H, size_t W, const uint32_t *packed, size_t O,
+                      const float *bias, float *out);
+/* Weight gradient: images as plain zero-bordered bf16 planes (ek_conv3x3b_plane_halves
+   uint16 per image), gy [count][O][H][W] as bf16; dw rows o0 ≤ o < o1 += the sums. */
+size_t ek_conv3x3b_plane_halves(size_t C, size_t H, size_t W);
+void ek_conv3x3b_pad_plain(const float *in, size_t C, size_t H, size_t W, uint16_t *pad);
+int ek_conv3x3b_weight_grad(int isa, const uint16_t *padded, size_t count, size_t C, size_t H, size_t W,
+                            const uint16_t *gy, size_t O, size_t o0, size_t o1, float *dw);
+
 /* Direct 3×3, stride-1, padding-1 convolution of one image (conv3x3.c), for layers with
    few channels on one side; W must be a multiple of 16. in [C][H][W], wt [O][C][3][3],
    out [O][H][W] = bias[o] (or 0 when bias is NULL) + Σ_c,kh,kw wt·in[c][h+kh−1][w+kw−1];
