@@ -16,6 +16,11 @@ public struct SlurmLauncher {
     public var extra: [String]
     /// `--set` overrides of the sweep file, passed on to every task.
     public var sweepOverrides: [String] = []
+    /// The sweep's `--scale`, passed on to every task.
+    public var sweepScale: String?
+    var sweepArguments: String {
+        sweepOverrides.map { " --set " + Self.shellQuote($0) }.joined() + (sweepScale.map { " --scale " + Self.shellQuote($0) } ?? "")
+    }
 
     public init(throttle: Int = 0, cpusPerTask: Int = 1, memory: String? = nil, partition: String? = nil, timeLimit: String? = nil, extra: [String] = []) {
         self.throttle = throttle; self.cpusPerTask = cpusPerTask; self.memory = memory; self.partition = partition; self.timeLimit = timeLimit; self.extra = extra
@@ -62,7 +67,7 @@ public struct SlurmLauncher {
         if let m = memory { lines.append("#SBATCH --mem=\(m)") }
         if let p = partition { lines.append("#SBATCH --partition=\(p)") }
         if let t = timeLimit { lines.append("#SBATCH --time=\(t)") }
-        let sets = sweepOverrides.map { " --set " + Self.shellQuote($0) }.joined()
+        let sets = sweepArguments
         lines += ["cd \(Self.shellQuote(cwd))", "exec \(Self.shellQuote(executable)) sweep run-task \(Self.shellQuote(sweep.spec.file))\(sets) \"$SLURM_ARRAY_TASK_ID\"", ""]
         try Data(lines.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: script), options: .atomic)
         chmod(script, 0o755)
@@ -72,7 +77,7 @@ public struct SlurmLauncher {
         let finish = dir + "/report.sh"
         try Data(["#!/bin/bash", "#SBATCH --job-name=eidetic-\(sweep.spec.name)-report", "#SBATCH --cpus-per-task=\(cpusPerTask)",
                   "#SBATCH --output=\(abs(sweep.logsFolder))/slurm-report-%j.out",
-                  "cd \(Self.shellQuote(cwd))", "exec \(Self.shellQuote(executable)) sweep report \(Self.shellQuote(sweep.spec.file))\(sweepOverrides.map { " --set " + Self.shellQuote($0) }.joined())", ""].joined(separator: "\n").utf8)
+                  "cd \(Self.shellQuote(cwd))", "exec \(Self.shellQuote(executable)) sweep report \(Self.shellQuote(sweep.spec.file))\(sweepArguments)", ""].joined(separator: "\n").utf8)
             .write(to: URL(fileURLWithPath: finish), options: .atomic)
         chmod(finish, 0o755)
         let reportJob = try? Self.sbatch(["--parsable", "--dependency=afterany:\(arrayJob)", "--kill-on-invalid-dep=yes"] + extra + [finish])

@@ -72,7 +72,15 @@ enum TOMLFormat {
 /// confidence = 0.95
 /// top_examples = 8                          # report dossiers for the most memorized …
 /// examples = [1007]                         # … and for these training examples
+///
+/// [scale.smoke]                             # optional: `--scale smoke` merges this table
+/// set.train.images = 2000                   # over the file (the sweep is then named
+/// plan.pool = 32                            # "<name>-smoke", its own folder and jobs)
+/// axis."data.plan_model".range = [0, 4]     # replaces that axis's values
 /// ```
+///
+/// A file with `[scale.*]` tables runs only at one of its scales (`--scale NAME`, required);
+/// a file without them runs as written.
 public struct SweepSpec: Sendable {
     public struct Axis: Sendable {
         public var key: String
@@ -121,6 +129,8 @@ public struct SweepSpec: Sendable {
     public var examples: [Int] = []
     /// SHA-256 of the sweep file's bytes.
     public var fileHash: String
+    /// The `[scale.NAME]` the sweep was loaded at (`--scale`), nil for a file without scales.
+    public var scale: String?
 
     /// The sweep's own folder: `<out>/<name>`.
     public var directory: String { out + "/" + name }
@@ -128,11 +138,12 @@ public struct SweepSpec: Sendable {
     public var database: String { out + "/sweeps.db" }
     public var planPath: String? { plan.map { _ in directory + "/plans/membership.json" } }
 
-    public static func load(file: String, overrides: [String] = []) throws -> SweepSpec {
+    public static func load(file: String, overrides: [String] = [], scale: String? = nil) throws -> SweepSpec {
         guard let data = FileManager.default.contents(atPath: file) else {
             throw TOMLError(file: file, line: 0, message: "cannot read the sweep file")
         }
         var table = try parseTOML(String(decoding: data, as: UTF8.self), file: file)
+        try applyScale(scale, to: &table, file: file)
         var overridden = Set<String>()
         for o in overrides { overridden.insert(try table.set(override: o)) }
         let r = ConfigReader(table, file: file, overridden: overridden)
@@ -147,6 +158,10 @@ public struct SweepSpec: Sendable {
         var spec = SweepSpec(file: file, name: name, base: base, out: try s.string("out", "results/sweeps"),
                              draws: try s.int("draws", 0, min: 0, max: 100_000), seed: UInt64(try s.int("seed", 0, min: 0)),
                              fixed: [], origins: [:], axes: [], plan: nil, lira: nil, fileHash: SHA256.hex([UInt8](data)))
+        if let scale {
+            spec.scale = scale
+            spec.name = name + "-" + scale
+        }
 
         // [set]: nested tables flatten to dotted keys
         switch r.raw("set") {
@@ -248,6 +263,57 @@ public struct SweepSpec: Sendable {
         }
         try r.finish()
         return spec
+    }
+
+    /// Merges `[scale.NAME]` over the file's table and removes the `scale` tables: values
+    /// replace values, tables merge key by key, and `axis."KEY"` tables replace fields of the
+    /// `[[axis]]` with that key (a new values/range/… replaces the axis's old one).
+    static func applyScale(_ scale: String?, to table: inout TOMLTable, file: String) throws {
+        guard let raw = table["scale"] else {
+            if let scale { throw TOMLError(file: file, line: 0, message: "--scale \(scale): this sweep file has no [scale.*] tables (it runs as written)") }
+            return
+        }
+        guard case .table(let scales) = raw, !scales.keys.isEmpty,
+              scales.keys.allSatisfy({ if case .table = scales[$0]! { return true } else { return false } }) else {
+            throw TOMLError(file: file, line: table.line(of: "scale"), message: "scale: expected tables [scale.NAME] of keys to change, found \(raw)")
+        }
+        let names = scales.keys.joined(separator: ", ")
+        guard let scale else {
+            throw TOMLError(file: file, line: table.line(of: "scale"), message: "this sweep runs at a scale: pass --scale (\(names))")
+        }
+        guard case .table(let chosen)? = scales[scale] else {
+            throw TOMLError(file: file, line: table.line(of: "scale"), message: "--scale \(scale): the file's scales are \(names)")
+        }
+        table["scale"] = nil
+        let kinds = ["values", "range", "uniform", "log_uniform", "choice"]
+        func merge(_ over: TOMLTable, into base: inout TOMLTable, path: String) throws {
+            for k in over.keys {
+                let v = over[k]!
+                if path.isEmpty && k == "axis" {
+                    guard case .table(let byKey) = v else { throw TOMLError(file: file, line: over.line(of: k), message: "scale.\(scale).axis: expected tables axis.\"KEY\" of fields") }
+                    guard case .array(var axes)? = base["axis"] else {
+                        throw TOMLError(file: file, line: over.line(of: k), message: "scale.\(scale).axis: the file has no [[axis]]")
+                    }
+                    for key in byKey.keys {
+                        guard case .table(let fields) = byKey[key]!,
+                              let i = axes.firstIndex(where: { if case .table(let t) = $0, t["key"] == .string(key) { return true } else { return false } }),
+                              case .table(var axis) = axes[i] else {
+                            throw TOMLError(file: file, line: byKey.line(of: key), message: "scale.\(scale).axis.\"\(key)\": no [[axis]] has key = \"\(key)\" (or it is not a table of fields)")
+                        }
+                        if fields.keys.contains(where: kinds.contains) { for kind in kinds { axis[kind] = nil } }
+                        for f in fields.keys { axis[f] = fields[f]! }
+                        axes[i] = .table(axis)
+                    }
+                    base["axis"] = .array(axes)
+                } else if case .table(let sub) = v, case .table(var into)? = base[k] {
+                    try merge(sub, into: &into, path: path + k + ".")
+                    base[k] = .table(into)
+                } else {
+                    base[k] = v
+                }
+            }
+        }
+        try merge(chosen, into: &table, path: "")
     }
 
     static func number(_ v: TOMLValue) -> Double? {

@@ -12,8 +12,8 @@ public final class Sweep {
     public let store: SweepStore
     public var output: (String) -> Void = { print($0); fflush(stdout) }
 
-    public init(file: String, overrides: [String] = []) throws {
-        spec = try SweepSpec.load(file: file, overrides: overrides)
+    public init(file: String, overrides: [String] = [], scale: String? = nil) throws {
+        spec = try SweepSpec.load(file: file, overrides: overrides, scale: scale)
         store = try SweepStore(path: spec.database)
     }
 

@@ -40,7 +40,12 @@ struct SweepCommand: ParsableCommand {
     struct Common: ParsableArguments {
         @Argument(help: "Sweep file (TOML).") var sweep: String
         @Option(name: .customLong("set"), help: "Override a sweep-file key: --set sweep.draws=4 (repeatable).") var overrides: [String] = []
-        func load() throws -> Sweep { try Sweep(file: sweep, overrides: overrides) }
+        @Option(help: "The sweep file's [scale.NAME] to run at (required when it has scales; e.g. smoke or full).") var scale: String?
+        func load() throws -> Sweep { try Sweep(file: sweep, overrides: overrides, scale: scale) }
+        /// The sweep file with its --scale, as a command names it.
+        var named: String { sweep + (scale.map { " --scale \($0)" } ?? "") }
+        /// What child processes (workers, Slurm tasks) get to load the same sweep.
+        var arguments: [String] { overrides.flatMap { ["--set", $0] } + (scale.map { ["--scale", $0] } ?? []) }
     }
 }
 
@@ -76,9 +81,9 @@ struct LocalWorkers: ParsableArguments {
 
     /// Runs the sweep's pending jobs here, prints the summary, and writes the sweep-level
     /// results once every job is done; exits non-zero when a job failed or on a signal.
-    func run(_ s: Sweep, overrides: [String]) throws {
+    func run(_ s: Sweep, arguments: [String]) throws {
         Interruption.handled = true
-        try s.runLocal(workers: count, threads: threads, executable: executablePath(), extraArguments: overrides.flatMap { ["--set", $0] })
+        try s.runLocal(workers: count, threads: threads, executable: executablePath(), extraArguments: arguments)
         for l in try s.summaryLines() { print(l) }
         if Interruption.requested { throw ExitCode(128 + Interruption.signalNumber) }
         let c = try s.counts()
@@ -110,14 +115,15 @@ struct SweepRun: ParsableCommand {
         if launcher == "slurm" {
             var l = SlurmLauncher(throttle: throttle, cpusPerTask: cpusPerTask, memory: mem, partition: partition, timeLimit: time, extra: sbatchArg)
             l.sweepOverrides = common.overrides
+            l.sweepScale = common.scale
             guard let sub = try l.submit(s, executable: executablePath()) else { print("\(s.spec.name): every job is done or running; nothing submitted"); return }
             print("\(s.spec.name): submitted \(sub.indices.count) task(s) as Slurm array job \(sub.arrayJob)" + (sub.reportJob.map { "; tables and report after it as job \($0)" } ?? ""))
-            print("follow it with: eidetic sweep status \(common.sweep)")
+            print("follow it with: eidetic sweep status \(common.named)")
             return
         }
         let jobs = try s.plan()
         print("\(s.spec.name): \(jobs.count) jobs, \(local.count) worker(s) × \(local.threads) thread(s); state in \(s.spec.database)")
-        try local.run(s, overrides: common.overrides)
+        try local.run(s, arguments: common.arguments)
     }
 }
 
@@ -133,7 +139,7 @@ struct SweepStatus: ParsableCommand {
             return
         }
         guard !(try s.store.jobs(sweep: s.spec.name)).isEmpty else {
-            print("\(s.spec.name): not planned yet (eidetic sweep plan \(common.sweep))"); return
+            print("\(s.spec.name): not planned yet (eidetic sweep plan \(common.named))"); return
         }
         for l in try s.summaryLines(slurm: SlurmLauncher.taskStates(s)) { print(l) }
     }
@@ -149,7 +155,7 @@ struct SweepRetry: ParsableCommand {
         try s.plan()
         let n = try s.store.retry(sweep: s.spec.name, ids: job)
         print("\(n) failed job(s) back to pending")
-        try local.run(s, overrides: common.overrides)
+        try local.run(s, arguments: common.arguments)
     }
 }
 
@@ -163,7 +169,7 @@ struct SweepRunJob: ParsableCommand {
     func run() throws {
         let s = try common.load()
         guard let j = try s.store.jobs(sweep: s.spec.name).first(where: { $0.id == job }) else {
-            throw ValidationError("--job: \(job) is not a job of sweep \(s.spec.name) (eidetic sweep plan \(common.sweep))")
+            throw ValidationError("--job: \(job) is not a job of sweep \(s.spec.name) (eidetic sweep plan \(common.named))")
         }
         Threads.count = threads
         switch s.execute(j, threads: threads, watchParent: true) {
@@ -189,7 +195,7 @@ struct SweepRunTask: ParsableCommand {
         }
         let jobs = try s.store.jobs(sweep: s.spec.name)
         guard let j = jobs.first(where: { $0.idx == i }) else {
-            throw ValidationError("INDEX: sweep \(s.spec.name) has jobs 0…\(jobs.count - 1) (eidetic sweep plan \(common.sweep)), not \(i)")
+            throw ValidationError("INDEX: sweep \(s.spec.name) has jobs 0…\(jobs.count - 1) (eidetic sweep plan \(common.named)), not \(i)")
         }
         if j.state == "done" { print("job \(j.id) is done"); return }
         let slurm = env["SLURM_ARRAY_JOB_ID"].map { "\($0)_\(i)" } ?? env["SLURM_JOB_ID"]
@@ -240,12 +246,13 @@ struct TablesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "tables", abstract: "Tables (Markdown, LaTeX, CSV) and figures (SVG, PNG) of a sweep, from its run files only (re-running gives byte-identical files).")
     @Argument(help: "Sweep file (TOML).") var sweep: String
     @Option(name: .customLong("set"), help: "Override a sweep-file key (repeatable).") var overrides: [String] = []
+    @Option(help: "The sweep file's [scale.NAME] (as given to sweep run).") var scale: String?
     @Option(help: "Output folder (default: <sweep folder>/tables).") var out: String?
     @Option(help: "Keys averaged over, comma-separated (default: the sweep's tables.replicates, else run.seed,data.plan_model,run.name,data.subset_seed).") var replicates: String?
     @Option(help: "Confidence of the binomial intervals (default: tables.confidence, 0.95).") var confidence: Double?
     func validate() throws { try Check.finite(confidence, "--confidence", max: 0.999999, above: 0) }
     func run() throws {
-        let s = try Sweep(file: sweep, overrides: overrides)
+        let s = try Sweep(file: sweep, overrides: overrides, scale: scale)
         let r = try SweepResults.collect(s)
         let missing = r.runs.filter { $0.summary == nil }.count
         if missing > 0 { print("note: \(missing) of \(r.runs.count) jobs have no results yet; their rows say so") }

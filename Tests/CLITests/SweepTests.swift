@@ -127,6 +127,37 @@ final class SweepTests: XCTestCase {
     }
 
     /// Acceptance: two `sweep run` processes on the same sweep share the jobs; none runs twice.
+    /// A sweep file with scales runs at the one named (`--scale`, passed on to the workers,
+    /// which load the file again), in its own folder; without `--scale` it is refused.
+    func testScaledSweepRunsAtItsScale() throws {
+        let cwd = fixture("""
+        [sweep]
+        name = "sc"
+        base = "micro.toml"
+        [[axis]]
+        key = "run.seed"
+        range = [0, 8]
+        [scale.smoke]
+        set.train.images = 160
+        axis."run.seed".values = [3]
+        [scale.full]
+        """)
+        let refused = Binary.run(["sweep", "run", "sweep.toml", "--workers", "1"], cwd: cwd)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("sweep.toml:7: this sweep runs at a scale: pass --scale (smoke, full)"), refused.stderr)
+        let r = Binary.run(["sweep", "run", "sweep.toml", "--scale", "smoke", "--workers", "1", "--threads", "1"], cwd: cwd, timeout: 300)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertNotEqual(Binary.run(["sweep", "status", "sweep.toml"], cwd: cwd).status, 0, "status without --scale is refused too")
+        let s = Binary.run(["sweep", "status", "sweep.toml", "--scale", "smoke", "--json"], cwd: cwd)
+        let rows = (try? JSONSerialization.jsonObject(with: Data(s.stdout.utf8)) as? [[String: Any]]) ?? []
+        XCTAssertEqual(rows.count, 1, s.stdout + s.stderr)
+        XCTAssertEqual(rows.first?["state"] as? String, "done")
+        if let dir = rows.first?["runDir"] as? String {
+            XCTAssertTrue(dir.hasPrefix("results/sweeps/sc-smoke/runs/seed3-"), dir)
+            XCTAssertEqual(completions(cwd + "/" + dir, total: 10), 1)
+        }
+    }
+
     func testTwoRunnersShareTheWork() throws {
         let cwd = fixture(SweepTests.eightJobs)
         let a = try startSweep(["sweep", "run", "sweep.toml", "--workers", "1", "--threads", "1"], cwd: cwd, log: cwd + "/a.log")

@@ -85,6 +85,54 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertEqual(try s.store.jobs(sweep: "ids").map(\.state), ["pending", "pending"])
     }
 
+    /// `[scale.NAME]` tables: `--scale` merges one over the file (set keys, plan keys, an
+    /// axis's values) and names the sweep after it; without scales the file runs as written.
+    func testScalesMergeOverTheFileAndNameTheSweep() throws {
+        let f = write("scaled.toml", """
+        [sweep]
+        name = "p1"
+        base = "e.toml"
+        out = "out"
+        [set]
+        train.images = 20000
+        train.lr = 2e-4
+        [[axis]]
+        key = "data.subset"
+        values = [64, 128, 256, 512, 1024]
+        [[axis]]
+        key = "run.seed"
+        range = [0, 2]
+        [scale.smoke]
+        set.train.images = 128
+        axis."data.subset".range = [16, 48, 16]
+        [scale.full]
+        sweep.out = "out-full"
+        """)
+        let smoke = try SweepSpec.load(file: f, scale: "smoke")
+        XCTAssertEqual(smoke.name, "p1-smoke"); XCTAssertEqual(smoke.scale, "smoke"); XCTAssertEqual(smoke.directory, "out/p1-smoke")
+        XCTAssertEqual(Set(smoke.fixed), ["train.images=128", "train.lr=0.0002"])
+        XCTAssertEqual(smoke.jobs().map { $0.map(\.value.toml) }, [["16", "0"], ["16", "1"], ["32", "0"], ["32", "1"]])
+        let full = try SweepSpec.load(file: f, scale: "full")
+        XCTAssertEqual(full.name, "p1-full"); XCTAssertEqual(full.out, "out-full")
+        XCTAssertEqual(Set(full.fixed), ["train.images=20000", "train.lr=0.0002"])
+        XCTAssertEqual(full.jobs().count, 10)
+        // --set applies over the scale
+        XCTAssertEqual(Set(try SweepSpec.load(file: f, overrides: ["set.train.images=256"], scale: "smoke").fixed), ["train.images=256", "train.lr=0.0002"])
+        func error(_ file: String, _ scale: String?) -> String {
+            do { _ = try SweepSpec.load(file: file, scale: scale); return "no error" } catch { return "\(error)" }
+        }
+        XCTAssertTrue(error(f, nil).contains("scaled.toml:14: this sweep runs at a scale: pass --scale (smoke, full)"), error(f, nil))
+        XCTAssertTrue(error(f, "nightly").contains("--scale nightly: the file's scales are smoke, full"), error(f, "nightly"))
+        let plain = write("plain.toml", "[sweep]\nname = \"p\"\nbase = \"e.toml\"\n")
+        XCTAssertEqual(try SweepSpec.load(file: plain).name, "p")
+        XCTAssertTrue(error(plain, "smoke").contains("--scale smoke: this sweep file has no [scale.*] tables"), error(plain, "smoke"))
+        let badAxis = write("bad.toml", "[sweep]\nname = \"b\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"run.seed\"\nvalues = [1]\n[scale.smoke]\naxis.\"run.sed\".values = [2]\n")
+        XCTAssertTrue(error(badAxis, "smoke").contains("scale.smoke.axis.\"run.sed\": no [[axis]] has key = \"run.sed\""), error(badAxis, "smoke"))
+        // a key the scale misspells is the file's unknown key, as if written there
+        let badKey = write("badkey.toml", "[sweep]\nname = \"b\"\nbase = \"e.toml\"\n[scale.smoke]\nsweep.draw = 2\n")
+        XCTAssertTrue(error(badKey, "smoke").contains("sweep.draw: unknown key"), error(badKey, "smoke"))
+    }
+
     /// Acceptance: ≥ 20 malformed configs and sweep files, each one line naming file, line and key.
     func testMalformedFilesAreOneLineNamingFileLineAndKey() {
         let cases: [(name: String, text: String, expect: String)] = [
