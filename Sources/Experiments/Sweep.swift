@@ -278,6 +278,10 @@ public struct SweepSpec: Sendable {
             throw TOMLError(file: file, line: table.line(of: "scale"), message: "scale: expected tables [scale.NAME] of keys to change, found \(raw)")
         }
         let names = scales.keys.joined(separator: ", ")
+        // a scale names the sweep's folder (<name>-<scale>), so it obeys sweep.name's rule
+        if let bad = scales.keys.first(where: { $0.isEmpty || !$0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" } }) {
+            throw TOMLError(file: file, line: table.line(of: "scale"), message: "scale.\"\(bad)\": a scale's name may hold only letters, digits, '-' and '_'")
+        }
         guard let scale else {
             throw TOMLError(file: file, line: table.line(of: "scale"), message: "this sweep runs at a scale: pass --scale (\(names))")
         }

@@ -598,6 +598,16 @@ enum DirectConv {
         max(Parallel.imagesPerChunk, (4096 + g.windows - 1) / g.windows)
     }
 
+    /// How dW's work is split: `images` per group (`weightGradientImages`), `groups` of them,
+    /// and output channels in parts of `step` (a multiple of the kernels' 3-channel tile) so
+    /// that ≥ 8 tasks share the threads. Fixed by the shape, never by the thread count.
+    static func weightGradientSplit(n: Int, outChannels o: Int, _ g: ConvGeometry) -> (images: Int, groups: Int, step: Int, parts: Int) {
+        let count = min(n, weightGradientImages(g)), groups = (n + count - 1) / count
+        let per = max(1, (8 + groups - 1) / groups)
+        let step = ((o + per - 1) / per + 2) / 3 * 3
+        return (count, groups, step, (o + step - 1) / step)
+    }
+
     /// dW: image groups (`weightGradientImages`), each split into output-channel parts when
     /// there are few groups, so that ≥ 8 tasks share the threads. Every dW element is one
     /// task's, in one order; group partials are summed in group order. Same bits for any
@@ -606,9 +616,7 @@ enum DirectConv {
                                into dw: UnsafeMutablePointer<Float>) {
         let c = g.channels, inSize = c * g.height * g.width, outSize = o * g.windows, wSize = o * c * 9
         let padSize = ek_conv3x3d_pad_floats(c, g.height, g.width)
-        let count = min(n, weightGradientImages(g)), groups = (n + count - 1) / count
-        let step = ((o + max(1, (8 + groups - 1) / groups) - 1) / max(1, (8 + groups - 1) / groups) + 2) / 3 * 3
-        let parts = (o + step - 1) / step
+        let (count, groups, step, parts) = weightGradientSplit(n: n, outChannels: o, g)
         let partial = ScratchBuffers<Float>(count: 1, elements: groups * wSize)
         // with several parts per group, the images are padded once, up front
         let shared = parts > 1 ? ScratchBuffers<Float>(count: 1, elements: n * padSize) : nil
@@ -710,10 +718,7 @@ enum DirectConvBF16 {
                                into dw: UnsafeMutablePointer<Float>) {
         let c = g.channels, inSize = c * g.height * g.width, outSize = o * g.windows, wSize = o * c * 9
         let padSize = ek_conv3x3b_plane_halves(c, g.height, g.width)
-        let count = min(n, DirectConv.weightGradientImages(g)), groups = (n + count - 1) / count
-        let per = max(1, (8 + groups - 1) / groups)
-        let step = ((o + per - 1) / per + 2) / 3 * 3
-        let parts = (o + step - 1) / step
+        let (count, groups, step, parts) = DirectConv.weightGradientSplit(n: n, outChannels: o, g)
         let planes = ScratchBuffers<UInt16>(count: 1, elements: n * padSize)
         let gy16 = ScratchBuffers<UInt16>(count: 1, elements: n * outSize)
         Parallel.run(chunks: Parallel.chunkCount(n)) { chunk, _ in
