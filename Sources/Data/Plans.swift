@@ -338,3 +338,47 @@ public struct AuditPlan: Plan {
     /// The coins as booleans, in canary order.
     public var inclusion: [Bool] { included.utf8.map { $0 == UInt8(ascii: "1") } }
 }
+
+/// The non-member twin of a training selection, for extraction baselines: every distinct
+/// training example is replaced by a distinct example of the same class that the selection
+/// does not use (a seeded permutation per class), so the twin set has the same size, class
+/// counts and duplicate structure as the original and shares no example with it. A model
+/// trained on it as long as the original is "a model trained on a disjoint set of the same
+/// size": its generations, scored against the original training set by the same rule, say
+/// how often the rule flags an image the model never saw (Carlini et al. 2023 call such
+/// counts false positives; the relative rule flags ~0.5–1 % at small N).
+public struct TwinPlan: Plan {
+    public static let kind = "twin"
+    public var dataset: DatasetReference
+    public var seed: UInt64
+    /// The original selection's distinct indices, ascending, and each one's twin.
+    public var original: [Int]
+    public var twins: [Int]
+    /// The physical training list: the original list with every index replaced by its twin.
+    public var trainingIndices: [Int]
+
+    /// `training` is the original physical list (repeats are copies); `labels` the split's.
+    public init(dataset: DatasetReference, labels: [Int], training: [Int], seed: UInt64) throws {
+        let distinct = Array(Set(training)).sorted()
+        let used = Set(distinct)
+        var free: [Int: [Int]] = [:], need: [Int: [Int]] = [:]
+        for (i, l) in labels.enumerated() where !used.contains(i) { free[l, default: []].append(i) }
+        for i in distinct {
+            guard i >= 0 && i < labels.count else { throw DataError.invalid("twin plan: training index \(i) is outside the split (\(labels.count) examples)") }
+            need[labels[i], default: []].append(i)
+        }
+        var twinOf: [Int: Int] = [:]
+        let key = RandomKey(seed: seed).fold("twin")
+        for c in need.keys.sorted() {
+            let want = need[c]!, pool = free[c] ?? []
+            guard pool.count >= want.count else {
+                throw DataError.invalid("twin plan: class \(c) has \(want.count) training examples but only \(pool.count) others in the split; a disjoint set of the same size needs as many (train on at most half of each class)")
+            }
+            let p = randomPermutation(pool.count, key: key.fold(UInt64(c)))
+            for (j, i) in want.enumerated() { twinOf[i] = pool[p[j]] }
+        }
+        self.dataset = dataset; self.seed = seed; original = distinct
+        twins = distinct.map { twinOf[$0]! }
+        trainingIndices = training.map { twinOf[$0]! }
+    }
+}

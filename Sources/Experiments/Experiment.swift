@@ -17,6 +17,11 @@ public struct EvaluationSettings: Codable, Equatable, Sendable {
     public var membership = false
     public var nonMembers = 256
     public var signal = LossSignalConfig()
+    /// The extraction count's non-member baseline (`[eval.baseline]`): a twin of the model
+    /// trained as long on a disjoint set of the same size and class counts (`TwinPlan`), whose
+    /// generations are scored against this model's training set by the same rule.
+    public var baseline = false
+    public var baselineSeed: UInt64 = 0
     public init() {}
 
     /// Reads `[eval.extraction]` and `[eval.membership]` (each with `enabled`).
@@ -57,6 +62,12 @@ public struct EvaluationSettings: Codable, Equatable, Sendable {
             e.signal.flip = try m.bool("flip", false)
         }
         e.signal.seed = UInt64(try m.int("seed", 0, min: 0))
+        let b = try ev.section("baseline")
+        e.baseline = try b.bool("enabled", false)
+        e.baselineSeed = UInt64(try b.int("seed", 0, min: 0))
+        if e.baseline && !e.extraction {
+            throw b.error("enabled", "is the extraction count's baseline, but eval.extraction.enabled = false")
+        }
         return e
     }
 }

@@ -56,6 +56,9 @@ public struct ExperimentSummary: Codable, Equatable, Sendable {
     public var training: TrainingResult
     public var samples: String?
     public var extraction: ExtractionResultSummary?
+    /// The non-member baseline (`[eval.baseline]`): the twin's generations scored against
+    /// this run's training set by the same rule (`folder` is in the twin's run directory).
+    public var baseline: ExtractionResultSummary?
     public var membership: MembershipResultSummary?
     public var stages: [Stage]
 
@@ -138,14 +141,53 @@ public final class ExperimentPipeline {
                     _ = try ExtractionReport.run(run: run, samplesFile: samplesFile, config: e.extractionConfig, clique: e.clique, name: name, force: true)
                     ran = true
                 }
-                let r = try JSONDecoder().decode(ExtractionReport.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json")))
-                let x = r.extraction
-                let indices = try Self.extractedIndices(folder: folder, threshold: e.extractionConfig.relativeThreshold)
-                return (ExperimentSummary.ExtractionResultSummary(
-                    folder: folder, generations: x.generations, trainingImages: x.trainingImages,
-                    extractedGenerations: x.extractedGenerations["relative"] ?? 0, uniqueExtracted: x.uniqueExtracted["relative"] ?? 0,
-                    uniqueExtractedL2: x.uniqueExtracted["l2"] ?? 0, medianL2: x.l2Quantiles["median"] ?? .nan, curve: x.curve,
-                    extractedIndices: indices), folder, ran)
+                return (try Self.extractionSummary(folder: folder, threshold: e.extractionConfig.relativeThreshold), folder, ran)
+            }
+        }
+
+        // 3b. the non-member baseline: a twin trained as long on a disjoint set of the same
+        // size, sampled the same way, its generations scored against *this* training set
+        var baseline: ExperimentSummary.ExtractionResultSummary?
+        if experiment.eval.baseline {
+            let e = experiment.eval
+            let planPath = run.path + "/twin-plan.json"
+            try stage("twin-plan") {
+                if FileManager.default.fileExists(atPath: planPath) { return ((), planPath, false) }
+                let (split, ids, _) = try trainingSelection(c.data)
+                let ref = DatasetReference(file: c.data.file, split: c.data.split, contentSHA256: DatasetReference.contentHash(split))
+                try PlanFile.write(try TwinPlan(dataset: ref, labels: split.labels, training: ids, seed: e.baselineSeed), to: planPath)
+                return ((), planPath, true)
+            }
+            var tc = c
+            tc.data.plan = planPath; tc.data.subset = 0; tc.data.planModel = -1
+            let twin = RunDirectory(run.path + "/twin")
+            let twinTrainer = try Trainer(config: tc, directory: twin.path)
+            twinTrainer.threadsOverride = threads
+            twinTrainer.output = { [output] in output("twin: " + $0) }
+            try stage("twin-train") {
+                let s = twin.readStatus()
+                let done = s?["state"] as? String == "done" && (s?["step"] as? Int) == tc.totalSteps && FileManager.default.fileExists(atPath: twin.checkpoint)
+                if !done { try twinTrainer.run() }
+                return ((), twin.path, !done)
+            }
+            let twinStep = try twin.loadCheckpoint().step
+            let twinSamples: String = try stage("twin-sample") {
+                let path = sampleFilePath(run: twin, request: request, step: twinStep)
+                if FileManager.default.fileExists(atPath: path) { return (path, path, false) }
+                let file = try generateSamples(run: twin, request: request).file
+                return (file, file, true)
+            }
+            struct Settings: Encodable { var samples: String; var against: String; var config: ExtractionConfig }
+            let name = try EvalOutput.folderName("baseline", ((twinSamples as NSString).lastPathComponent as NSString).deletingPathExtension,
+                                                 settings: Settings(samples: (twinSamples as NSString).lastPathComponent, against: "parent", config: e.extractionConfig))
+            let folder = twin.path + "/eval/" + name
+            baseline = try stage("baseline") {
+                var ran = false
+                if !FileManager.default.fileExists(atPath: folder + "/summary.json") {
+                    _ = try ExtractionReport.run(run: twin, samplesFile: twinSamples, trainingRun: run, config: e.extractionConfig, clique: nil, name: name, force: true)
+                    ran = true
+                }
+                return (try Self.extractionSummary(folder: folder, threshold: e.extractionConfig.relativeThreshold), folder, ran)
             }
         }
 
@@ -172,10 +214,21 @@ public final class ExperimentPipeline {
             experiment: experiment.file, overrides: experiment.overrides, runDirectory: run.path, kind: c.kind.rawValue, seed: c.run.seed,
             configIdentity: try c.identityHash(), dataFile: c.data.file, dataSHA256: identity.dataSHA256, codeVersion: CodeVersion.current,
             training: .init(steps: step, images: step * c.imagesPerStep, trainingExamples: examples, finalLosses: Self.finalLosses(run.metrics)),
-            samples: samplesFile, extraction: extraction, membership: membership, stages: stages)
+            samples: samplesFile, extraction: extraction, baseline: baseline, membership: membership, stages: stages)
         try EvalOutput.writeJSON(summary, to: ExperimentSummary.path(run: run.path))
         output("summary: \(ExperimentSummary.path(run: run.path))")
         return summary
+    }
+
+    /// An extraction folder's counts, as the summary records them.
+    static func extractionSummary(folder: String, threshold: Double) throws -> ExperimentSummary.ExtractionResultSummary {
+        let r = try JSONDecoder().decode(ExtractionReport.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json")))
+        let x = r.extraction
+        return ExperimentSummary.ExtractionResultSummary(
+            folder: folder, generations: x.generations, trainingImages: x.trainingImages,
+            extractedGenerations: x.extractedGenerations["relative"] ?? 0, uniqueExtracted: x.uniqueExtracted["relative"] ?? 0,
+            uniqueExtractedL2: x.uniqueExtracted["l2"] ?? 0, medianL2: x.l2Quantiles["median"] ?? .nan, curve: x.curve,
+            extractedIndices: try extractedIndices(folder: folder, threshold: threshold))
     }
 
     /// The last logged value of each "…loss" metric.

@@ -105,16 +105,20 @@ public enum SweepTables {
     /// One row per run: its swept values and its numbers.
     public static func runsTable(_ r: SweepResults, confidence: Double) -> Table {
         let keys = r.spec.axes.map(\.key)
-        var t = Table(name: "runs", caption: "Every run of sweep \(r.spec.name)", header: ["job"] + keys + ["final loss", "extracted images (\(Int(confidence * 100))% CI)", "extracted generations", "single-run membership AUC [95% CI]"], rows: [], sources: [])
+        let withBaseline = r.runs.contains { $0.summary?.baseline != nil }
+        var t = Table(name: "runs", caption: "Every run of sweep \(r.spec.name)", header: ["job"] + keys + ["final loss", "extracted images (\(Int(confidence * 100))% CI)"] + (withBaseline ? ["non-member baseline (\(Int(confidence * 100))% CI)"] : []) + ["extracted generations", "single-run membership AUC [95% CI]"], rows: [], sources: [])
         for run in r.runs {
             var row = [run.job.id] + keys.map { k in run.point.first { $0.key == k }?.value.toml ?? "" }
-            guard let s = run.summary else { row += ["not run", "", "", ""]; t.rows.append(row); t.sources.append([run.job.runDir]); continue }
+            guard let s = run.summary else { row += ["not run", "", "", ""] + (withBaseline ? [""] : []); t.rows.append(row); t.sources.append([run.job.runDir]); continue }
             row.append(s.training.finalLosses.keys.sorted().map { "\($0) \(fmt(s.training.finalLosses[$0]!, 4))" }.joined(separator: ", "))
-            if let x = s.extraction {
+            func count(_ x: ExperimentSummary.ExtractionResultSummary?) -> String {
+                guard let x else { return "n/a" }
                 let ci = Intervals.clopperPearson(successes: x.uniqueExtracted, trials: x.trainingImages, confidence: confidence)
-                row.append("\(x.uniqueExtracted)/\(x.trainingImages) (\(fmt(ci.low)) – \(fmt(ci.high)))")
-                row.append("\(x.extractedGenerations)/\(x.generations)")
-            } else { row += ["n/a", "n/a"] }
+                return "\(x.uniqueExtracted)/\(x.trainingImages) (\(fmt(ci.low)) – \(fmt(ci.high)))"
+            }
+            row.append(count(s.extraction))
+            if withBaseline { row.append(count(s.baseline)) }
+            row.append(s.extraction.map { "\($0.extractedGenerations)/\($0.generations)" } ?? "n/a")
             row.append(s.membership.map { interval($0.auc) } ?? "n/a")
             t.rows.append(row); t.sources.append([run.job.runDir])
         }
@@ -132,22 +136,28 @@ public enum SweepTables {
             if groups[g] == nil { order.append(g) }
             groups[g, default: []].append(run)
         }
+        let withBaseline = r.runs.contains { $0.summary?.baseline != nil }
         var t = Table(name: "summary", caption: "Sweep \(r.spec.name): mean ± std over \(replicates.filter { k in r.spec.axes.contains { $0.key == k } }.joined(separator: ", ").nonEmpty ?? "runs"); pooled extraction counts with exact \(Int(confidence * 100))% intervals",
-                      header: (keys.isEmpty ? ["setting"] : keys) + ["runs", "final loss", "extracted images", "extracted fraction (\(Int(confidence * 100))% CI)", "extracted generations", "single-run membership AUC", "TPR at 1% FPR"], rows: [], sources: [])
+                      header: (keys.isEmpty ? ["setting"] : keys) + ["runs", "final loss", "extracted images", "extracted fraction (\(Int(confidence * 100))% CI)"]
+                        + (withBaseline ? ["non-member baseline (\(Int(confidence * 100))% CI)"] : []) + ["extracted generations", "single-run membership AUC", "TPR at 1% FPR"], rows: [], sources: [])
         for g in order {
             let rs = groups[g]!.map { $0.summary! }
             var row = keys.isEmpty ? ["all"] : g
             row.append(String(rs.count))
             let lossName = rs.first?.training.finalLosses.keys.sorted().first { $0 == "loss" || $0 == "g_loss" } ?? rs.first?.training.finalLosses.keys.sorted().first
             row.append(lossName.map { n in meanStd(rs.compactMap { $0.training.finalLosses[n] }, 4) } ?? "n/a")
-            let xs = rs.compactMap(\.extraction)
-            if xs.count == rs.count, !xs.isEmpty {
+            func pooled(_ xs: [ExperimentSummary.ExtractionResultSummary]) -> String {
                 let k = xs.reduce(0) { $0 + $1.uniqueExtracted }, n = xs.reduce(0) { $0 + $1.trainingImages }
                 let ci = Intervals.clopperPearson(successes: k, trials: n, confidence: confidence)
+                return "\(k)/\(n) = \(fmt(Double(k) / Double(max(n, 1)))) (\(fmt(ci.low)) – \(fmt(ci.high)))"
+            }
+            let xs = rs.compactMap(\.extraction), bs = rs.compactMap(\.baseline)
+            if xs.count == rs.count, !xs.isEmpty {
                 row.append(meanStd(xs.map { Double($0.uniqueExtracted) }, 2))
-                row.append("\(k)/\(n) = \(fmt(Double(k) / Double(max(n, 1)))) (\(fmt(ci.low)) – \(fmt(ci.high)))")
+                row.append(pooled(xs))
+                if withBaseline { row.append(bs.count == rs.count ? pooled(bs) : "n/a") }
                 row.append(meanStd(xs.map { Double($0.extractedGenerations) }, 2))
-            } else { row += ["n/a", "n/a", "n/a"] }
+            } else { row += ["n/a", "n/a", "n/a"] + (withBaseline ? ["n/a"] : []) }
             let ms = rs.compactMap(\.membership)
             row.append(ms.count == 1 ? interval(ms[0].auc) : ms.isEmpty ? "n/a" : meanStd(ms.map(\.auc.value)))
             row.append(ms.count == 1 ? ms[0].tprAtFPR["0.01"].map { interval($0) } ?? "n/a" : ms.isEmpty ? "n/a" : meanStd(ms.compactMap { $0.tprAtFPR["0.01"]?.value }))

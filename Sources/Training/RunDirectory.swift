@@ -95,6 +95,7 @@ public func trainingSelection(_ c: TrainConfig.DataSection) throws -> (split: Im
         case DeduplicationPlan.kind: let p = try PlanFile.read(DeduplicationPlan.self, from: c.plan); indices = p.kept; reference = p.dataset
         case OutlierScores.kind: let p = try PlanFile.read(OutlierScores.self, from: c.plan); indices = p.indices; reference = p.dataset
         case AuditPlan.kind: let p = try PlanFile.read(AuditPlan.self, from: c.plan); indices = p.trainingIndices; reference = p.dataset
+        case TwinPlan.kind: let p = try PlanFile.read(TwinPlan.self, from: c.plan); indices = p.trainingIndices; reference = p.dataset
         case MembershipPlan.kind:
             let p = try PlanFile.read(MembershipPlan.self, from: c.plan)
             guard c.planModel >= 0 && c.planModel < p.models else {
@@ -102,7 +103,7 @@ public func trainingSelection(_ c: TrainConfig.DataSection) throws -> (split: Im
             }
             indices = p.members(model: c.planModel); reference = p.dataset
         default:
-            throw TrainingError.data("\(c.plan): plan kind '\(kind)' names no training examples (known: subset, duplication, dedup, outliers, membership, audit)")
+            throw TrainingError.data("\(c.plan): plan kind '\(kind)' names no training examples (known: subset, duplication, dedup, outliers, membership, audit, twin)")
         }
         if kind != MembershipPlan.kind && c.planModel >= 0 {
             throw TrainingError.data("data.plan_model is set but \(c.plan) is a \(kind) plan, not a membership plan")

@@ -81,4 +81,39 @@ final class ExperimentRunTests: XCTestCase {
             XCTAssertTrue((s["codeVersion"] as? String)?.hasPrefix("0.13.0") == true)
         }
     }
+
+    /// `[eval.baseline]`: a twin trained as long on a disjoint set of the same size and class
+    /// counts (and the same duplicate structure), its generations scored against this run's
+    /// training set; every twin stage runs once and is current afterwards.
+    func testBaselineTwinIsDisjointSameSizeAndScoredAgainstTheRun() throws {
+        root = makeRunFixture("expbase", config: SweepTests.experiment.replacingOccurrences(of: "subset = 16\n", with: "")
+            + "\n[plan]\nkind = \"duplicates\"\nsize = 16\ncopies = [3]\ncanaries = [2]\n[eval.baseline]\nenabled = true\n", configName: "base.toml")
+        let first = Binary.run(["run", "base.toml", "--threads", "1"], cwd: root)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        for s in ["twin-plan", "twin-train", "twin-sample", "baseline"] { XCTAssertEqual(stages(first.stdout)[s], "ran", first.stdout) }
+        let dir = root + "/" + (try XCTUnwrap(first.stdout.split(separator: "\n").last { $0.hasPrefix("run directory: ") }).dropFirst(15))
+        // the twin's list: same length, no shared example, same classes, same copies
+        let env = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/twin-plan.json"))) as! [String: Any]
+        let plan = env["plan"] as! [String: Any]
+        let (orig, twins, list) = (plan["original"] as! [Int], plan["twins"] as! [Int], plan["trainingIndices"] as! [Int])
+        XCTAssertEqual(orig.count, 16); XCTAssertEqual(list.count, 20)
+        XCTAssertTrue(Set(orig).isDisjoint(with: twins)); XCTAssertEqual(Set(twins).count, 16)
+        XCTAssertEqual(Dictionary(list.map { ($0, 1) }, uniquingKeysWith: +).values.sorted(), [1] * 14 + [3, 3])
+        let s = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/experiment.json"))) as! [String: Any]
+        let x = try XCTUnwrap(s["extraction"] as? [String: Any]), b = try XCTUnwrap(s["baseline"] as? [String: Any])
+        XCTAssertEqual(b["trainingImages"] as? Int, 16, "scored against this run's 16 distinct images")
+        XCTAssertEqual(b["generations"] as? Int, x["generations"] as? Int)
+        XCTAssertTrue((b["folder"] as? String)?.contains("/twin/eval/baseline-") == true, "\(b)")
+        // the baseline's nearest images are this run's training images, never the twin's
+        let twinLog = try String(contentsOfFile: dir + "/twin/log.txt", encoding: .utf8)
+        XCTAssertTrue(twinLog.contains("twin plan") && twinLog.contains("(20 examples)"), twinLog)
+        let again = Binary.run(["run", "base.toml", "--threads", "1"], cwd: root)
+        for s in ["train", "twin-plan", "twin-train", "twin-sample", "baseline"] { XCTAssertEqual(stages(again.stdout)[s], "current", again.stdout) }
+        // a baseline needs the extraction it is the baseline of
+        let bad = Binary.run(["run", "base.toml", "--set", "eval.extraction.enabled=false"], cwd: root)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("eval.baseline.enabled") || bad.stderr.contains("baseline"), bad.stderr)
+    }
 }
+
+private func * (a: [Int], n: Int) -> [Int] { Array([[Int]](repeating: a, count: n).joined()) }

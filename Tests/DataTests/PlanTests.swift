@@ -12,6 +12,27 @@ final class PlanTests: TempDirTestCase {
     }
     let ref = DatasetReference(file: "x.h5", split: "train", contentSHA256: "abc")
 
+    /// The twin of a training list: same length, classes and copies, no shared example,
+    /// deterministic in the seed; refused when a class has too few other examples.
+    func testTwinPlanIsADisjointCopyOfTheStructure() throws {
+        let labels = [0, 0, 0, 1, 1, 1, 1, 0]
+        let training = [0, 3, 3, 4, 3]
+        let t = try TwinPlan(dataset: ref, labels: labels, training: training, seed: 5)
+        XCTAssertEqual(t.original, [0, 3, 4])
+        XCTAssertEqual(t.trainingIndices.count, 5)
+        XCTAssertTrue(Set(t.twins).isDisjoint(with: training))
+        XCTAssertEqual(Set(t.twins).count, 3)
+        XCTAssertEqual(t.trainingIndices.map { labels[$0] }, training.map { labels[$0] })
+        XCTAssertEqual(t.trainingIndices[1], t.trainingIndices[2]); XCTAssertEqual(t.trainingIndices[1], t.trainingIndices[4])
+        XCTAssertTrue([1, 2, 7].contains(t.twins[0])); XCTAssertTrue([5, 6].contains(t.twins[1]) && [5, 6].contains(t.twins[2]))
+        XCTAssertEqual(try TwinPlan(dataset: ref, labels: labels, training: training, seed: 5), t)
+        let seeds = Set((0..<16).map { try! TwinPlan(dataset: ref, labels: labels, training: training, seed: UInt64($0)).twins })
+        XCTAssertGreaterThan(seeds.count, 1, "the seed chooses the twins")
+        XCTAssertThrowsError(try TwinPlan(dataset: ref, labels: labels, training: [3, 4, 5], seed: 0)) {
+            XCTAssertTrue("\($0)".contains("class 1 has 3 training examples but only 1 others"), "\($0)")
+        }
+    }
+
     func testSubsetIsBalancedAndByteIdenticalForSameSeed() throws {
         let labels = (0..<103).map { $0 % 4 }
         let a = try SubsetPlan(dataset: ref, labels: labels, classes: 4, size: 42, seed: 7)
