@@ -84,6 +84,10 @@ public struct DataPlanStage: Codable, Equatable, Sendable {
     public var canaries: [Int]
     /// Where the plan file goes: `<run.out>/plans/<kind>-<hash of data and settings>.json`.
     public var path: String
+    /// duplicates: then deduplicate the physical list (exact copies, and near-copies below
+    /// this normalized ℓ2), training on one image per group (the paper's deduplication
+    /// defence, §7); nil: train on the copies. The duplication plan is kept beside it.
+    public var dedupThreshold: Double?
 
     static func read(_ r: ConfigReader, config c: TrainConfig) throws -> DataPlanStage? {
         guard r.has("plan") else { return nil }
@@ -100,17 +104,21 @@ public struct DataPlanStage: Codable, Equatable, Sendable {
             }
             guard Set(s.copies).count == s.copies.count else { throw p.error("copies", "lists a copy count twice") }
             guard s.canaries.reduce(0, +) <= s.size else { throw p.error("canaries", "\(s.canaries.reduce(0, +)) canaries exceed the base subset of \(s.size)") }
+            if p.has("dedup_threshold") { s.dedupThreshold = try p.double("dedup_threshold", 0, min: 0, max: 10) }
         } else {
-            for k in ["copies", "canaries"] where p.has(k) { throw p.error(k, "applies to plan.kind = \"duplicates\" only") }
+            for k in ["copies", "canaries", "dedup_threshold"] where p.has(k) { throw p.error(k, "applies to plan.kind = \"duplicates\" only") }
         }
         if !c.data.plan.isEmpty { throw p.error("kind", "builds the plan, but data.plan is also set (\"\(c.data.plan)\"); give one") }
         if c.data.subset > 0 { throw p.error("size", "chooses the images, but data.subset = \(c.data.subset) would take a further subset; remove data.subset") }
         struct Key: Encodable { var file: String; var split: String; var stage: DataPlanStage }
         let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]
         let h = String(SHA256.hex([UInt8](try e.encode(Key(file: c.data.file, split: c.data.split, stage: s)))).prefix(10))
-        s.path = "\(c.run.out)/plans/\(kind)-\(h).json"
+        s.path = "\(c.run.out)/plans/\(s.dedupThreshold == nil ? kind : "dedup")-\(h).json"
         return s
     }
+
+    /// With `dedupThreshold`: the duplication plan that was deduplicated.
+    public var duplicationSource: String { (path as NSString).deletingPathExtension + "-source.json" }
 
     /// Writes the plan file unless it exists; returns whether it wrote it.
     public func build(data file: String, split: String) throws -> Bool {
@@ -123,7 +131,13 @@ public struct DataPlanStage: Codable, Equatable, Sendable {
             _ = try PlanFile.write(base, to: path)
         } else {
             let spec = Dictionary(uniqueKeysWithValues: zip(copies, canaries))
-            _ = try PlanFile.write(try DuplicationPlan(dataset: ref, base: base.indices, canariesPerCopies: spec, seed: seed), to: path)
+            let dup = try DuplicationPlan(dataset: ref, base: base.indices, canariesPerCopies: spec, seed: seed)
+            if let t = dedupThreshold {
+                _ = try PlanFile.write(dup, to: duplicationSource)
+                _ = try PlanFile.write(DeduplicationPlan(dataset: ref, images: set, candidates: dup.trainingIndices, threshold: t), to: path)
+            } else {
+                _ = try PlanFile.write(dup, to: path)
+            }
         }
         return true
     }

@@ -36,6 +36,21 @@ public struct ExperimentSummary: Codable, Equatable, Sendable {
         /// Dataset indices of the training images extracted (relative rule), ascending.
         public var extractedIndices: [Int]
     }
+    /// The clique filter's outcome over the same generations (black-box, §4.1).
+    public struct CliqueResultSummary: Codable, Equatable, Sendable {
+        public var flagged: Int
+        /// Flagged cliques whose medoid extracts a training image, and the distinct images.
+        public var verified: Int
+        public var uniqueVerified: Int
+        public var minSize: Int
+        public var tiles: Int
+    }
+    /// A private run's accountant: ε spent by its last step at δ, by both RDP conversions.
+    public struct PrivacyResult: Codable, Equatable, Sendable {
+        public var epsilon: Double
+        public var epsilonClassic: Double
+        public var delta: Double
+    }
     public struct MembershipResultSummary: Codable, Equatable, Sendable {
         public var folder: String
         public var attack: String
@@ -59,6 +74,8 @@ public struct ExperimentSummary: Codable, Equatable, Sendable {
     /// The non-member baseline (`[eval.baseline]`): the twin's generations scored against
     /// this run's training set by the same rule (`folder` is in the twin's run directory).
     public var baseline: ExtractionResultSummary?
+    public var cliques: CliqueResultSummary?
+    public var privacy: PrivacyResult?
     public var membership: MembershipResultSummary?
     public var stages: [Stage]
 
@@ -129,6 +146,7 @@ public final class ExperimentPipeline {
 
         // 3. extraction
         var extraction: ExperimentSummary.ExtractionResultSummary?
+        var cliques: ExperimentSummary.CliqueResultSummary?
         if experiment.eval.extraction {
             struct Settings: Encodable { var samples: String; var config: ExtractionConfig; var clique: CliqueConfig? }
             let e = experiment.eval
@@ -142,6 +160,9 @@ public final class ExperimentPipeline {
                     ran = true
                 }
                 return (try Self.extractionSummary(folder: folder, threshold: e.extractionConfig.relativeThreshold), folder, ran)
+            }
+            if e.clique != nil, let c = try JSONDecoder().decode(ExtractionReport.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json"))).cliques {
+                cliques = .init(flagged: c.flagged, verified: c.verified, uniqueVerified: c.uniqueVerified, minSize: c.config.minSize, tiles: c.config.tiles)
             }
         }
 
@@ -210,11 +231,15 @@ public final class ExperimentPipeline {
         }
 
         // 5. summary
+        var privacy: ExperimentSummary.PrivacyResult?
+        if c.privacy != nil, let st = run.readStatus(), let eps = st["epsilon"] as? Double {
+            privacy = .init(epsilon: eps, epsilonClassic: st["epsilon_classic"] as? Double ?? .nan, delta: st["delta"] as? Double ?? .nan)
+        }
         let summary = ExperimentSummary(
             experiment: experiment.file, overrides: experiment.overrides, runDirectory: run.path, kind: c.kind.rawValue, seed: c.run.seed,
             configIdentity: try c.identityHash(), dataFile: c.data.file, dataSHA256: identity.dataSHA256, codeVersion: CodeVersion.current,
             training: .init(steps: step, images: step * c.imagesPerStep, trainingExamples: examples, finalLosses: Self.finalLosses(run.metrics)),
-            samples: samplesFile, extraction: extraction, baseline: baseline, membership: membership, stages: stages)
+            samples: samplesFile, extraction: extraction, baseline: baseline, cliques: cliques, privacy: privacy, membership: membership, stages: stages)
         try EvalOutput.writeJSON(summary, to: ExperimentSummary.path(run: run.path))
         output("summary: \(ExperimentSummary.path(run: run.path))")
         return summary

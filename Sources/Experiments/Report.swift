@@ -183,7 +183,7 @@ struct Examples {
             let rel = (try? f.readTensor("samples/relative").doubles) ?? []
             guard let (nn, shape) = try? f.readInt64("nearest/dataset_indices") else { continue }
             let k = shape.count == 2 ? shape[1] : 1
-            let cfg = try? Experiment.load(file: report.sweep.spec.base, overrides: r.job.overrideList)
+            let cfg = try? report.sweep.experiment(r.job.overrideList)
             let thr = cfg?.eval.extractionConfig.relativeThreshold ?? 1
             for (g, v) in rel.enumerated() where v < thr { copiers[Int(nn[g * k]), default: []].append((i, g)) }
         }

@@ -112,6 +112,8 @@ public struct SweepSpec: Sendable {
     public var file: String
     public var name: String
     public var base: String
+    /// The axis key that varies the base experiment (`values = ["a.toml", "b.toml"]`).
+    public static let baseKey = "sweep.base"
     public var out: String
     public var draws: Int
     public var seed: UInt64
@@ -188,11 +190,19 @@ public struct SweepSpec: Sendable {
             guard kinds.count == 1 else {
                 throw a.error(kinds.count > 1 ? kinds[1] : "values", kinds.isEmpty ? "give the axis's values: values, range, uniform, log_uniform or choice" : "give one of \(kinds.joined(separator: " and "))")
             }
+            if key == SweepSpec.baseKey && !kinds.isEmpty && kinds[0] != "values" { throw a.error(kinds[0], "sweep.base takes values = [files]") }
             var axis = Axis(key: key, values: [], zip: a.has("zip") ? try a.string("zip", "") : nil, random: false, line: a.line(of: "key"), label: a.path)
             switch kinds[0] {
             case "values":
                 guard case .array(let vs)? = a.raw("values"), !vs.isEmpty else { throw a.error("values", "must be a non-empty array") }
                 axis.values = vs.map(AxisValue.init)
+                if key == SweepSpec.baseKey {
+                    // the base experiment itself varies (e.g. a DDPM and a GAN on the same data)
+                    for v in vs {
+                        guard case .string(let f) = v, !f.contains("\""), !f.contains("\\") else { throw a.error("values", "sweep.base values are experiment files (strings without quotes or backslashes)") }
+                        if !FileManager.default.fileExists(atPath: f) { throw a.error("values", "\(f): no such file (paths are relative to the working directory)") }
+                    }
+                }
             case "range":
                 let r2 = try a.ints("range", [], maxCount: 3)
                 guard r2.count == 2 || r2.count == 3 else { throw a.error("range", "is [start, end] or [start, end, step] (end excluded)") }

@@ -45,7 +45,10 @@ public final class Sweep {
             struct Identity: Encodable { var config: String; var eval: EvaluationSettings }
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
             let hash = String(SHA256.hex([UInt8](try enc.encode(Identity(config: try e.config.identityHash(), eval: e.eval)))).prefix(8))
-            let slug = point.isEmpty ? "base" : point.map { "\($0.key.split(separator: ".").last!)\($0.value.slug)" }.joined(separator: "-")
+            let slug = point.isEmpty ? "base" : point.map { p in
+                p.key == SweepSpec.baseKey ? AxisValue(.string(((p.value.toml.dropFirst().dropLast() as Substring).description as NSString).lastPathComponent)).slug.replacingOccurrences(of: ".toml", with: "")
+                    : "\(p.key.split(separator: ".").last!)\(p.value.slug)"
+            }.joined(separator: "-")
             let id = slug + "-" + hash
             if let other = seen[id] { throw SweepError.spec("\(spec.file): jobs \(other) and \(i) have the same configuration (\(id)); an axis changes nothing") }
             seen[id] = i
@@ -66,14 +69,21 @@ public final class Sweep {
 
     /// The experiment of a job, with errors in an override named by where the sweep file set it.
     public func experiment(_ overrides: [String]) throws -> Experiment {
+        // a `sweep.base` axis names the job's base experiment instead of sweep.base
+        var base = spec.base, overrides = overrides
+        let prefix = SweepSpec.baseKey + "="
+        if let b = overrides.last(where: { $0.hasPrefix(prefix) }) {
+            base = String(b.dropFirst(prefix.count).dropFirst().dropLast())
+            overrides.removeAll { $0.hasPrefix(prefix) }
+        }
         do {
-            return try Experiment.load(file: spec.base, overrides: overrides)
+            return try Experiment.load(file: base, overrides: overrides)
         } catch let e as TOMLError where e.file.hasPrefix("--set ") {
             let key = String(e.file.dropFirst(6)).split(separator: " ").first.map(String.init) ?? ""
             let origin = spec.origins[key] ?? spec.origins.first(where: { key.hasPrefix($0.key + ".") || $0.key.hasPrefix(key + ".") })?.value
             if let o = origin { throw TOMLError(file: o.file, line: o.line, message: "\(o.message): \(e.message)") }
             throw TOMLError(file: spec.file, line: 0, message: "\(key): \(e.message)")
-        } catch let e as TOMLError where e.file == spec.base {
+        } catch let e as TOMLError where e.file == base {
             throw TOMLError(file: e.file, line: e.line, message: e.message + " (the base experiment of sweep \(spec.file))")
         }
     }

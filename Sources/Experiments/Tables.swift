@@ -29,6 +29,51 @@ public struct SweepResults {
         return SweepResults(spec: sweep.spec, runs: runs, lira: lira)
     }
 
+    /// What `eidetic sweep export` writes beside the copied records (`records.json`): the jobs
+    /// as the sweep expanded them where they ran, and the LiRA folder's name, so the tables can
+    /// be rebuilt from the records alone wherever they are.
+    public struct RecordIndex: Codable, Equatable {
+        public struct Job: Codable, Equatable {
+            public var idx: Int; public var id: String; public var overrides: String
+            public init(idx: Int, id: String, overrides: String) { self.idx = idx; self.id = id; self.overrides = overrides }
+        }
+        public var sweep: String
+        public var file: String
+        public var fileSHA256: String
+        public var jobs: [Job]
+        public var lira: String?
+        public init(sweep: String, file: String, fileSHA256: String, jobs: [Job], lira: String?) {
+            self.sweep = sweep; self.file = file; self.fileSHA256 = fileSHA256; self.jobs = jobs; self.lira = lira
+        }
+    }
+
+    /// The results held in a records folder (`<records>/<sweep name>/`, from `sweep export`).
+    public static func collect(_ sweep: Sweep, records: String) throws -> SweepResults {
+        let dir = records + "/" + sweep.spec.name
+        let path = dir + "/records.json"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw SweepError.spec("\(path): no records of sweep \(sweep.spec.name) here (eidetic sweep export writes them)")
+        }
+        let index = try JSONDecoder().decode(RecordIndex.self, from: data)
+        guard index.fileSHA256 == sweep.spec.fileHash else {
+            throw SweepError.spec("\(path): the records come from another version of \(sweep.spec.file) (sha256 \(index.fileSHA256.prefix(12)) vs \(sweep.spec.fileHash.prefix(12)))")
+        }
+        let points = sweep.spec.jobs()
+        guard index.jobs.count == points.count, index.jobs.allSatisfy({ $0.idx >= 0 && $0.idx < points.count }) else {
+            throw SweepError.spec("\(path): \(index.jobs.count) jobs recorded, the sweep expands to \(points.count)")
+        }
+        let runs = index.jobs.map { j in
+            let job = JobRecord(id: j.id, sweep: index.sweep, idx: j.idx, overrides: j.overrides, runDir: dir + "/runs/" + j.id, log: "", state: "done", current: 1, attempts: 0)
+            return Run(job: job, point: points[j.idx], summary: try? ExperimentSummary.load(run: job.runDir))
+        }
+        var lira: (String, MembershipReport)?
+        if let name = index.lira {
+            let f = dir + "/" + name
+            lira = (f, try JSONDecoder().decode(MembershipReport.self, from: Data(contentsOf: URL(fileURLWithPath: f + "/summary.json"))))
+        }
+        return SweepResults(spec: sweep.spec, runs: runs, lira: lira)
+    }
+
     /// Keys averaged over (replicates): seeds and which half of a membership plan.
     public static let defaultReplicates = ["run.seed", "data.plan_model", "run.name", "data.subset_seed"]
 }
@@ -137,9 +182,13 @@ public enum SweepTables {
             groups[g, default: []].append(run)
         }
         let withBaseline = r.runs.contains { $0.summary?.baseline != nil }
-        var t = Table(name: "summary", caption: "Sweep \(r.spec.name): mean ± std over \(replicates.filter { k in r.spec.axes.contains { $0.key == k } }.joined(separator: ", ").nonEmpty ?? "runs"); pooled extraction counts with exact \(Int(confidence * 100))% intervals",
+        let withCliques = r.runs.contains { $0.summary?.cliques != nil }, withPrivacy = r.runs.contains { $0.summary?.privacy != nil }
+        let versions = Set(r.runs.compactMap { $0.summary?.codeVersion }).sorted().joined(separator: ", ")
+        var t = Table(name: "summary", caption: "Sweep \(r.spec.name): mean ± std over \(replicates.filter { k in r.spec.axes.contains { $0.key == k } }.joined(separator: ", ").nonEmpty ?? "runs"); pooled extraction counts with exact \(Int(confidence * 100))% intervals; computed by \(versions.nonEmpty ?? "no runs yet")",
                       header: (keys.isEmpty ? ["setting"] : keys) + ["runs", "final loss", "extracted images", "extracted fraction (\(Int(confidence * 100))% CI)"]
-                        + (withBaseline ? ["non-member baseline (\(Int(confidence * 100))% CI)"] : []) + ["extracted generations", "single-run membership AUC", "TPR at 1% FPR"], rows: [], sources: [])
+                        + (withBaseline ? ["non-member baseline (\(Int(confidence * 100))% CI)"] : []) + ["extracted generations"]
+                        + (withCliques ? ["clique filter: flagged / verified (unique images)"] : []) + (withPrivacy ? ["accountant ε (classic) at δ"] : [])
+                        + ["single-run membership AUC", "TPR at 1% FPR"], rows: [], sources: [])
         for g in order {
             let rs = groups[g]!.map { $0.summary! }
             var row = keys.isEmpty ? ["all"] : g
@@ -158,9 +207,18 @@ public enum SweepTables {
                 if withBaseline { row.append(bs.count == rs.count ? pooled(bs) : "n/a") }
                 row.append(meanStd(xs.map { Double($0.extractedGenerations) }, 2))
             } else { row += ["n/a", "n/a", "n/a"] + (withBaseline ? ["n/a"] : []) }
+            if withCliques {
+                let cs = rs.compactMap(\.cliques)
+                row.append(cs.isEmpty ? "n/a" : "\(cs.reduce(0) { $0 + $1.flagged }) / \(cs.reduce(0) { $0 + $1.verified }) (\(cs.reduce(0) { $0 + $1.uniqueVerified }))")
+            }
+            if withPrivacy {
+                let ps = rs.compactMap(\.privacy)
+                row.append(ps.isEmpty ? "not private" : "\(meanStd(ps.map(\.epsilon), 2)) (\(meanStd(ps.map(\.epsilonClassic), 2))) at \(String(format: "%g", ps[0].delta))")
+            }
             let ms = rs.compactMap(\.membership)
             row.append(ms.count == 1 ? interval(ms[0].auc) : ms.isEmpty ? "n/a" : meanStd(ms.map(\.auc.value)))
-            row.append(ms.count == 1 ? ms[0].tprAtFPR["0.01"].map { interval($0) } ?? "n/a" : ms.isEmpty ? "n/a" : meanStd(ms.compactMap { $0.tprAtFPR["0.01"]?.value }))
+            let tpr = ms.count == 1 ? ms[0].tprAtFPR["0.01"].map { interval($0) } ?? "n/a" : ms.isEmpty ? "n/a" : meanStd(ms.compactMap { $0.tprAtFPR["0.01"]?.value })
+            row.append(tpr + (ms.first.map { unresolved($0.nonMembers, fpr: 0.01) } ?? ""))
             t.rows.append(row); t.sources.append(groups[g]!.map(\.job.runDir))
         }
         return t
@@ -173,10 +231,16 @@ public enum SweepTables {
         var t = Table(name: "lira", caption: "Membership inference over \(rep.models.count) models (\(rep.examples) examples, \(rep.members) member trials); 95% bootstrap intervals over examples",
                       header: ["attack", "AUC"] + fprs.map { "TPR at \(fmtPercent($0)) FPR" } + ["accuracy"], rows: [], sources: [])
         for a in rep.results {
-            t.rows.append([a.attack.rawValue, interval(a.metrics.auc)] + fprs.map { f in a.metrics.tprAtFPR[f].map { interval($0, 4) } ?? "n/a" } + [fmt(a.metrics.accuracy)])
+            t.rows.append([a.attack.rawValue, interval(a.metrics.auc)] + fprs.map { f in (a.metrics.tprAtFPR[f].map { interval($0, 4) } ?? "n/a") + unresolved(a.metrics.nonMembers, fpr: Double(f) ?? 1) } + [fmt(a.metrics.accuracy)])
             t.sources.append([folder])
         }
         return t
+    }
+
+    /// A TPR at `fpr` rests on about fpr × n false positives; below 5 of them (n < 5 / fpr
+    /// non-member trials; paper-spec §11.1) the table says so instead of implying a resolution.
+    static func unresolved(_ nonMembers: Int, fpr: Double) -> String {
+        Double(nonMembers) * fpr >= 5 ? "" : " (unresolved: \(nonMembers) non-members < \(Int((5 / fpr).rounded())))"
     }
 
     static func fmtPercent(_ s: String) -> String {

@@ -380,19 +380,24 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             dp.delta = try p.double("delta", 0, min: 0, max: 1)
             if p.has("delta") && !(dp.delta > 0 && dp.delta < 1) { throw p.error("delta", "\(dp.delta) must be in (0, 1)") }
             dp.multiplicity = try p.int("multiplicity", 1, min: 1, max: 256)
-            if c.kind.isGAN && c.gan.discriminatorNorm == "batch" {
+            // enabled = false: the keys are checked but training is ordinary (a sweep's
+            // non-private reference beside its private settings)
+            let enabled = try p.bool("enabled", true)
+            if enabled && c.kind.isGAN && c.gan.discriminatorNorm == "batch" {
                 throw m.error("discriminator_norm", "\"batch\" mixes the examples of a batch, so a private discriminator cannot use it: set model.discriminator_norm = \"group\" or \"none\"")
             }
             if c.kind.isGAN && p.has("multiplicity") { throw p.error("multiplicity", "applies to diffusion models only") }
-            // a global clip after DP's per-example clipping is not what the accountant analyses
-            if t.has("grad_clip") && c.train.gradClip > 0 {
-                throw t.error("grad_clip", "does not apply to private training (privacy.clip_norm clips each example)")
+            if enabled {
+                // a global clip after DP's per-example clipping is not what the accountant analyses
+                if t.has("grad_clip") && c.train.gradClip > 0 {
+                    throw t.error("grad_clip", "does not apply to private training (privacy.clip_norm clips each example)")
+                }
+                c.train.gradClip = 0
+                if c.train.precision == .bf16 {
+                    throw t.error("precision", "\"bf16\" does not apply to private training (DP-SGD's per-example gradients are fp32)")
+                }
+                c.privacy = dp
             }
-            c.train.gradClip = 0
-            if c.train.precision == .bf16 {
-                throw t.error("precision", "\"bf16\" does not apply to private training (DP-SGD's per-example gradients are fp32)")
-            }
-            c.privacy = dp
         }
         try extra?(r, c)
         try r.finish()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Experiments
+import Data
 import Foundation
 import Tensor
 import Training
@@ -35,7 +36,7 @@ struct SweepCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sweep",
         abstract: "Plan, run and follow a sweep of experiments (state in <out>/sweeps.db, SQLite).",
-        subcommands: [SweepPlan.self, SweepRun.self, SweepStatus.self, SweepRetry.self, SweepReportCommand.self, SweepRunJob.self, SweepRunTask.self])
+        subcommands: [SweepPlan.self, SweepRun.self, SweepStatus.self, SweepRetry.self, SweepReportCommand.self, SweepExport.self, SweepRunJob.self, SweepRunTask.self])
 
     struct Common: ParsableArguments {
         @Argument(help: "Sweep file (TOML).") var sweep: String
@@ -228,6 +229,46 @@ func finishSweep(_ s: Sweep, chosen: [Int] = [], top: Int? = nil) throws {
     print("report: \(index)   (open it in a browser: file://\(URL(fileURLWithPath: index).standardizedFileURL.path))")
 }
 
+/// `eidetic sweep export SWEEP --to DIR`: the compact records a sweep's tables come from
+/// (each job's experiment.json, the LiRA summary and its per-example scores and ROC arrays),
+/// copied to `DIR/<name>/` in the sweep folder's layout, then the tables regenerated there from
+/// those copies alone — so `eidetic tables SWEEP --set sweep.out="DIR"` rebuilds them byte for
+/// byte from committed files (results/paper/). No checkpoints or sample files are copied.
+struct SweepExport: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "export", abstract: "Copy a sweep's compact records (experiment.json per job, LiRA summary and scores) to --to DIR and regenerate its tables there from them alone.")
+    @OptionGroup var common: SweepCommand.Common
+    @Option(help: "The records folder (e.g. results/paper); the sweep's records go to DIR/<sweep name>/.") var to: String
+    func run() throws {
+        let s = try common.load()
+        let r = try SweepResults.collect(s)
+        let missing = r.runs.filter { $0.summary == nil }
+        guard missing.isEmpty else {
+            throw ValidationError("\(s.spec.name): \(missing.count) of \(r.runs.count) jobs have no results (eidetic sweep status \(common.named)); export a finished sweep")
+        }
+        let fm = FileManager.default
+        let dest = to + "/" + s.spec.name
+        func copy(_ from: String, _ into: String) throws {
+            try fm.createDirectory(atPath: (into as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try writeFileAtomically(try Data(contentsOf: URL(fileURLWithPath: from)), to: into)
+        }
+        for run in r.runs {
+            try copy(ExperimentSummary.path(run: run.job.runDir), dest + "/runs/\(run.job.id)/experiment.json")
+        }
+        var liraName: String?
+        if let (folder, _) = r.lira {
+            liraName = (folder as NSString).lastPathComponent
+            for f in ["summary.json", "mia.h5"] { try copy(folder + "/" + f, dest + "/\(liraName!)/" + f) }
+        }
+        let index = SweepResults.RecordIndex(sweep: s.spec.name, file: s.spec.file, fileSHA256: s.spec.fileHash,
+                                             jobs: r.runs.map { .init(idx: $0.job.idx, id: $0.job.id, overrides: $0.job.overrides) }, lira: liraName)
+        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        try writeFileAtomically(try enc.encode(index) + Data("\n".utf8), to: dest + "/records.json")
+        let again = try SweepResults.collect(s, records: to)
+        for p in try SweepTables.write(again, to: dest + "/tables", replicates: s.spec.replicates, confidence: s.spec.confidence) { print(p) }
+        print("records of \(r.runs.count) jobs in \(dest) (regenerate: eidetic tables \(common.named) --records \(to))")
+    }
+}
+
 /// `eidetic sweep report SWEEP`: sweep-level evaluations, tables and the HTML report.
 struct SweepReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "report", abstract: "Evaluate the whole sweep (LiRA over its plan), write its tables and one static HTML page with a dossier per most-memorized training example.")
@@ -247,17 +288,19 @@ struct TablesCommand: ParsableCommand {
     @Argument(help: "Sweep file (TOML).") var sweep: String
     @Option(name: .customLong("set"), help: "Override a sweep-file key (repeatable).") var overrides: [String] = []
     @Option(help: "The sweep file's [scale.NAME] (as given to sweep run).") var scale: String?
-    @Option(help: "Output folder (default: <sweep folder>/tables).") var out: String?
+    @Option(help: "Output folder (default: <sweep folder>/tables, or <records>/<name>/tables).") var out: String?
+    @Option(help: "Read the runs from a records folder written by `eidetic sweep export` (e.g. results/paper) instead of the sweep folder.") var records: String?
     @Option(help: "Keys averaged over, comma-separated (default: the sweep's tables.replicates, else run.seed,data.plan_model,run.name,data.subset_seed).") var replicates: String?
     @Option(help: "Confidence of the binomial intervals (default: tables.confidence, 0.95).") var confidence: Double?
     func validate() throws { try Check.finite(confidence, "--confidence", max: 0.999999, above: 0) }
     func run() throws {
         let s = try Sweep(file: sweep, overrides: overrides, scale: scale)
-        let r = try SweepResults.collect(s)
+        let r = try records.map { try SweepResults.collect(s, records: $0) } ?? SweepResults.collect(s)
         let missing = r.runs.filter { $0.summary == nil }.count
         if missing > 0 { print("note: \(missing) of \(r.runs.count) jobs have no results yet; their rows say so") }
         let reps = replicates.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? s.spec.replicates
-        for p in try SweepTables.write(r, to: out ?? s.spec.directory + "/tables", replicates: reps, confidence: confidence ?? s.spec.confidence) { print(p) }
+        let folder = out ?? (records.map { $0 + "/" + s.spec.name } ?? s.spec.directory) + "/tables"
+        for p in try SweepTables.write(r, to: folder, replicates: reps, confidence: confidence ?? s.spec.confidence) { print(p) }
     }
 }
 

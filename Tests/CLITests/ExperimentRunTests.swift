@@ -59,6 +59,12 @@ final class ExperimentRunTests: XCTestCase {
         let other = Binary.run(["run", "dup.toml", "--threads", "1", "--set", "plan.canaries=[3]"], cwd: root)
         XCTAssertEqual(stages(other.stdout)["plan"], "ran", other.stdout)
         XCTAssertEqual(stages(other.stdout)["train"], "ran", other.stdout)
+        // deduplicated (P8): the same duplication plan, one image per group of copies
+        let dedup = Binary.run(["run", "dup.toml", "--threads", "1", "--set", "plan.dedup_threshold=0.0"], cwd: root)
+        XCTAssertEqual(dedup.status, 0, dedup.stderr)
+        XCTAssertTrue(dedup.stdout.contains("dedup plan results/runs/plans/dedup-") && dedup.stdout.contains("(16 examples)"), dedup.stdout)
+        let plans = try FileManager.default.contentsOfDirectory(atPath: root + "/results/runs/plans")
+        XCTAssertTrue(plans.contains { $0.hasPrefix("dedup-") && $0.hasSuffix("-source.json") }, "\(plans)")
     }
 
     func testStagesRunOnceThenAreCurrentForBothFamilies() throws {

@@ -87,6 +87,22 @@ final class SweepSpecTests: XCTestCase {
 
     /// `[scale.NAME]` tables: `--scale` merges one over the file (set keys, plan keys, an
     /// axis's values) and names the sweep after it; without scales the file runs as written.
+    /// A `sweep.base` axis varies the base experiment (P3: a DDPM and a GAN on the same data);
+    /// its values must be existing files, given as values.
+    func testBaseAxisNamesExistingExperimentFiles() throws {
+        _ = write("a.toml", ""); _ = write("b.toml", "")
+        let f = write("bases.toml", "[sweep]\nname = \"ab\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"sweep.base\"\nvalues = [\"a.toml\", \"b.toml\"]\n")
+        let spec = try SweepSpec.load(file: f)
+        XCTAssertEqual(spec.jobs().map { $0.map(\.value.toml) }, [["\"a.toml\""], ["\"b.toml\""]])
+        func error(_ text: String) -> String {
+            do { _ = try SweepSpec.load(file: write("bad.toml", text)); return "no error" } catch { return "\(error)" }
+        }
+        let missing = error("[sweep]\nname = \"ab\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"sweep.base\"\nvalues = [\"a.toml\", \"nope.toml\"]\n")
+        XCTAssertTrue(missing.contains("nope.toml: no such file"), missing)
+        let range = error("[sweep]\nname = \"ab\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"sweep.base\"\nrange = [0, 2]\n")
+        XCTAssertTrue(range.contains("sweep.base takes values"), range)
+    }
+
     func testScalesMergeOverTheFileAndNameTheSweep() throws {
         let f = write("scaled.toml", """
         [sweep]

@@ -63,6 +63,20 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(error("[train]\nprecision = \"bf16\"\n[privacy]\nnoise_multiplier = 1.0").contains("does not apply to private training"))
     }
 
+    /// privacy.enabled = false: the section's keys are still checked, but training is
+    /// ordinary (a sweep's non-private reference row), global clipping stays.
+    func testPrivacySectionCanBeDisabled() throws {
+        let on = try TrainConfig.load(toml: "[privacy]\ntarget_epsilon = 10.0\nmultiplicity = 4\n", file: "p.toml")
+        XCTAssertEqual(on.privacy?.targetEpsilon, 10); XCTAssertEqual(on.train.gradClip, 0)
+        let off = try TrainConfig.load(toml: "[privacy]\nenabled = false\ntarget_epsilon = 10.0\nmultiplicity = 4\n", file: "p.toml")
+        XCTAssertNil(off.privacy); XCTAssertEqual(off.train.gradClip, 1.0)
+        XCTAssertEqual(try off.identityHash(), try TrainConfig.load(toml: "", file: "d.toml").identityHash())
+        XCTAssertThrowsError(try TrainConfig.load(toml: "[privacy]\nenabled = false\n", file: "p.toml")) {
+            XCTAssertTrue("\($0)".contains("give exactly one of privacy.noise_multiplier"), "\($0)")
+        }
+        XCTAssertThrowsError(try TrainConfig.load(toml: "[privacy]\nenabled = false\nnoise_multiplier = 1.0\nmultiplicty = 2\n", file: "p.toml"))
+    }
+
     func testTOMLValues() throws {
         let t = try parseTOML("a = [1, 2, 3]\nb = 'lit'\nc = \"e\\\"s\"\nd = -1.5e3\ne = true\n[x.y]\nz = 1\n", file: "v")
         XCTAssertEqual(t["a"], .array([.integer(1), .integer(2), .integer(3)]))

@@ -1,0 +1,82 @@
+import Data
+import Foundation
+import XCTest
+
+/// Every paper protocol (experiments/paper/P1…P12) at its `smoke` scale through the real
+/// binary: the sweep runs to the end, and `eidetic tables` regenerates its tables and figures
+/// byte for byte from the run files. CI has no CIFAR-10, so the runs read a **stand-in** at the
+/// path the protocols name (`datasets/cifar10-16.h5`): the embedded Fashion-MNIST images,
+/// tinted per class to three channels and shrunk to 16×16. The stand-in tests the pipeline,
+/// never the science; results/paper/ holds the real-CIFAR smoke and full runs.
+final class PaperProtocolTests: XCTestCase {
+    var root = ""
+    override func tearDown() { if !root.isEmpty { try? FileManager.default.removeItem(atPath: root) } }
+
+    /// 2,000 Fashion-MNIST images as a CIFAR-shaped set (3×16×16, 10 classes).
+    static func writeStandIn(to path: String) throws {
+        let fm = try DatasetFile(BadInputTests.repo + "/datasets/fashion-mnist-2k.h5").load("train")
+        let (h, w) = (fm.height, fm.width)
+        var rgb = [UInt8](repeating: 0, count: fm.count * 3 * h * w)
+        for i in 0..<fm.count {
+            let l = fm.labels[i]
+            let tint = [0.5 + 0.05 * Double(l), 1.0 - 0.04 * Double(l), 0.6 + 0.03 * Double(9 - l)]
+            for c in 0..<3 { for p in 0..<(h * w) {
+                rgb[(i * 3 + c) * h * w + p] = UInt8(min(255, (Double(fm.images[i * h * w + p]) * tint[c]).rounded()))
+            } }
+        }
+        let set = ImageSet(images: rgb, labels: fm.labels, channels: 3, height: h, width: w, classNames: fm.classNames).downsampled(by: 2)
+        try DatasetFile.write([("train", set)], attributes: ["source": .string("stand-in for CIFAR-10 in tests: embedded Fashion-MNIST, tinted, 16×16")], to: path)
+    }
+
+    func testEveryProtocolRunsAtSmokeScaleAndItsTablesRegenerate() throws {
+        let fm = FileManager.default
+        root = NSTemporaryDirectory() + "paper-\(UUID().uuidString)"
+        try fm.createDirectory(atPath: root + "/datasets", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: root + "/experiments", withIntermediateDirectories: true)
+        try fm.copyItem(atPath: BadInputTests.repo + "/experiments/paper", toPath: root + "/experiments/paper")
+        try Self.writeStandIn(to: root + "/datasets/cifar10-16.h5")
+        let protocols = try fm.contentsOfDirectory(atPath: root + "/experiments/paper").filter { $0.hasPrefix("P") && $0.hasSuffix(".toml") }
+            .sorted { Int($0.dropFirst().prefix { $0.isNumber })! < Int($1.dropFirst().prefix { $0.isNumber })! }
+        XCTAssertEqual(protocols.count, 12, "\(protocols)")
+        for (n, p) in protocols.enumerated() {
+            XCTAssertTrue(p.hasPrefix("P\(n + 1)-"), p)
+            let file = "experiments/paper/" + p
+            let t0 = Date()
+            let r = Binary.run(["sweep", "run", file, "--scale", "smoke", "--workers", "2", "--threads", "1"], cwd: root, timeout: 600)
+            XCTAssertEqual(r.status, 0, "\(p): \(r.stdout.suffix(1500)) \(r.stderr)")
+            let name = try XCTUnwrap(r.stdout.split(separator: "\n").first { $0.contains(" jobs, ") }?.split(separator: ":").first.map(String.init), r.stdout)
+            XCTAssertTrue(name.hasSuffix("-smoke"), name)
+            let tables = root + "/results/sweeps/\(name)/tables"
+            let before = FolderSnapshot(tables)
+            XCTAssertFalse(before.files.isEmpty, "\(p): no tables")
+            let again = Binary.run(["tables", file, "--scale", "smoke"], cwd: root)
+            XCTAssertEqual(again.status, 0, "\(p): \(again.stderr)")
+            XCTAssertEqual(FolderSnapshot(tables), before, "\(p): eidetic tables must regenerate the same bytes")
+            let summary = try String(contentsOfFile: tables + "/summary.md", encoding: .utf8)
+            if !["P4-", "P9-", "P10-"].contains(where: p.hasPrefix) {
+                XCTAssertTrue(summary.contains("non-member baseline"), "\(p): extraction without its baseline\n\(summary)")
+            }
+            if p.hasPrefix("P4-") || p.hasPrefix("P9-") { XCTAssertTrue(fm.fileExists(atPath: tables + "/lira.md"), p) }
+            if p.hasPrefix("P11-") { XCTAssertTrue(summary.contains("accountant ε") && summary.contains("not private"), summary) }
+            if p.hasPrefix("P12-") { XCTAssertTrue(summary.contains("clique filter"), summary) }
+            // the compact records (results/paper/) rebuild the same tables with the run folders gone
+            if p.hasPrefix("P4-") || p.hasPrefix("P11-") {
+                let exp = Binary.run(["sweep", "export", file, "--scale", "smoke", "--to", "records"], cwd: root)
+                XCTAssertEqual(exp.status, 0, exp.stderr)
+                try fm.removeItem(atPath: root + "/results/sweeps/\(name)/runs")
+                let exported = FolderSnapshot(root + "/records/\(name)/tables")
+                XCTAssertEqual(Binary.run(["tables", file, "--scale", "smoke", "--records", "records"], cwd: root).status, 0)
+                XCTAssertEqual(FolderSnapshot(root + "/records/\(name)/tables"), exported)
+                let strip = { (t: String) in t.split(separator: "\n").filter { !$0.contains("results/sweeps") && !$0.contains("records/") }.joined(separator: "\n") }
+                for f in ["summary.csv", "lira.md"] where fm.fileExists(atPath: tables + "/" + f) {
+                    XCTAssertEqual(strip(try String(contentsOfFile: root + "/records/\(name)/tables/" + f, encoding: .utf8)),
+                                   strip(try String(contentsOfFile: tables + "/" + f, encoding: .utf8)), "\(p) \(f): the records give the sweep's numbers")
+                }
+                let sizes = fm.enumerator(atPath: root + "/records/\(name)")!.compactMap { $0 as? String }.filter { !$0.hasPrefix("tables") }
+                    .compactMap { (try? fm.attributesOfItem(atPath: root + "/records/\(name)/" + $0)[.size] as? Int) ?? nil }
+                XCTAssertLessThan(sizes.reduce(0, +), 2_000_000, "records stay compact")
+            }
+            print(String(format: "%@ smoke: %.1f s", p, Date().timeIntervalSince(t0)))
+        }
+    }
+}
