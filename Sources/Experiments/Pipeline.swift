@@ -51,6 +51,18 @@ public struct ExperimentSummary: Codable, Equatable, Sendable {
         public var epsilonClassic: Double
         public var delta: Double
     }
+    /// A duplication plan's canaries with `copies` copies each (paper §7; P7/P8): how many
+    /// this model's generations extract, how many the twin's generations flag (the baseline),
+    /// and how the single-run attack separates them from the non-members (AUC of the canaries'
+    /// scores against the non-members'; flagged: above the non-members' 99th percentile).
+    public struct DuplicateOutcome: Codable, Equatable, Sendable {
+        public var copies: Int
+        public var canaries: Int
+        public var extracted: Int
+        public var baselineExtracted: Int?
+        public var attackAUC: Double?
+        public var flaggedAt1PercentFPR: Int?
+    }
     public struct MembershipResultSummary: Codable, Equatable, Sendable {
         public var folder: String
         public var attack: String
@@ -77,6 +89,8 @@ public struct ExperimentSummary: Codable, Equatable, Sendable {
     public var cliques: CliqueResultSummary?
     public var privacy: PrivacyResult?
     public var membership: MembershipResultSummary?
+    /// With a duplication plan (or one deduplicated from it): outcomes by copy count.
+    public var duplicates: [DuplicateOutcome]?
     public var stages: [Stage]
 
     public static func path(run: String) -> String { run + "/experiment.json" }
@@ -230,6 +244,9 @@ public final class ExperimentPipeline {
             }
         }
 
+        // 4b. outcomes by duplicate count (a duplication plan's canaries, or a deduplicated one's)
+        let duplicates = try Self.duplicateOutcomes(config: c, stage: experiment.plan, extraction: extraction, baseline: baseline, membership: membership)
+
         // 5. summary
         var privacy: ExperimentSummary.PrivacyResult?
         if c.privacy != nil, let st = run.readStatus(), let eps = st["epsilon"] as? Double {
@@ -239,10 +256,51 @@ public final class ExperimentPipeline {
             experiment: experiment.file, overrides: experiment.overrides, runDirectory: run.path, kind: c.kind.rawValue, seed: c.run.seed,
             configIdentity: try c.identityHash(), dataFile: c.data.file, dataSHA256: identity.dataSHA256, codeVersion: CodeVersion.current,
             training: .init(steps: step, images: step * c.imagesPerStep, trainingExamples: examples, finalLosses: Self.finalLosses(run.metrics)),
-            samples: samplesFile, extraction: extraction, baseline: baseline, cliques: cliques, privacy: privacy, membership: membership, stages: stages)
+            samples: samplesFile, extraction: extraction, baseline: baseline, cliques: cliques, privacy: privacy, membership: membership, duplicates: duplicates, stages: stages)
         try EvalOutput.writeJSON(summary, to: ExperimentSummary.path(run: run.path))
         output("summary: \(ExperimentSummary.path(run: run.path))")
         return summary
+    }
+
+    /// The duplication plan behind a run (its own plan, or the source a dedup stage recorded)
+    /// and each copy count's canaries: extracted, flagged by the baseline, and attacked.
+    static func duplicateOutcomes(config c: TrainConfig, stage: DataPlanStage?, extraction: ExperimentSummary.ExtractionResultSummary?,
+                                  baseline: ExperimentSummary.ExtractionResultSummary?,
+                                  membership: ExperimentSummary.MembershipResultSummary?) throws -> [ExperimentSummary.DuplicateOutcome]? {
+        guard !c.data.plan.isEmpty else { return nil }
+        let kind = try PlanFile.kind(of: c.data.plan)
+        let source: String
+        if kind == DuplicationPlan.kind { source = c.data.plan }
+        else if kind == DeduplicationPlan.kind, let s = stage, s.dedupThreshold != nil { source = s.duplicationSource }
+        else { return nil }
+        let dup = try PlanFile.read(DuplicationPlan.self, from: source)
+        let extracted = Set(extraction?.extractedIndices ?? []), flagged = Set(baseline?.extractedIndices ?? [])
+        // per-example attack scores (higher: more likely a member) from the single-run folder
+        var score: [Int: Double] = [:], nonMember: [Double] = []
+        if let m = membership {
+            let f = try HDF5File.open(m.folder + "/mia.h5")
+            defer { try? f.close() }
+            let (ids, _) = try f.readInt64("examples/dataset_indices")
+            let losses = try f.readTensor("signals/losses").doubles
+            let q = ids.isEmpty ? 1 : losses.count / ids.count
+            let training = Set(try trainingSelection(c.data).indices)
+            for (i, id) in ids.enumerated() {
+                let s = -losses[(i * q)..<((i + 1) * q)].reduce(0, +) / Double(q)
+                score[Int(id)] = s
+                if !training.contains(Int(id)) { nonMember.append(s) }
+            }
+        }
+        nonMember.sort()
+        let threshold = nonMember.isEmpty ? nil : nonMember[min(nonMember.count - 1, Int((0.99 * Double(nonMember.count)).rounded(.up)) - 1)]
+        return Dictionary(grouping: dup.canaries, by: \.copies).keys.sorted().map { k in
+            let ids = dup.canaries.filter { $0.copies == k }.map(\.index)
+            let scores = ids.compactMap { score[$0] }
+            let auc: Double? = scores.count == ids.count && !nonMember.isEmpty
+                ? scores.map { s in nonMember.reduce(0.0) { $0 + ($1 < s ? 1 : $1 == s ? 0.5 : 0) } }.reduce(0, +) / Double(scores.count * nonMember.count) : nil
+            return .init(copies: k, canaries: ids.count, extracted: ids.filter(extracted.contains).count,
+                         baselineExtracted: baseline == nil ? nil : ids.filter(flagged.contains).count,
+                         attackAUC: auc, flaggedAt1PercentFPR: threshold.map { t in scores.filter { $0 > t }.count })
+        }
     }
 
     /// An extraction folder's counts, as the summary records them.

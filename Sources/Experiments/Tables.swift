@@ -224,6 +224,37 @@ public enum SweepTables {
         return t
     }
 
+    /// Outcomes by duplicate count (P7/P8): per setting of the non-replicate keys and copy
+    /// count, the canaries pooled over replicates — extracted (k/n, exact interval), flagged by
+    /// the non-member twin, the single-run attack's AUC against non-members (mean over runs),
+    /// and how many the attack flags at 1 % FPR. Nil when no run has a duplication plan.
+    public static func duplicatesTable(_ r: SweepResults, replicates: [String], confidence: Double) -> Table? {
+        guard r.runs.contains(where: { $0.summary?.duplicates != nil }) else { return nil }
+        let keys = groupKeys(r.spec, replicates: replicates)
+        var groups: [[String]: [SweepResults.Run]] = [:], order: [[String]] = []
+        for run in r.runs where run.summary?.duplicates != nil {
+            let g = keys.map { k in run.point.first { $0.key == k }?.value.toml ?? "" }
+            if groups[g] == nil { order.append(g) }
+            groups[g, default: []].append(run)
+        }
+        var t = Table(name: "duplicates", caption: "Sweep \(r.spec.name): canaries by number of copies, pooled over replicates (extraction: relative ℓ2 < 1, exact \(Int(confidence * 100))% intervals; attack: single-run loss threshold)",
+                      header: (keys.isEmpty ? ["setting"] : keys) + ["copies", "canaries", "extracted (\(Int(confidence * 100))% CI)", "flagged by the non-member twin", "attack AUC vs non-members", "flagged at 1% FPR"], rows: [], sources: [])
+        for g in order {
+            let outcomes = groups[g]!.flatMap { $0.summary!.duplicates! }
+            for k in Set(outcomes.map(\.copies)).sorted() {
+                let o = outcomes.filter { $0.copies == k }
+                let n = o.reduce(0) { $0 + $1.canaries }, x = o.reduce(0) { $0 + $1.extracted }
+                let ci = Intervals.clopperPearson(successes: x, trials: n, confidence: confidence)
+                let b = o.compactMap(\.baselineExtracted), f = o.compactMap(\.flaggedAt1PercentFPR)
+                t.rows.append((keys.isEmpty ? ["all"] : g) + [String(k), String(n), "\(x)/\(n) (\(fmt(ci.low)) – \(fmt(ci.high)))",
+                               b.count == o.count ? "\(b.reduce(0, +))/\(n)" : "n/a", meanStd(o.compactMap(\.attackAUC)),
+                               f.count == o.count ? "\(f.reduce(0, +))/\(n)" : "n/a"])
+                t.sources.append(groups[g]!.map(\.job.runDir))
+            }
+        }
+        return t
+    }
+
     /// The sweep-level LiRA results: one row per attack, AUC and TPRs with bootstrap intervals.
     public static func liraTable(_ r: SweepResults) -> Table? {
         guard let (folder, rep) = r.lira else { return nil }
@@ -272,6 +303,23 @@ public enum SweepTables {
             p.series = [.init(name: "mean over replicates", x: xs, y: xs.map { Intervals.meanStd(byValue[$0]!).mean })]
             out.append(("memorization-vs-" + key.replacingOccurrences(of: ".", with: "_"), p))
         }
+        // extraction and attack success vs number of copies (P7/P8), pooled over all runs
+        let dups = r.runs.compactMap { $0.summary?.duplicates }.flatMap { $0 }
+        if !dups.isEmpty {
+            let ks = Set(dups.map(\.copies)).sorted().map(Double.init)
+            var p = SVGPlot(title: "Duplicated training images: extraction and attack vs copies", xLabel: "copies in the training set", yLabel: "fraction of canaries / attack AUC")
+            p.logX = (ks.last ?? 1) / (ks.first ?? 1) >= 8
+            p.yRange = 0...1
+            func frac(_ f: (ExperimentSummary.DuplicateOutcome) -> Int?) -> [Double] {
+                ks.map { k in let o = dups.filter { Double($0.copies) == k }; return Double(o.compactMap(f).reduce(0, +)) / Double(max(1, o.reduce(0) { $0 + $1.canaries })) }
+            }
+            p.series = [.init(name: "extracted", x: ks, y: frac { $0.extracted })]
+            if dups.allSatisfy({ $0.baselineExtracted != nil }) { p.series.append(.init(name: "flagged by the non-member twin", x: ks, y: frac { $0.baselineExtracted })) }
+            if dups.allSatisfy({ $0.attackAUC != nil }) {
+                p.series.append(.init(name: "attack AUC (mean)", x: ks, y: ks.map { k in Intervals.meanStd(dups.filter { Double($0.copies) == k }.compactMap(\.attackAUC)).mean }))
+            }
+            out.append(("duplicates", p))
+        }
         if let (folder, rep) = r.lira, let f = try? HDF5ROC.read(folder + "/mia.h5", attacks: rep.results.map(\.attack.rawValue)) {
             var roc = SVGPlot(title: "Membership inference ROC (\(rep.models.count) models)", xLabel: "false positive rate", yLabel: "true positive rate")
             roc.logX = true; roc.logY = true; roc.diagonal = true
@@ -292,6 +340,7 @@ public enum SweepTables {
         var written: [String] = []
         var tables = [summaryTable(r, replicates: replicates, confidence: confidence), runsTable(r, confidence: confidence)]
         if let l = liraTable(r) { tables.append(l) }
+        if let d = duplicatesTable(r, replicates: replicates, confidence: confidence) { tables.append(d) }
         var sources: [String: [[String]]] = [:]
         for t in tables {
             for (ext, text) in [("md", t.markdown()), ("tex", t.latex()), ("csv", t.csv())] {

@@ -59,6 +59,14 @@ final class PaperProtocolTests: XCTestCase {
             if p.hasPrefix("P4-") || p.hasPrefix("P9-") { XCTAssertTrue(fm.fileExists(atPath: tables + "/lira.md"), p) }
             if p.hasPrefix("P11-") { XCTAssertTrue(summary.contains("accountant ε") && summary.contains("not private"), summary) }
             if p.hasPrefix("P12-") { XCTAssertTrue(summary.contains("clique filter"), summary) }
+            if p.hasPrefix("P7-") || p.hasPrefix("P8-") {
+                // canaries by copy count: 2 with 1 copy, 2 with 4 (the smoke plan), each row with its twin's count and the attack
+                let d = try String(contentsOfFile: tables + "/duplicates.md", encoding: .utf8)
+                let rows = d.split(separator: "\n").filter { $0.hasPrefix("| all |") }
+                XCTAssertEqual(rows.map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }[1...2].joined(separator: ",") }, ["1,2", "4,2"], d)
+                XCTAssertTrue(rows.allSatisfy { $0.contains("/2") && !$0.contains("n/a") }, d)
+                XCTAssertTrue(fm.fileExists(atPath: tables + "/duplicates.svg"), p)
+            }
             // the compact records (results/paper/) rebuild the same tables with the run folders gone
             if p.hasPrefix("P4-") || p.hasPrefix("P11-") {
                 let exp = Binary.run(["sweep", "export", file, "--scale", "smoke", "--to", "records"], cwd: root)
