@@ -21,6 +21,14 @@ public struct MembershipSignals: Codable, Equatable, Sendable {
 
     @inline(__always) public func value(_ m: Int, _ i: Int, _ q: Int) -> Double { values[(m * examples + i) * queries + q] }
 
+    /// The same signals restricted to some queries (in the given order).
+    public func selecting(queries qs: [Int]) -> MembershipSignals {
+        precondition(qs.allSatisfy { $0 >= 0 && $0 < queries }, "signals: query out of range")
+        var v = [Double](); v.reserveCapacity(models * examples * qs.count)
+        for m in 0..<models { for i in 0..<examples { for q in qs { v.append(value(m, i, q)) } } }
+        return MembershipSignals(models: models, examples: examples, queries: qs.count, values: v, keep: keep)
+    }
+
     /// The signal averaged over queries (the Monte-Carlo mean of "Strong LiRA").
     public func averaged() -> MembershipSignals {
         var v = [Double](repeating: 0, count: models * examples)

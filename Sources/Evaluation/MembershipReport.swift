@@ -71,6 +71,23 @@ public struct MembershipReport: Codable, Sendable {
     public var planSHA256: String?
     public var command: String
     public var outputs: [String: String]
+    /// Plan mode with several queries per example: every attack again on one timestep's
+    /// queries — averaged over its draws and views ("Strong LiRA"'s multi-noise, and flip when
+    /// the signal has it), and on its first draw of the unflipped image alone (paper §5.2's
+    /// timestep and averaging comparison; P4). Nil otherwise.
+    public var variants: [Variant]?
+
+    public struct Variant: Codable, Sendable {
+        public var timestep: Int
+        /// Draws × views averaged (true) or one query (false).
+        public var averaged: Bool
+        public var queries: Int
+        public var results: [VariantResult]
+    }
+    public struct VariantResult: Codable, Sendable {
+        public var attack: MembershipAttack
+        public var metrics: AttackMetrics
+    }
 
     /// The network a run's membership signal comes from: a diffusion model's U-Net (its
     /// loss), or a GAN's discriminator (its logit).
@@ -243,15 +260,33 @@ public struct MembershipReport: Codable, Sendable {
             values += losses.map { -$0 }
         }
         let keep = (0..<plan.models).map { m in (0..<plan.pool.count).map { plan.isMember(model: m, poolIndex: $0) } }
-        let s = MembershipSignals(models: plan.models, examples: plan.pool.count, queries: signal.queries, values: values, keep: keep).averaged()
+        let full = MembershipSignals(models: plan.models, examples: plan.pool.count, queries: signal.queries, values: values, keep: keep)
+        let s = full.averaged()
         var trials: [MembershipTrials] = []
         var skipped: [String: String] = [:]
         for a in attacks {
             do { trials.append(try a.leaveOneModelOut(s)) } catch { skipped[a.rawValue] = "\(error)" }
         }
+        // per timestep, averaged and single-query (queries are t-major, then draw, then view)
+        var variants: [Variant]? = nil
+        if signal.queries > 1 && !signal.timesteps.isEmpty {
+            let perT = signal.queries / signal.timesteps.count
+            variants = []
+            for (ti, t) in signal.timesteps.enumerated() {
+                for averaged in perT > 1 ? [true, false] : [true] {
+                    let qs = averaged ? Array((ti * perT)..<((ti + 1) * perT)) : [ti * perT]
+                    let sub = full.selecting(queries: qs).averaged()
+                    let results = attacks.compactMap { a in
+                        (try? a.leaveOneModelOut(sub)).map { VariantResult(attack: a, metrics: AttackMetrics(scores: $0.scores, members: $0.members, groups: $0.examples, bootstrap: bootstrap)) }
+                    }
+                    variants!.append(Variant(timestep: t, averaged: averaged, queries: qs.count, results: results))
+                }
+            }
+        }
         return try finish(out: out, force: force, mode: "plan", signal: signal, models: records, examples: plan.pool, trialsList: trials, bootstrap: bootstrap,
                           plan: planPath, planHash: planHash, skipped: skipped,
-                          extra: [("signals/negated_mean_loss", Tensor(s.values, shape: [plan.models, plan.pool.count], dtype: .float64))])
+                          extra: [("signals/negated_mean_loss", Tensor(s.values, shape: [plan.models, plan.pool.count], dtype: .float64))],
+                          variants: variants)
     }
 
     /// The signal in an output folder's name: `t100-r4[-flip]` (diffusion loss) or
@@ -287,11 +322,13 @@ public struct MembershipReport: Codable, Sendable {
     /// that replaces `out` only when everything is written (`EvalOutput.begin` / `publish`).
     static func finish(out: String, force: Bool, mode: String, signal: LossSignalConfig?, averageQueries: Bool = true, models: [ModelRecord],
                        signalsFile: SignalsFileRecord? = nil, examples: [Int], trialsList: [MembershipTrials],
-                       bootstrap: Int, plan: String?, planHash: String?, skipped: [String: String] = [:], extra: [(String, Tensor)]) throws -> MembershipReport {
+                       bootstrap: Int, plan: String?, planHash: String?, skipped: [String: String] = [:], extra: [(String, Tensor)],
+                       variants: [Variant]? = nil) throws -> MembershipReport {
         let tmp = try EvalOutput.begin(out, force: force)
         do {
             let report = try write(tmp: tmp, out: out, mode: mode, signal: signal, averageQueries: averageQueries, models: models, signalsFile: signalsFile,
-                                   examples: examples, trialsList: trialsList, bootstrap: bootstrap, plan: plan, planHash: planHash, skipped: skipped, extra: extra)
+                                   examples: examples, trialsList: trialsList, bootstrap: bootstrap, plan: plan, planHash: planHash, skipped: skipped, extra: extra,
+                                   variants: variants)
             try EvalOutput.publish(tmp, to: out)
             return report
         } catch {
@@ -302,7 +339,8 @@ public struct MembershipReport: Codable, Sendable {
 
     static func write(tmp: String, out: String, mode: String, signal: LossSignalConfig?, averageQueries: Bool, models: [ModelRecord],
                       signalsFile: SignalsFileRecord?, examples: [Int], trialsList: [MembershipTrials],
-                      bootstrap: Int, plan: String?, planHash: String?, skipped: [String: String], extra: [(String, Tensor)]) throws -> MembershipReport {
+                      bootstrap: Int, plan: String?, planHash: String?, skipped: [String: String], extra: [(String, Tensor)],
+                      variants: [Variant]? = nil) throws -> MembershipReport {
         var results: [AttackResult] = []
         var arrays = extra
         var ints: [(String, [Int64], [Int])] = [("examples/dataset_indices", examples.map(Int64.init), [examples.count])]
@@ -328,7 +366,7 @@ public struct MembershipReport: Codable, Sendable {
         let report = MembershipReport(mode: mode, signal: signal, averageQueries: averageQueries, models: models, signalsFile: signalsFile,
                                       examples: examples.count, members: trialsList.first.map { $0.members.filter { $0 }.count } ?? 0,
                                       results: results, skipped: skipped, plan: plan, planSHA256: planHash, command: EvalOutput.command,
-                                      outputs: ["arrays": out + "/mia.h5", "roc": out + "/roc.svg", "summary": out + "/summary.json"])
+                                      outputs: ["arrays": out + "/mia.h5", "roc": out + "/roc.svg", "summary": out + "/summary.json"], variants: variants)
         try EvalOutput.writeJSON(report, to: tmp + "/summary.json")
         return report
     }

@@ -274,6 +274,22 @@ public enum SweepTables {
         Double(nonMembers) * fpr >= 5 ? "" : " (unresolved: \(nonMembers) non-members < \(Int((5 / fpr).rounded())))"
     }
 
+    /// LiRA by timestep (P4; paper §5.2): every attack on one timestep's queries, averaged
+    /// over its noise draws (and both views when the signal flips) or on one draw alone.
+    public static func liraVariantsTable(_ r: SweepResults) -> Table? {
+        guard let (folder, rep) = r.lira, let vs = rep.variants, !vs.isEmpty else { return nil }
+        let sig = rep.signal
+        let fprs = Set(vs.flatMap { $0.results.flatMap { $0.metrics.tprAtFPR.keys } }).sorted { Double($0)! < Double($1)! }
+        var t = Table(name: "lira-timesteps", caption: "Membership inference by timestep over \(rep.models.count) models (\(rep.examples) examples); queries averaged: \(sig.map { "\($0.draws) noise draws\($0.flip ? " × 2 views (flip)" : "")" } ?? "n/a") vs one draw of the unflipped image; 95% bootstrap intervals over examples",
+                      header: ["timestep", "queries", "attack", "AUC"] + fprs.map { "TPR at \(fmtPercent($0)) FPR" }, rows: [], sources: [])
+        for v in vs { for a in v.results {
+            t.rows.append([String(v.timestep), v.averaged ? "\(v.queries) averaged" : "1", a.attack.rawValue, interval(a.metrics.auc)]
+                          + fprs.map { f in (a.metrics.tprAtFPR[f].map { interval($0, 4) } ?? "n/a") + unresolved(a.metrics.nonMembers, fpr: Double(f) ?? 1) })
+            t.sources.append([folder])
+        } }
+        return t
+    }
+
     static func fmtPercent(_ s: String) -> String {
         guard let d = Double(s) else { return s }
         return String(format: "%g%%", d * 100)
@@ -320,6 +336,18 @@ public enum SweepTables {
             }
             out.append(("duplicates", p))
         }
+        if let (_, rep) = r.lira, let vs = rep.variants, Set(vs.map(\.timestep)).count >= 2 {
+            var p = SVGPlot(title: "Membership inference vs timestep (\(rep.models.count) models)", xLabel: "timestep t", yLabel: "AUC")
+            p.logX = true
+            let ts = Set(vs.map(\.timestep)).sorted()
+            for a in Set(vs.flatMap { $0.results.map(\.attack.rawValue) }).sorted() {
+                for averaged in [true, false] where vs.contains(where: { $0.averaged == averaged }) {
+                    let pts = ts.compactMap { t in vs.first { $0.timestep == t && $0.averaged == averaged }?.results.first { $0.attack.rawValue == a }.map { (Double(max(t, 1)), $0.metrics.auc.value) } }
+                    p.series.append(.init(name: a + (averaged ? "" : " (one draw)"), x: pts.map(\.0), y: pts.map(\.1)))
+                }
+            }
+            out.append(("lira-timesteps", p))
+        }
         if let (folder, rep) = r.lira, let f = try? HDF5ROC.read(folder + "/mia.h5", attacks: rep.results.map(\.attack.rawValue)) {
             var roc = SVGPlot(title: "Membership inference ROC (\(rep.models.count) models)", xLabel: "false positive rate", yLabel: "true positive rate")
             roc.logX = true; roc.logY = true; roc.diagonal = true
@@ -341,6 +369,7 @@ public enum SweepTables {
         var tables = [summaryTable(r, replicates: replicates, confidence: confidence), runsTable(r, confidence: confidence)]
         if let l = liraTable(r) { tables.append(l) }
         if let d = duplicatesTable(r, replicates: replicates, confidence: confidence) { tables.append(d) }
+        if let v = liraVariantsTable(r) { tables.append(v) }
         var sources: [String: [[String]]] = [:]
         for t in tables {
             for (ext, text) in [("md", t.markdown()), ("tex", t.latex()), ("csv", t.csv())] {

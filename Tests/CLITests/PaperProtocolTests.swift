@@ -57,6 +57,12 @@ final class PaperProtocolTests: XCTestCase {
                 XCTAssertTrue(summary.contains("non-member baseline"), "\(p): extraction without its baseline\n\(summary)")
             }
             if p.hasPrefix("P4-") || p.hasPrefix("P9-") { XCTAssertTrue(fm.fileExists(atPath: tables + "/lira.md"), p) }
+            if p.hasPrefix("P4-") {
+                // LiRA at each of the six timesteps, every attack
+                let v = try String(contentsOfFile: tables + "/lira-timesteps.md", encoding: .utf8)
+                for t in [10, 50, 100, 200, 400, 700] { XCTAssertTrue(v.contains("| \(t) | 1 averaged | online-fixed-variance |"), "\(t): \(v)") }
+                XCTAssertTrue(fm.fileExists(atPath: tables + "/lira-timesteps.svg"))
+            }
             if p.hasPrefix("P11-") { XCTAssertTrue(summary.contains("accountant ε") && summary.contains("not private"), summary) }
             if p.hasPrefix("P12-") { XCTAssertTrue(summary.contains("clique filter"), summary) }
             if p.hasPrefix("P7-") || p.hasPrefix("P8-") {
