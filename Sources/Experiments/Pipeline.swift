@@ -151,12 +151,14 @@ public final class ExperimentPipeline {
 
         // 2. sample
         let request = SampleRequest(c.sample)
-        let samplesFile: String = try stage("sample") {
-            let path = sampleFilePath(run: run, request: request, step: step)
+        /// The sample file of `r` at `step`: kept when it exists, else generated.
+        func samples(_ r: RunDirectory, step: Int) throws -> (String, String, Bool) {
+            let path = sampleFilePath(run: r, request: request, step: step)
             if FileManager.default.fileExists(atPath: path) { return (path, path, false) }
-            let file = try generateSamples(run: run, request: request).file
+            let file = try generateSamples(run: r, request: request).file
             return (file, file, true)
         }
+        let samplesFile: String = try stage("sample") { try samples(run, step: step) }
 
         // 3. extraction
         var extraction: ExperimentSummary.ExtractionResultSummary?
@@ -206,12 +208,7 @@ public final class ExperimentPipeline {
                 return ((), twin.path, !done)
             }
             let twinStep = try twin.loadCheckpoint().step
-            let twinSamples: String = try stage("twin-sample") {
-                let path = sampleFilePath(run: twin, request: request, step: twinStep)
-                if FileManager.default.fileExists(atPath: path) { return (path, path, false) }
-                let file = try generateSamples(run: twin, request: request).file
-                return (file, file, true)
-            }
+            let twinSamples: String = try stage("twin-sample") { try samples(twin, step: twinStep) }
             struct Settings: Encodable { var samples: String; var against: String; var config: ExtractionConfig }
             let name = try EvalOutput.folderName("baseline", ((twinSamples as NSString).lastPathComponent as NSString).deletingPathExtension,
                                                  settings: Settings(samples: (twinSamples as NSString).lastPathComponent, against: "parent", config: e.extractionConfig))
