@@ -54,7 +54,9 @@ public struct SweepResults {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw SweepError.spec("\(path): no records of sweep \(sweep.spec.name) here (eidetic sweep export writes them)")
         }
-        let index = try JSONDecoder().decode(RecordIndex.self, from: data)
+        guard let index = try? JSONDecoder().decode(RecordIndex.self, from: data) else {
+            throw SweepError.spec("\(path): not a records index (truncated or edited?); export the sweep again")
+        }
         guard index.fileSHA256 == sweep.spec.fileHash else {
             throw SweepError.spec("\(path): the records come from another version of \(sweep.spec.file) (sha256 \(index.fileSHA256.prefix(12)) vs \(sweep.spec.fileHash.prefix(12)))")
         }

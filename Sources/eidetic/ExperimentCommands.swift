@@ -238,6 +238,7 @@ struct SweepExport: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "export", abstract: "Copy a sweep's compact records (experiment.json per job, LiRA summary and scores) to --to DIR and regenerate its tables there from them alone.")
     @OptionGroup var common: SweepCommand.Common
     @Option(help: "The records folder (e.g. results/paper); the sweep's records go to DIR/<sweep name>/.") var to: String
+    @Flag(help: "Replace the sweep's existing records in DIR (they are removed first, so none go stale).") var force = false
     func run() throws {
         let s = try common.load()
         let r = try SweepResults.collect(s)
@@ -247,6 +248,10 @@ struct SweepExport: ParsableCommand {
         }
         let fm = FileManager.default
         let dest = to + "/" + s.spec.name
+        if fm.fileExists(atPath: dest) {
+            guard force else { throw ValidationError("\(dest) exists (records of this sweep); pass --force to replace it") }
+            try fm.removeItem(atPath: dest)
+        }
         func copy(_ from: String, _ into: String) throws {
             try fm.createDirectory(atPath: (into as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try writeFileAtomically(try Data(contentsOf: URL(fileURLWithPath: from)), to: into)

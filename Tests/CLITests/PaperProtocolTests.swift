@@ -77,10 +77,18 @@ final class PaperProtocolTests: XCTestCase {
             if p.hasPrefix("P4-") || p.hasPrefix("P11-") {
                 let exp = Binary.run(["sweep", "export", file, "--scale", "smoke", "--to", "records"], cwd: root)
                 XCTAssertEqual(exp.status, 0, exp.stderr)
+                // existing records are replaced only when asked
+                let again = Binary.run(["sweep", "export", file, "--scale", "smoke", "--to", "records"], cwd: root)
+                XCTAssertNotEqual(again.status, 0)
+                XCTAssertTrue(again.stderr.contains("exists (records of this sweep); pass --force"), again.stderr)
+                XCTAssertEqual(Binary.run(["sweep", "export", file, "--scale", "smoke", "--to", "records", "--force"], cwd: root).status, 0)
                 try fm.removeItem(atPath: root + "/results/sweeps/\(name)/runs")
                 let exported = FolderSnapshot(root + "/records/\(name)/tables")
                 XCTAssertEqual(Binary.run(["tables", file, "--scale", "smoke", "--records", "records"], cwd: root).status, 0)
                 XCTAssertEqual(FolderSnapshot(root + "/records/\(name)/tables"), exported)
+                let noRecords = Binary.run(["tables", file, "--scale", "smoke", "--records", "nowhere"], cwd: root)
+                XCTAssertNotEqual(noRecords.status, 0)
+                XCTAssertTrue(noRecords.stderr.contains("nowhere/\(name)/records.json: no records of sweep"), noRecords.stderr)
                 let strip = { (t: String) in t.split(separator: "\n").filter { !$0.contains("results/sweeps") && !$0.contains("records/") }.joined(separator: "\n") }
                 for f in ["summary.csv", "lira.md"] where fm.fileExists(atPath: tables + "/" + f) {
                     XCTAssertEqual(strip(try String(contentsOfFile: root + "/records/\(name)/tables/" + f, encoding: .utf8)),
