@@ -16,8 +16,6 @@ public struct CliqueConfig: Codable, Equatable, Sendable {
     public var threshold = 0.15
     /// Smallest clique flagged (paper: 10).
     public var minSize = 10
-    /// Refuse to enumerate more maximal cliques than this in one group.
-    public var maxCliques = 100_000
     public init() {}
 }
 
@@ -68,8 +66,8 @@ public enum CliqueFilter {
         return adjacency
     }
 
-    /// Maximal cliques of size ≥ minSize among the generations, per group (Bron–Kerbosch with
-    /// Tomita pivoting). `groups` maps each generation to its prompt/class; nil: one group.
+    /// Disjoint cliques of at least `minSize` generations, per group (`peel`). `groups` maps
+    /// each generation to its prompt/class; nil: one group.
     public static func find(_ generations: ImageSet, groups: [Int]? = nil, config: CliqueConfig = CliqueConfig()) throws -> [Clique] {
         try find(count: generations.count, groups: groups, config: config) { generations.subset($0) }.cliques
     }
@@ -88,27 +86,7 @@ public enum CliqueFilter {
             let members = Array((0..<count).lazy.filter { g[$0] == label }.prefix(poolLimit))
             searched += members.count
             let pool = try images(members)
-            let neighbors = graph(pool, config: config)
-            var found: [[Int]] = []
-            var overflow = false
-            func expand(_ r: [Int], _ p: Set<Int>, _ x: Set<Int>) {
-                if overflow { return }
-                if p.isEmpty && x.isEmpty {
-                    if r.count >= config.minSize { found.append(r.sorted()); if found.count > config.maxCliques { overflow = true } }
-                    return
-                }
-                if r.count + p.count < config.minSize { return }   // cannot reach the size: prune
-                let pivot = p.union(x).max { neighbors[$0].intersection(p).count < neighbors[$1].intersection(p).count }!
-                var p = p, x = x
-                for v in p.subtracting(neighbors[pivot]).sorted() {
-                    expand(r + [v], p.intersection(neighbors[v]), x.intersection(neighbors[v]))
-                    p.remove(v); x.insert(v)
-                }
-            }
-            expand([], Set(0..<members.count), [])
-            if overflow {
-                throw EvaluationError.tooManyCliques(group: label, limit: config.maxCliques)
-            }
+            let found = peel(graph(pool, config: config), minSize: config.minSize)
             for c in found.sorted(by: { $0.count != $1.count ? $0.count > $1.count : $0.lexicographicallyPrecedes($1) }) {
                 let (ch, h, w, t) = (pool.channels, pool.height, pool.width, config.tiles)
                 let total = c.map { a in c.reduce(0.0) { $0 + tiledL2(pool.image(a), pool.image($1), channels: ch, height: h, width: w, tiles: t) } }
@@ -117,5 +95,53 @@ public enum CliqueFilter {
             }
         }
         return (out, searched)
+    }
+
+    /// Disjoint cliques of at least `minSize` vertices by greedy peeling: take the vertex with
+    /// the most neighbours still unassigned, grow a clique from it by adding, each time, the
+    /// candidate adjacent to the most other candidates (ties: the lowest index), flag it when
+    /// it reaches `minSize`, remove it, and repeat until no vertex has `minSize − 1`
+    /// neighbours left. Each flagged clique is one candidate memorized image, so the count is
+    /// not inflated by the many overlapping maximal cliques of a dense cluster, and the time
+    /// is polynomial (a 16,384-generation pool whose near-copies form clusters of hundreds
+    /// has more than 10^5 maximal cliques; enumerating them is what this replaces). A greedy
+    /// clique may stop short of the largest one through its seed, so a group is flagged when
+    /// the greedy clique is large enough: the paper's "a clique of ≥ 10" is then a lower
+    /// bound, exact for clusters of mutual near-copies (every member adjacent to every other).
+    public static func peel(_ graph: [Set<Int>], minSize: Int) -> [[Int]] {
+        let n = graph.count
+        let adjacency = graph.map { $0.sorted() }
+        var alive = [Bool](repeating: true, count: n), degree = adjacency.map(\.count)
+        var isCandidate = [Bool](repeating: false, count: n), keep = [Bool](repeating: false, count: n)
+        var within = [Int](repeating: 0, count: n)   // a candidate's neighbours among the candidates
+        var out: [[Int]] = []
+        while true {
+            var v = -1
+            for i in 0..<n where alive[i] && (v < 0 || degree[i] > degree[v]) { v = i }
+            guard v >= 0, degree[v] + 1 >= minSize else { break }
+            var candidates = adjacency[v].filter { alive[$0] }
+            for c in candidates { isCandidate[c] = true }
+            for c in candidates { within[c] = adjacency[c].reduce(0) { $0 + (isCandidate[$1] ? 1 : 0) } }
+            var clique = [v]
+            while !candidates.isEmpty {
+                var u = candidates[0]
+                for c in candidates where within[c] > within[u] || (within[c] == within[u] && c < u) { u = c }
+                clique.append(u)
+                // keep u's neighbours; the others leave, and the counts of those kept drop
+                for w in adjacency[u] where isCandidate[w] { keep[w] = true }
+                let leaving = candidates.filter { !keep[$0] }
+                for c in leaving { isCandidate[c] = false }
+                for c in leaving { for w in adjacency[c] where isCandidate[w] { within[w] -= 1 } }
+                candidates = candidates.filter { keep[$0] }
+                for w in adjacency[u] { keep[w] = false }
+            }
+            let flagged = clique.count >= minSize
+            if flagged { out.append(clique.sorted()) }
+            for t in flagged ? clique : [v] {
+                alive[t] = false
+                for w in adjacency[t] { degree[w] -= 1 }
+            }
+        }
+        return out
     }
 }

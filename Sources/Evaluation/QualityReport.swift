@@ -39,14 +39,20 @@ public struct QualityReport: Codable, Sendable {
     public var command: String
     public var outputs: [String: String]
 
+    /// `<run>/eval/quality-<samples>-<hash of the settings>`: where `run` writes by default.
+    public static func defaultFolder(run: RunDirectory, samplesFile: String, classifierPath: String, referenceSplit: String = "test",
+                                     maxReference: Int = 10_000) throws -> String {
+        let stem = ((samplesFile as NSString).lastPathComponent as NSString).deletingPathExtension
+        struct Settings: Encodable { var samples: String; var classifier: String; var reference: String; var maxReference: Int }
+        return try run.path + "/eval/" + EvalOutput.folderName("quality", stem, settings: Settings(
+            samples: absoluteEvalPath(samplesFile), classifier: absoluteEvalPath(classifierPath), reference: referenceSplit, maxReference: maxReference))
+    }
+
     public static func run(run: RunDirectory, samplesFile: String, classifierPath: String, referenceSplit: String = "test",
                            maxReference: Int = 10_000, out: String? = nil, force: Bool = true) throws -> QualityReport {
         let lock = try RunLock.acquire(run.path, mode: .shared, purpose: "evaluation")
         defer { withExtendedLifetime(lock) {} }
-        let stem = ((samplesFile as NSString).lastPathComponent as NSString).deletingPathExtension
-        struct Settings: Encodable { var samples: String; var classifier: String; var reference: String; var maxReference: Int }
-        let final = try out ?? run.path + "/eval/" + EvalOutput.folderName("quality", stem, settings: Settings(
-            samples: absoluteEvalPath(samplesFile), classifier: absoluteEvalPath(classifierPath), reference: referenceSplit, maxReference: maxReference))
+        let final = try out ?? defaultFolder(run: run, samplesFile: samplesFile, classifierPath: classifierPath, referenceSplit: referenceSplit, maxReference: maxReference)
         if !force && FileManager.default.fileExists(atPath: final) {
             throw EvaluationError.input("\(final) exists (same evaluation, same settings); pass --force to replace it")
         }

@@ -22,6 +22,9 @@ public struct EvaluationSettings: Codable, Equatable, Sendable {
     /// generations are scored against this model's training set by the same rule.
     public var baseline = false
     public var baselineSeed: UInt64 = 0
+    /// Sample quality beside memorization (`[eval.quality]`), or nil: FCD/KCD of the samples.
+    /// Optional so that the settings of experiments without it encode (and hash) as before.
+    public var quality: QualitySettings?
     public init() {}
 
     /// Reads `[eval.extraction]` and `[eval.membership]` (each with `enabled`).
@@ -68,7 +71,45 @@ public struct EvaluationSettings: Codable, Equatable, Sendable {
         if e.baseline && !e.extraction {
             throw b.error("enabled", "is the extraction count's baseline, but eval.extraction.enabled = false")
         }
+        let q = try ev.section("quality")
+        if try q.bool("enabled", false) {
+            var s = QualitySettings()
+            s.classifier = try q.string("classifier", "")
+            s.referenceSplit = try q.string("reference_split", s.referenceSplit)
+            if s.referenceSplit.isEmpty { throw q.error("reference_split", "names a split of data.file (e.g. \"test\")") }
+            if s.referenceSplit == c.data.split { throw q.error("reference_split", "is the training split (\"\(c.data.split)\"); the reference must be held out") }
+            s.epochs = try q.int("epochs", s.epochs, min: 1, max: 1000)
+            s.seed = UInt64(try q.int("seed", 0, min: 0))
+            if !s.classifier.isEmpty { for k in ["epochs", "seed"] where q.has(k) { throw q.error(k, "trains the classifier, but eval.quality.classifier names one already trained") } }
+            e.quality = s
+        } else {
+            for k in ["classifier", "reference_split", "epochs", "seed"] where q.has(k) { throw q.error(k, "applies only with eval.quality.enabled = true") }
+        }
         return e
+    }
+}
+
+/// `[eval.quality]`: Fréchet and kernel classifier distances (FCD, KCD; not FID) of the
+/// samples against a held-out split, in the features of an Eidetic-trained classifier
+/// (`QualityReport`, paper-spec §11.1), so memorization is read beside sample quality (the
+/// paper compares models at equal FID). With `classifier` empty the classifier is trained on
+/// first use (`epochs`, `seed`) at `<run.out>/quality/<data>-<hash>.h5`, once per dataset and
+/// settings however many jobs ask for it at the same time.
+public struct QualitySettings: Codable, Equatable, Sendable {
+    public var classifier = ""
+    public var referenceSplit = "test"
+    public var epochs = 8
+    public var seed: UInt64 = 0
+    public init() {}
+
+    /// The classifier file: the one named, or the shared one keyed by data and settings.
+    public func classifierPath(config c: TrainConfig) throws -> String {
+        if !classifier.isEmpty { return classifier }
+        struct Key: Encodable { var file: String; var train: String; var test: String; var epochs: Int; var seed: UInt64 }
+        let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]
+        let h = String(SHA256.hex([UInt8](try e.encode(Key(file: c.data.file, train: c.data.split, test: referenceSplit, epochs: epochs, seed: seed)))).prefix(10))
+        let stem = ((c.data.file as NSString).lastPathComponent as NSString).deletingPathExtension
+        return "\(c.run.out)/quality/\(stem)-classifier-\(h).h5"
     }
 }
 

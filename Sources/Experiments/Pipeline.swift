@@ -87,8 +87,29 @@ public struct ExperimentSummary: Codable, Equatable, Sendable {
     /// this run's training set by the same rule (`folder` is in the twin's run directory).
     public var baseline: ExtractionResultSummary?
     public var cliques: CliqueResultSummary?
+    /// The clique filter over the twin's generations, verified against this run's training
+    /// set (with `[eval.baseline]` and the filter on): its false positives (P12's calibration).
+    public var baselineCliques: CliqueResultSummary?
     public var privacy: PrivacyResult?
     public var membership: MembershipResultSummary?
+    /// Sample quality of the same generations (`[eval.quality]`): FCD/KCD against a held-out
+    /// split, the real-vs-real floor and the per-pixel-noise baseline, measured the same way.
+    public struct QualityResultSummary: Codable, Equatable, Sendable {
+        public var folder: String
+        public var samples: Int
+        public var reference: String
+        public var fcd: Double
+        public var fcdRealFloor: Double
+        /// KID-style kernel distance, mean and std over subsets (not ×1000).
+        public var kcd: Double
+        public var kcdStd: Double
+        public var kcdRealFloor: Double
+        /// FCD of per-pixel Gaussian noise matched to the training images: the bar to clear.
+        public var fcdNoise: Double?
+        public var classifier: String
+        public var classifierAccuracy: Double
+    }
+    public var quality: QualityResultSummary?
     /// With a duplication plan (or one deduplicated from it): outcomes by copy count.
     public var duplicates: [DuplicateOutcome]?
     public var stages: [Stage]
@@ -128,6 +149,11 @@ public final class ExperimentPipeline {
             output(String(format: "stage %@: %@ (%.1f s) %@", name, s.state, s.seconds, out))
             stages.append(s)
             return value
+        }
+
+        // a classifier named in the config must exist before hours of training, not after
+        if let q = experiment.eval.quality, !q.classifier.isEmpty, !FileManager.default.fileExists(atPath: q.classifier) {
+            _ = try Self.ensureClassifier(q.classifier, settings: q, config: c, log: output)
         }
 
         // 0. the data plan (written once; its path is keyed by the data and its settings)
@@ -185,6 +211,7 @@ public final class ExperimentPipeline {
         // 3b. the non-member baseline: a twin trained as long on a disjoint set of the same
         // size, sampled the same way, its generations scored against *this* training set
         var baseline: ExperimentSummary.ExtractionResultSummary?
+        var baselineCliques: ExperimentSummary.CliqueResultSummary?
         if experiment.eval.baseline {
             let e = experiment.eval
             let planPath = run.path + "/twin-plan.json"
@@ -209,17 +236,22 @@ public final class ExperimentPipeline {
             }
             let twinStep = try twin.loadCheckpoint().step
             let twinSamples: String = try stage("twin-sample") { try samples(twin, step: twinStep) }
-            struct Settings: Encodable { var samples: String; var against: String; var config: ExtractionConfig }
+            struct Settings: Encodable { var samples: String; var against: String; var config: ExtractionConfig; var clique: CliqueConfig? }
             let name = try EvalOutput.folderName("baseline", ((twinSamples as NSString).lastPathComponent as NSString).deletingPathExtension,
-                                                 settings: Settings(samples: (twinSamples as NSString).lastPathComponent, against: "parent", config: e.extractionConfig))
+                                                 settings: Settings(samples: (twinSamples as NSString).lastPathComponent, against: "parent", config: e.extractionConfig, clique: e.clique))
             let folder = twin.path + "/eval/" + name
             baseline = try stage("baseline") {
                 var ran = false
                 if !FileManager.default.fileExists(atPath: folder + "/summary.json") {
-                    _ = try ExtractionReport.run(run: twin, samplesFile: twinSamples, trainingRun: run, config: e.extractionConfig, clique: nil, name: name, force: true)
+                    _ = try ExtractionReport.run(run: twin, samplesFile: twinSamples, trainingRun: run, config: e.extractionConfig, clique: e.clique, name: name, force: true)
                     ran = true
                 }
                 return (try Self.extractionSummary(folder: folder, threshold: e.extractionConfig.relativeThreshold), folder, ran)
+            }
+            // the clique filter on the twin's generations: what it flags and "verifies"
+            // against a training set the generating model never saw (its false positives)
+            if e.clique != nil, let c = try JSONDecoder().decode(ExtractionReport.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json"))).cliques {
+                baselineCliques = .init(flagged: c.flagged, verified: c.verified, uniqueVerified: c.uniqueVerified, minSize: c.config.minSize, tiles: c.config.tiles)
             }
         }
 
@@ -241,6 +273,25 @@ public final class ExperimentPipeline {
             }
         }
 
+        // 4a. sample quality beside memorization (FCD/KCD; the classifier trained once if absent)
+        var quality: ExperimentSummary.QualityResultSummary?
+        if let q = experiment.eval.quality {
+            let classifier = try q.classifierPath(config: c)
+            try stage("quality-classifier") { ((), classifier, try Self.ensureClassifier(classifier, settings: q, config: c, log: output)) }
+            quality = try stage("quality") {
+                let folder = try QualityReport.defaultFolder(run: run, samplesFile: samplesFile, classifierPath: classifier, referenceSplit: q.referenceSplit)
+                var ran = false
+                if !FileManager.default.fileExists(atPath: folder + "/summary.json") {
+                    _ = try QualityReport.run(run: run, samplesFile: samplesFile, classifierPath: classifier, referenceSplit: q.referenceSplit, out: folder, force: true)
+                    ran = true
+                }
+                let r = try JSONDecoder().decode(QualityReport.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json")))
+                return (.init(folder: folder, samples: r.samples, reference: r.reference, fcd: r.fcd, fcdRealFloor: r.fcdRealFloor, kcd: r.kcd, kcdStd: r.kcdStd,
+                              kcdRealFloor: r.kcdRealFloor, fcdNoise: r.baselines?.first { $0.name == "gaussian-noise" }?.fcd,
+                              classifier: classifier, classifierAccuracy: r.classifier.testAccuracy), folder, ran)
+            }
+        }
+
         // 4b. outcomes by duplicate count (a duplication plan's canaries, or a deduplicated one's)
         let duplicates = try Self.duplicateOutcomes(config: c, stage: experiment.plan, extraction: extraction, baseline: baseline, membership: membership)
 
@@ -253,10 +304,33 @@ public final class ExperimentPipeline {
             experiment: experiment.file, overrides: experiment.overrides, runDirectory: run.path, kind: c.kind.rawValue, seed: c.run.seed,
             configIdentity: try c.identityHash(), dataFile: c.data.file, dataSHA256: identity.dataSHA256, codeVersion: CodeVersion.current,
             training: .init(steps: step, images: step * c.imagesPerStep, trainingExamples: examples, finalLosses: Self.finalLosses(run.metrics)),
-            samples: samplesFile, extraction: extraction, baseline: baseline, cliques: cliques, privacy: privacy, membership: membership, duplicates: duplicates, stages: stages)
+            samples: samplesFile, extraction: extraction, baseline: baseline, cliques: cliques, baselineCliques: baselineCliques, privacy: privacy, membership: membership, quality: quality, duplicates: duplicates, stages: stages)
         try EvalOutput.writeJSON(summary, to: ExperimentSummary.path(run: run.path))
         output("summary: \(ExperimentSummary.path(run: run.path))")
         return summary
+    }
+
+    /// The quality classifier at `path`: kept when it exists; else trained there (the shared
+    /// default path only: a classifier named in the config must exist). Jobs that ask at the
+    /// same time wait on `<path>.lock` for the first to finish, so it is trained once.
+    static func ensureClassifier(_ path: String, settings q: QualitySettings, config c: TrainConfig, log: @escaping (String) -> Void) throws -> Bool {
+        if FileManager.default.fileExists(atPath: path) { return false }
+        guard q.classifier.isEmpty else {
+            throw EvaluationError.input("eval.quality.classifier: no classifier at \(path); train it with `eidetic eval quality-classifier --data \(c.data.file) --out \(path)`, or remove the key to have the experiment train one")
+        }
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let fd = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw EvaluationError.input("\(path).lock: cannot open: \(String(cString: strerror(errno)))") }
+        defer { flock(fd, LOCK_UN); close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            log("quality classifier: another job is training \(path); waiting for it")
+            guard flock(fd, LOCK_EX) == 0 else { throw EvaluationError.input("\(path).lock: cannot lock: \(String(cString: strerror(errno)))") }
+        }
+        if FileManager.default.fileExists(atPath: path) { return false }
+        let r = try QualityClassifier.train(dataFile: c.data.file, trainSplit: c.data.split, testSplit: q.referenceSplit, epochs: q.epochs,
+                                            batchSize: 128, seed: q.seed, out: path, log: { log("quality classifier: " + $0) })
+        log(String(format: "quality classifier: %@ (test accuracy %.2f%%)", path, r.testAccuracy * 100))
+        return true
     }
 
     /// The duplication plan behind a run (its own plan, or the source a dedup stage recorded)

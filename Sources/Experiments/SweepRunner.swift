@@ -30,7 +30,9 @@ public final class Sweep {
         for d in [runsFolder, logsFolder] { try fm.createDirectory(atPath: d, withIntermediateDirectories: true) }
         try buildPlan()
         let jobs = try expand()
-        try store.register(sweep: spec.name, file: spec.file, fileHash: spec.fileHash, jobs: jobs)
+        for id in try store.register(sweep: spec.name, file: spec.file, fileHash: spec.fileHash, jobs: jobs) {
+            output("job \(id): done in the database, but \(runsFolder)/\(id)/experiment.json is gone; pending again")
+        }
         return jobs
     }
 

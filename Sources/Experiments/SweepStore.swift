@@ -118,20 +118,29 @@ public final class SweepStore {
     public static var now: Double { Date().timeIntervalSince1970 }
 
     /// Records the sweep and its expansion: new jobs are added as pending, existing ones
-    /// keep their state, and jobs no longer in the expansion stop being current.
-    public func register(sweep: String, file: String, fileHash: String, jobs: [JobRecord]) throws {
+    /// keep their state, and jobs no longer in the expansion stop being current. A job the
+    /// database calls done whose run folder has no `experiment.json` (deleted, or the disk
+    /// was replaced) is pending again; its id is returned, so the run is redone, not trusted.
+    @discardableResult
+    public func register(sweep: String, file: String, fileHash: String, jobs: [JobRecord]) throws -> [String] {
+        var reset: [String] = []
         try transaction { d in
             try d.execute(sql: "INSERT INTO sweep (name, file, fileHash, registered) VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET file = excluded.file, fileHash = excluded.fileHash",
                           arguments: [sweep, file, fileHash, SweepStore.now])
             try d.execute(sql: "UPDATE job SET current = 0 WHERE sweep = ?", arguments: [sweep])
             for j in jobs {
-                if try JobRecord.fetchOne(d, sql: "SELECT * FROM job WHERE sweep = ? AND id = ?", arguments: [sweep, j.id]) != nil {
+                if let old = try JobRecord.fetchOne(d, sql: "SELECT * FROM job WHERE sweep = ? AND id = ?", arguments: [sweep, j.id]) {
                     try d.execute(sql: "UPDATE job SET current = 1, idx = ? WHERE sweep = ? AND id = ?", arguments: [j.idx, sweep, j.id])
+                    if old.state == "done" && !FileManager.default.fileExists(atPath: ExperimentSummary.path(run: old.runDir)) {
+                        try d.execute(sql: "UPDATE job SET state = 'pending' WHERE sweep = ? AND id = ?", arguments: [sweep, j.id])
+                        reset.append(j.id)
+                    }
                 } else {
                     try j.insert(d)
                 }
             }
         }
+        return reset
     }
 
     /// The sweep's current jobs, in expansion order.

@@ -152,11 +152,11 @@ public enum SweepTables {
     /// One row per run: its swept values and its numbers.
     public static func runsTable(_ r: SweepResults, confidence: Double) -> Table {
         let keys = r.spec.axes.map(\.key)
-        let withBaseline = r.runs.contains { $0.summary?.baseline != nil }
-        var t = Table(name: "runs", caption: "Every run of sweep \(r.spec.name)", header: ["job"] + keys + ["final loss", "extracted images (\(Int(confidence * 100))% CI)"] + (withBaseline ? ["non-member baseline (\(Int(confidence * 100))% CI)"] : []) + ["extracted generations", "single-run membership AUC [95% CI]"], rows: [], sources: [])
+        let withBaseline = r.runs.contains { $0.summary?.baseline != nil }, withQuality = r.runs.contains { $0.summary?.quality != nil }
+        var t = Table(name: "runs", caption: "Every run of sweep \(r.spec.name)", header: ["job"] + keys + ["final loss", "extracted images (\(Int(confidence * 100))% CI)"] + (withBaseline ? ["non-member baseline (\(Int(confidence * 100))% CI)"] : []) + ["extracted generations", "single-run membership AUC [95% CI]"] + (withQuality ? ["FCD (real floor; noise) / KCD×1000"] : []), rows: [], sources: [])
         for run in r.runs {
             var row = [run.job.id] + keys.map { k in run.point.first { $0.key == k }?.value.toml ?? "" }
-            guard let s = run.summary else { row += ["not run", "", "", ""] + (withBaseline ? [""] : []); t.rows.append(row); t.sources.append([run.job.runDir]); continue }
+            guard let s = run.summary else { row += ["not run", "", "", ""] + (withBaseline ? [""] : []) + (withQuality ? [""] : []); t.rows.append(row); t.sources.append([run.job.runDir]); continue }
             row.append(s.training.finalLosses.keys.sorted().map { "\($0) \(fmt(s.training.finalLosses[$0]!, 4))" }.joined(separator: ", "))
             func count(_ x: ExperimentSummary.ExtractionResultSummary?) -> String {
                 guard let x else { return "n/a" }
@@ -167,6 +167,7 @@ public enum SweepTables {
             if withBaseline { row.append(count(s.baseline)) }
             row.append(s.extraction.map { "\($0.extractedGenerations)/\($0.generations)" } ?? "n/a")
             row.append(s.membership.map { interval($0.auc) } ?? "n/a")
+            if withQuality { row.append(s.quality.map { "\(fmt($0.fcd, 2)) (\(fmt($0.fcdRealFloor, 2)); \($0.fcdNoise.map { fmt($0, 2) } ?? "n/a")) / \(fmt($0.kcd * 1000, 2))" } ?? "n/a") }
             t.rows.append(row); t.sources.append([run.job.runDir])
         }
         return t
@@ -185,12 +186,14 @@ public enum SweepTables {
         }
         let withBaseline = r.runs.contains { $0.summary?.baseline != nil }
         let withCliques = r.runs.contains { $0.summary?.cliques != nil }, withPrivacy = r.runs.contains { $0.summary?.privacy != nil }
+        let withQuality = r.runs.contains { $0.summary?.quality != nil }
         let versions = Set(r.runs.compactMap { $0.summary?.codeVersion }).sorted().joined(separator: ", ")
         var t = Table(name: "summary", caption: "Sweep \(r.spec.name): mean ± std over \(replicates.filter { k in r.spec.axes.contains { $0.key == k } }.joined(separator: ", ").nonEmpty ?? "runs"); pooled extraction counts with exact \(Int(confidence * 100))% intervals; computed by \(versions.nonEmpty ?? "no runs yet")",
                       header: (keys.isEmpty ? ["setting"] : keys) + ["runs", "final loss", "extracted images", "extracted fraction (\(Int(confidence * 100))% CI)"]
                         + (withBaseline ? ["non-member baseline (\(Int(confidence * 100))% CI)"] : []) + ["extracted generations"]
-                        + (withCliques ? ["clique filter: flagged / verified (unique images)"] : []) + (withPrivacy ? ["accountant ε (classic) at δ"] : [])
-                        + ["single-run membership AUC", "TPR at 1% FPR"], rows: [], sources: [])
+                        + (withCliques ? ["clique filter: flagged / verified (unique images)\(r.runs.contains { $0.summary?.baselineCliques != nil } ? "; on the twin's generations" : "")"] : []) + (withPrivacy ? ["accountant ε (classic) at δ"] : [])
+                        + ["single-run membership AUC", "TPR at 1% FPR"]
+                        + (withQuality ? ["FCD (real-vs-real floor; pixel noise)", "KCD×1000"] : []), rows: [], sources: [])
         for g in order {
             let rs = groups[g]!.map { $0.summary! }
             var row = keys.isEmpty ? ["all"] : g
@@ -211,7 +214,9 @@ public enum SweepTables {
             } else { row += ["n/a", "n/a", "n/a"] + (withBaseline ? ["n/a"] : []) }
             if withCliques {
                 let cs = rs.compactMap(\.cliques)
-                row.append(cs.isEmpty ? "n/a" : "\(cs.reduce(0) { $0 + $1.flagged }) / \(cs.reduce(0) { $0 + $1.verified }) (\(cs.reduce(0) { $0 + $1.uniqueVerified }))")
+                let tw = rs.compactMap(\.baselineCliques)
+                row.append((cs.isEmpty ? "n/a" : "\(cs.reduce(0) { $0 + $1.flagged }) / \(cs.reduce(0) { $0 + $1.verified }) (\(cs.reduce(0) { $0 + $1.uniqueVerified }))")
+                           + (tw.isEmpty ? "" : "; twin \(tw.reduce(0) { $0 + $1.flagged }) / \(tw.reduce(0) { $0 + $1.verified }) (\(tw.reduce(0) { $0 + $1.uniqueVerified }))"))
             }
             if withPrivacy {
                 let ps = rs.compactMap(\.privacy)
@@ -221,6 +226,13 @@ public enum SweepTables {
             row.append(ms.count == 1 ? interval(ms[0].auc) : ms.isEmpty ? "n/a" : meanStd(ms.map(\.auc.value)))
             let tpr = ms.count == 1 ? ms[0].tprAtFPR["0.01"].map { interval($0) } ?? "n/a" : ms.isEmpty ? "n/a" : meanStd(ms.compactMap { $0.tprAtFPR["0.01"]?.value })
             row.append(tpr + (ms.first.map { unresolved($0.nonMembers, fpr: 0.01) } ?? ""))
+            if withQuality {
+                let qs = rs.compactMap(\.quality)
+                if qs.isEmpty { row += ["n/a", "n/a"] } else {
+                    row.append("\(meanStd(qs.map(\.fcd), 2)) (\(meanStd(qs.map(\.fcdRealFloor), 2)); \(meanStd(qs.compactMap(\.fcdNoise), 2)))")
+                    row.append(qs.count == 1 ? "\(fmt(qs[0].kcd * 1000, 2)) ± \(fmt(qs[0].kcdStd * 1000, 2))" : meanStd(qs.map { $0.kcd * 1000 }, 2))
+                }
+            }
             t.rows.append(row); t.sources.append(groups[g]!.map(\.job.runDir))
         }
         return t

@@ -120,6 +120,62 @@ final class ExperimentRunTests: XCTestCase {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("eval.baseline.enabled") || bad.stderr.contains("baseline"), bad.stderr)
     }
+
+    /// `[eval.quality]`: FCD/KCD of the generations beside the extraction count. The feature
+    /// classifier is trained once at the shared default path even when two jobs ask for it at
+    /// the same time (one trains, the other waits or finds it), and the stage is then current.
+    func testQualityStageTrainsTheClassifierOnceForConcurrentJobs() throws {
+        root = makeRunFixture("expqual", config: SweepTests.experiment + "\n[eval.quality]\nenabled = true\nepochs = 1\n", configName: "q.toml")
+        func start(_ args: [String]) throws -> (Process, Pipe) {
+            let p = Process(), out = Pipe()
+            p.executableURL = URL(fileURLWithPath: Binary.path)
+            p.arguments = args; p.currentDirectoryURL = URL(fileURLWithPath: root)
+            p.standardOutput = out; p.standardError = out
+            try p.run()
+            return (p, out)
+        }
+        let jobs = try [start(["run", "q.toml", "--threads", "1"]), start(["run", "q.toml", "--threads", "1", "--set", "run.seed=1"])]
+        var outs: [String] = []
+        for (p, pipe) in jobs {
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, text)
+            outs.append(text)
+        }
+        XCTAssertEqual(outs.map { stages($0)["quality-classifier"] ?? "missing" }.sorted(), ["current", "ran"], outs.joined(separator: "\n----\n"))
+        let classifiers = try FileManager.default.contentsOfDirectory(atPath: root + "/results/runs/quality").filter { $0.hasSuffix(".h5") }
+        XCTAssertEqual(classifiers.count, 1, "\(classifiers)")
+        for out in outs {
+            XCTAssertEqual(stages(out)["quality"], "ran", out)
+            let dir = root + "/" + (try XCTUnwrap(out.split(separator: "\n").last { $0.hasPrefix("run directory: ") }).dropFirst(15))
+            let s = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/experiment.json"))) as! [String: Any]
+            let q = try XCTUnwrap(s["quality"] as? [String: Any])
+            XCTAssertEqual(q["samples"] as? Int, 16)
+            XCTAssertEqual(q["reference"] as? String, "data.h5 test")
+            // real training images sit nearer the test split than per-pixel noise does
+            let floor = try XCTUnwrap(q["fcdRealFloor"] as? Double), noise = try XCTUnwrap(q["fcdNoise"] as? Double)
+            XCTAssertLessThan(floor, noise, "\(q)")
+            XCTAssertTrue((q["classifier"] as? String)?.hasPrefix("results/runs/quality/data-classifier-") == true, "\(q)")
+        }
+        let again = Binary.run(["run", "q.toml", "--threads", "1"], cwd: root)
+        XCTAssertEqual(stages(again.stdout)["quality-classifier"], "current", again.stdout)
+        XCTAssertEqual(stages(again.stdout)["quality"], "current", again.stdout)
+        // bad settings: one line naming the key
+        for (set, key) in [("eval.quality.reference_split=\"train\"", "eval.quality.reference_split"),
+                           ("eval.quality.classifier=\"none.h5\"", "eval.quality.epochs: trains the classifier"),
+                           ("eval.quality.enabled=false", "eval.quality.epochs")] {
+            let bad = Binary.run(["run", "q.toml", "--threads", "1", "--set", set], cwd: root)
+            XCTAssertNotEqual(bad.status, 0, set)
+            XCTAssertTrue(bad.stderr.contains(key), "\(set): \(bad.stderr)")
+            XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)
+        }
+        // a classifier named in the config must exist, and is checked before training
+        try (SweepTests.experiment + "\n[eval.quality]\nenabled = true\nclassifier = \"none.h5\"\n").write(toFile: root + "/named.toml", atomically: true, encoding: .utf8)
+        let named = Binary.run(["run", "named.toml", "--threads", "1", "--set", "run.seed=7"], cwd: root)
+        XCTAssertNotEqual(named.status, 0)
+        XCTAssertTrue(named.stderr.contains("eval.quality.classifier: no classifier at none.h5"), named.stderr)
+        XCTAssertFalse(named.stdout.contains("stage train"), "refused before training: \(named.stdout)")
+    }
 }
 
 private func * (a: [Int], n: Int) -> [Int] { Array([[Int]](repeating: a, count: n).joined()) }

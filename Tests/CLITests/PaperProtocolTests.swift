@@ -12,20 +12,23 @@ final class PaperProtocolTests: XCTestCase {
     var root = ""
     override func tearDown() { if !root.isEmpty { try? FileManager.default.removeItem(atPath: root) } }
 
-    /// 2,000 Fashion-MNIST images as a CIFAR-shaped set (3×16×16, 10 classes).
+    /// The embedded Fashion-MNIST (train and test splits) as a CIFAR-shaped set (3×16×16, 10 classes).
     static func writeStandIn(to path: String) throws {
-        let fm = try DatasetFile(BadInputTests.repo + "/datasets/fashion-mnist-2k.h5").load("train")
-        let (h, w) = (fm.height, fm.width)
-        var rgb = [UInt8](repeating: 0, count: fm.count * 3 * h * w)
-        for i in 0..<fm.count {
-            let l = fm.labels[i]
-            let tint = [0.5 + 0.05 * Double(l), 1.0 - 0.04 * Double(l), 0.6 + 0.03 * Double(9 - l)]
-            for c in 0..<3 { for p in 0..<(h * w) {
-                rgb[(i * 3 + c) * h * w + p] = UInt8(min(255, (Double(fm.images[i * h * w + p]) * tint[c]).rounded()))
-            } }
+        let file = try DatasetFile(BadInputTests.repo + "/datasets/fashion-mnist-2k.h5")
+        func tinted(_ fm: ImageSet) -> ImageSet {
+            let (h, w) = (fm.height, fm.width)
+            var rgb = [UInt8](repeating: 0, count: fm.count * 3 * h * w)
+            for i in 0..<fm.count {
+                let l = fm.labels[i]
+                let tint = [0.5 + 0.05 * Double(l), 1.0 - 0.04 * Double(l), 0.6 + 0.03 * Double(9 - l)]
+                for c in 0..<3 { for p in 0..<(h * w) {
+                    rgb[(i * 3 + c) * h * w + p] = UInt8(min(255, (Double(fm.images[i * h * w + p]) * tint[c]).rounded()))
+                } }
+            }
+            return ImageSet(images: rgb, labels: fm.labels, channels: 3, height: h, width: w, classNames: fm.classNames).downsampled(by: 2)
         }
-        let set = ImageSet(images: rgb, labels: fm.labels, channels: 3, height: h, width: w, classNames: fm.classNames).downsampled(by: 2)
-        try DatasetFile.write([("train", set)], attributes: ["source": .string("stand-in for CIFAR-10 in tests: embedded Fashion-MNIST, tinted, 16×16")], to: path)
+        try DatasetFile.write([("train", tinted(try file.load("train"))), ("test", tinted(try file.load("test")))],
+                              attributes: ["source": .string("stand-in for CIFAR-10 in tests: embedded Fashion-MNIST, tinted, 16×16")], to: path)
     }
 
     func testEveryProtocolRunsAtSmokeScaleAndItsTablesRegenerate() throws {
@@ -64,7 +67,16 @@ final class PaperProtocolTests: XCTestCase {
                 XCTAssertTrue(fm.fileExists(atPath: tables + "/lira-timesteps.svg"))
             }
             if p.hasPrefix("P11-") { XCTAssertTrue(summary.contains("accountant ε") && summary.contains("not private"), summary) }
-            if p.hasPrefix("P12-") { XCTAssertTrue(summary.contains("clique filter"), summary) }
+            if ["P3-", "P5-", "P11-"].contains(where: p.hasPrefix) {
+                // sample quality beside memorization: a number in every row
+                XCTAssertTrue(summary.contains("FCD (real-vs-real floor; pixel noise)"), "\(p): no quality column\n\(summary)")
+                let rows = summary.split(separator: "\n").filter { $0.hasPrefix("| ") }.dropFirst()
+                XCTAssertTrue(!rows.isEmpty && rows.allSatisfy { !$0.hasSuffix("| n/a | n/a |") }, summary)
+            }
+            if p.hasPrefix("P12-") {
+                // the filter on this model's generations and, as its false-positive calibration, on the twin's
+                XCTAssertTrue(summary.contains("clique filter") && summary.contains("on the twin's generations") && summary.contains("; twin "), summary)
+            }
             if p.hasPrefix("P7-") || p.hasPrefix("P8-") {
                 // canaries by copy count: 2 with 1 copy, 2 with 4 (the smoke plan), each row with its twin's count and the attack
                 let d = try String(contentsOfFile: tables + "/duplicates.md", encoding: .utf8)

@@ -124,6 +124,15 @@ final class SweepTests: XCTestCase {
         let again = Binary.run(["sweep", "run", "sweep.toml"], cwd: cwd)
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertFalse(again.stdout.contains("started"), again.stdout)
+        // a finished job whose run folder is gone is not trusted: it is run again, alone
+        let lost = js[3]
+        try FileManager.default.removeItem(atPath: cwd + "/" + lost["runDir"]!)
+        let redo = Binary.run(["sweep", "run", "sweep.toml", "--workers", "2", "--threads", "1"], cwd: cwd, timeout: 600)
+        XCTAssertEqual(redo.status, 0, redo.stderr)
+        XCTAssertTrue(redo.stdout.contains("job \(lost["id"]!): done in the database, but"), redo.stdout)
+        XCTAssertEqual(redo.stdout.split(separator: "\n").filter { $0.hasPrefix("started ") }.count, 1, redo.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: cwd + "/" + lost["runDir"]! + "/experiment.json"))
+        XCTAssertTrue(redo.stdout.contains("s8: 8/8 done, 0 failed"), redo.stdout)
     }
 
     /// Acceptance: two `sweep run` processes on the same sweep share the jobs; none runs twice.

@@ -94,4 +94,35 @@ final class ExtractionTests: XCTestCase {
         let global = NearestNeighbors.normalizedL2(a[...], b[...])
         XCTAssertGreaterThan(tiled, 3 * global)
     }
+    /// Greedy peeling: exact on disjoint cliques, nothing in a star (no two leaves adjacent),
+    /// and on a dense random cluster (p = 0.9, far too many maximal cliques to enumerate) fast,
+    /// disjoint, every flagged set a true clique of at least the minimum size.
+    func testCliquePeelingIsExactOnPlantedCliquesAndTerminatesOnDenseClusters() throws {
+        func graph(_ n: Int, _ edges: [(Int, Int)]) -> [Set<Int>] {
+            var g = [Set<Int>](repeating: [], count: n)
+            for (a, b) in edges where a != b { g[a].insert(b); g[b].insert(a) }
+            return g
+        }
+        func clique(_ vs: Range<Int>) -> [(Int, Int)] { vs.flatMap { a in vs.filter { $0 > a }.map { (a, $0) } } }
+        // two cliques (12 and 10 vertices) joined by one edge, plus a path
+        let two = graph(40, clique(0..<12) + clique(20..<30) + [(11, 20)] + (30..<39).map { ($0, $0 + 1) })
+        XCTAssertEqual(CliqueFilter.peel(two, minSize: 10), [Array(0..<12), Array(20..<30)])
+        XCTAssertEqual(CliqueFilter.peel(two, minSize: 11), [Array(0..<12)])
+        XCTAssertEqual(CliqueFilter.peel(graph(21, (1..<21).map { (0, $0) }), minSize: 3), [], "a star has no triangle")
+        // a dense random cluster of 300
+        var state: UInt64 = 9
+        func next() -> UInt64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 33 }
+        var edges: [(Int, Int)] = []
+        for a in 0..<300 { for b in (a + 1)..<300 where next() % 10 != 0 { edges.append((a, b)) } }
+        let dense = graph(300, edges)
+        let t0 = Date()
+        let found = CliqueFilter.peel(dense, minSize: 10)
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 10)
+        XCTAssertFalse(found.isEmpty)
+        var seen = Set<Int>()
+        for c in found {
+            XCTAssertGreaterThanOrEqual(c.count, 10)
+            for a in c { XCTAssertTrue(seen.insert(a).inserted, "cliques are disjoint"); for b in c where b != a { XCTAssertTrue(dense[a].contains(b)) } }
+        }
+    }
 }
