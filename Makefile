@@ -17,6 +17,7 @@ test-deps:
 
 build: deps
 	$(SWIFT) build $(BUILD_FLAGS) --product eidetic
+	@bash scripts/stamp-version.sh "$$($(SWIFT) build $(BUILD_FLAGS) --show-bin-path)"
 
 ## Runs the main job on an embedded default (for now: the tiny CNN example).
 quickstart: build
@@ -25,6 +26,7 @@ quickstart: build
 ## The test suite, built with optimization (debug Swift numerics are 10–100× slower).
 test: test-deps
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
+	@bash scripts/stamp-version.sh "$$($(SWIFT) build $(BUILD_FLAGS) --show-bin-path)"
 	$(SWIFT) test $(BUILD_FLAGS) --skip-build --disable-swift-testing
 
 ## CIFAR-10 archive for data benchmarks (the official file, or the project's shared copy).

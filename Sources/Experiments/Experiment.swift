@@ -217,29 +217,42 @@ public struct Experiment: Sendable {
     public func defaultRunDirectory() throws -> String { try config.defaultRunDirectory() }
 }
 
-/// The version of the code that produced a result: the package version and, when the
-/// binary lives in a git checkout (the usual `.build/release/eidetic`), the commit.
+/// The version of the code that produced a result: the package version and the commit.
+/// The commit comes from `<binary>.version` (written by `make build`/`make test` after each
+/// build: `git describe --always --dirty`) when it is at least as new as the binary, so a
+/// binary copied elsewhere with its stamp, or run after the checkout moved on, still names
+/// the commit it was built from; otherwise from the HEAD of the checkout the binary sits in,
+/// marked "HEAD at run time" because that may be newer than the build.
 public enum CodeVersion {
     public static let package = "0.13.0"
-    public static let current: String = {
-        var dir = URL(fileURLWithPath: CommandLine.arguments.first ?? ".").resolvingSymlinksInPath().deletingLastPathComponent()
+    public static let current: String = describe(executable: URL(fileURLWithPath: CommandLine.arguments.first ?? ".").resolvingSymlinksInPath().path)
+
+    public static func describe(executable: String) -> String {
+        let fm = FileManager.default
+        if let stamp = try? String(contentsOfFile: executable + ".version", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+           !stamp.isEmpty, stamp.count <= 80,
+           let s = (try? fm.attributesOfItem(atPath: executable + ".version"))?[.modificationDate] as? Date,
+           let b = (try? fm.attributesOfItem(atPath: executable))?[.modificationDate] as? Date, s >= b {
+            return "\(package) (git \(stamp))"
+        }
+        var dir = URL(fileURLWithPath: executable).deletingLastPathComponent()
         for _ in 0..<6 {
             if let head = try? String(contentsOfFile: dir.path + "/.git/HEAD", encoding: .utf8) {
                 let h = head.trimmingCharacters(in: .whitespacesAndNewlines)
                 if h.hasPrefix("ref: ") {
                     let ref = String(h.dropFirst(5))
                     if let sha = try? String(contentsOfFile: dir.path + "/.git/" + ref, encoding: .utf8) {
-                        return "\(package) (git \(sha.prefix(12)))"
+                        return "\(package) (git \(sha.prefix(12)), HEAD at run time)"
                     }
                     // packed refs
                     if let packed = try? String(contentsOfFile: dir.path + "/.git/packed-refs", encoding: .utf8),
                        let line = packed.split(separator: "\n").first(where: { $0.hasSuffix(" " + ref) }) {
-                        return "\(package) (git \(line.prefix(12)))"
+                        return "\(package) (git \(line.prefix(12)), HEAD at run time)"
                     }
-                } else if h.count >= 12 { return "\(package) (git \(h.prefix(12)))" }
+                } else if h.count >= 12 { return "\(package) (git \(h.prefix(12)), HEAD at run time)" }
             }
             dir = dir.deletingLastPathComponent()
         }
-        return package
-    }()
+        return "\(package) (commit unknown: no \((executable as NSString).lastPathComponent).version stamp beside the binary, not in a checkout)"
+    }
 }
