@@ -151,9 +151,15 @@ public final class ExperimentPipeline {
             return value
         }
 
-        // a classifier named in the config must exist before hours of training, not after
-        if let q = experiment.eval.quality, !q.classifier.isEmpty, !FileManager.default.fileExists(atPath: q.classifier) {
-            _ = try Self.ensureClassifier(q.classifier, settings: q, config: c, log: output)
+        // the quality stage's inputs must exist before hours of training, not after
+        if let q = experiment.eval.quality {
+            if !q.classifier.isEmpty, !FileManager.default.fileExists(atPath: q.classifier) {
+                _ = try Self.ensureClassifier(q.classifier, settings: q, config: c, log: output)
+            }
+            let splits = try DatasetFile(c.data.file).splits
+            guard splits.contains(q.referenceSplit) else {
+                throw EvaluationError.input("eval.quality.reference_split: \(c.data.file) has no split '\(q.referenceSplit)' (it has \(splits.joined(separator: ", ")))")
+            }
         }
 
         // 0. the data plan (written once; its path is keyed by the data and its settings)

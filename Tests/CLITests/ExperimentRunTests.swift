@@ -162,6 +162,7 @@ final class ExperimentRunTests: XCTestCase {
         XCTAssertEqual(stages(again.stdout)["quality"], "current", again.stdout)
         // bad settings: one line naming the key
         for (set, key) in [("eval.quality.reference_split=\"train\"", "eval.quality.reference_split"),
+                           ("eval.quality.reference_split=\"heldout\"", "eval.quality.reference_split: data.h5 has no split 'heldout' (it has "),
                            ("eval.quality.classifier=\"none.h5\"", "eval.quality.epochs: trains the classifier"),
                            ("eval.quality.enabled=false", "eval.quality.epochs")] {
             let bad = Binary.run(["run", "q.toml", "--threads", "1", "--set", set], cwd: root)
