@@ -209,9 +209,7 @@ public final class ExperimentPipeline {
                 }
                 return (try Self.extractionSummary(folder: folder, threshold: e.extractionConfig.relativeThreshold), folder, ran)
             }
-            if e.clique != nil, let c = try JSONDecoder().decode(ExtractionReport.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json"))).cliques {
-                cliques = .init(flagged: c.flagged, verified: c.verified, uniqueVerified: c.uniqueVerified, minSize: c.config.minSize, tiles: c.config.tiles)
-            }
+            if e.clique != nil { cliques = try Self.cliqueSummary(folder: folder) }
         }
 
         // 3b. the non-member baseline: a twin trained as long on a disjoint set of the same
@@ -256,9 +254,7 @@ public final class ExperimentPipeline {
             }
             // the clique filter on the twin's generations: what it flags and "verifies"
             // against a training set the generating model never saw (its false positives)
-            if e.clique != nil, let c = try JSONDecoder().decode(ExtractionReport.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json"))).cliques {
-                baselineCliques = .init(flagged: c.flagged, verified: c.verified, uniqueVerified: c.uniqueVerified, minSize: c.config.minSize, tiles: c.config.tiles)
-            }
+            if e.clique != nil { baselineCliques = try Self.cliqueSummary(folder: folder) }
         }
 
         // 4. membership (single run)
@@ -378,6 +374,12 @@ public final class ExperimentPipeline {
                          baselineExtracted: baseline == nil ? nil : ids.filter(flagged.contains).count,
                          attackAUC: auc, flaggedAt1PercentFPR: threshold.map { t in scores.filter { $0 > t }.count })
         }
+    }
+
+    /// An extraction folder's clique-filter outcome, as the summary records it (nil: not run).
+    static func cliqueSummary(folder: String) throws -> ExperimentSummary.CliqueResultSummary? {
+        guard let c = try JSONDecoder().decode(ExtractionReport.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json"))).cliques else { return nil }
+        return .init(flagged: c.flagged, verified: c.verified, uniqueVerified: c.uniqueVerified, minSize: c.config.minSize, tiles: c.config.tiles)
     }
 
     /// An extraction folder's counts, as the summary records them.
