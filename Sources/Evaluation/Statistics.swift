@@ -85,4 +85,13 @@ public enum Intervals {
         let v = x.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(x.count - 1)
         return (m, v.squareRoot())
     }
+
+    /// The 95% interval of Spearman's ρ over n examples: Fisher's z with the
+    /// Fieller–Hartley–Pearson (1957) standard error √(1.06 / (n − 3)) for rank correlations.
+    /// (−1, 1) when n ≤ 3 or ρ is not finite.
+    public static func spearman(_ rho: Double, n: Int) -> (low: Double, high: Double) {
+        guard n > 3, rho.isFinite else { return (-1, 1) }
+        let z = atanh(max(-0.999999, min(0.999999, rho))), se = (1.06 / Double(n - 3)).squareRoot()
+        return (tanh(z - 1.959964 * se), tanh(z + 1.959964 * se))
+    }
 }

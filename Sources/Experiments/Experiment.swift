@@ -25,10 +25,14 @@ public struct EvaluationSettings: Codable, Equatable, Sendable {
     /// Sample quality beside memorization (`[eval.quality]`), or nil: FCD/KCD of the samples.
     /// Optional so that the settings of experiments without it encode (and hash) as before.
     public var quality: QualitySettings?
+    /// The one-run privacy audit (`[eval.audit]`; Steinke, Nasr & Jagielski 2023), or nil:
+    /// needs an audit plan (`plan.kind = "audit"`), whose canaries each had a fair coin.
+    public var audit: AuditSettings?
     public init() {}
 
-    /// Reads `[eval.extraction]` and `[eval.membership]` (each with `enabled`).
-    static func read(_ r: ConfigReader, config c: TrainConfig) throws -> EvaluationSettings {
+    /// Reads `[eval.extraction]`, `[eval.membership]`, `[eval.baseline]`, `[eval.quality]` and
+    /// `[eval.audit]` (each with `enabled`); `plan` is the `[plan]` stage, read first.
+    static func read(_ r: ConfigReader, config c: TrainConfig, plan: DataPlanStage?) throws -> EvaluationSettings {
         let kind = c.kind
         var e = EvaluationSettings()
         let ev = try r.section("eval")
@@ -85,7 +89,41 @@ public struct EvaluationSettings: Codable, Equatable, Sendable {
         } else {
             for k in ["classifier", "reference_split", "epochs", "seed"] where q.has(k) { throw q.error(k, "applies only with eval.quality.enabled = true") }
         }
+        let a = try ev.section("audit")
+        if try a.bool("enabled", false) {
+            if kind.isGAN { throw a.error("enabled", "audits a diffusion model's loss on its canaries; a GAN run has no such signal here") }
+            guard plan?.kind == "audit" || (plan == nil && !c.data.plan.isEmpty) else {
+                throw a.error("enabled", "needs an audit plan: plan.kind = \"audit\" (canaries with a fair coin each), or data.plan naming one")
+            }
+            var s = AuditSettings()
+            s.timesteps = try a.ints("timesteps", s.timesteps, min: 0, max: 100_000, maxCount: 64)
+            if s.timesteps.isEmpty { throw a.error("timesteps", "needs at least one timestep") }
+            if let t = s.timesteps.first(where: { $0 >= c.diffusion.timesteps }) {
+                throw a.error("timesteps", "\(t) is outside the diffusion process (diffusion.timesteps = \(c.diffusion.timesteps): 0…\(c.diffusion.timesteps - 1))")
+            }
+            s.draws = try a.int("draws", s.draws, min: 1, max: 1024)
+            s.confidence = try a.double("confidence", s.confidence, min: 0.5, max: 0.999999)
+            e.audit = s
+        } else {
+            for k in ["timesteps", "draws", "confidence"] where a.has(k) { throw a.error(k, "applies only with eval.audit.enabled = true") }
+        }
         return e
+    }
+}
+
+/// `[eval.audit]`: the one-run audit of the model on its audit plan's canaries (`eidetic
+/// eval audit`, docs/EVALUATION.md): the canaries' negative diffusion loss at `timesteps`
+/// (averaged over `draws` fixed noises) guesses each coin; the correct guesses give a lower
+/// bound on ε at `confidence`, to set beside the accountant's upper bound.
+public struct AuditSettings: Codable, Equatable, Sendable {
+    public var timesteps = [50, 100, 200]
+    public var draws = 4
+    public var confidence = 0.95
+    public init() {}
+
+    public var signal: LossSignalConfig {
+        var s = LossSignalConfig(); s.timesteps = timesteps; s.draws = draws
+        return s
     }
 }
 
@@ -113,8 +151,10 @@ public struct QualitySettings: Codable, Equatable, Sendable {
     }
 }
 
-/// A data plan an experiment builds before training (`[plan]`): a class-balanced subset, or
-/// a subset with canaries duplicated k times (the paper's duplication study, §5).
+/// A data plan an experiment builds before training (`[plan]`): a class-balanced subset, a
+/// subset with canaries duplicated k times (the paper's duplication study, §5), or an audit
+/// plan (a class-balanced pool of `size` of which `canaries`, drawn uniformly, each get a fair
+/// coin for inclusion and the rest are always trained on; the one-run audit, `[eval.audit]`).
 public struct DataPlanStage: Codable, Equatable, Sendable {
     public var kind: String
     /// Base subset size (class-balanced) and its seed.
@@ -129,11 +169,14 @@ public struct DataPlanStage: Codable, Equatable, Sendable {
     /// this normalized ℓ2), training on one image per group (the paper's deduplication
     /// defence, §7); nil: train on the copies. The duplication plan is kept beside it.
     public var dedupThreshold: Double?
+    /// audit: how many of the `size` pool images are canaries (nil for the other kinds, so
+    /// their plan paths, which hash these settings, are unchanged).
+    public var auditCanaries: Int?
 
     static func read(_ r: ConfigReader, config c: TrainConfig) throws -> DataPlanStage? {
         guard r.has("plan") else { return nil }
         let p = try r.section("plan")
-        let kind = try p.choice("kind", "subset", ["subset", "duplicates"])
+        let kind = try p.choice("kind", "subset", ["subset", "duplicates", "audit"])
         var s = DataPlanStage(kind: kind, size: try p.int("size", 0, min: 1, max: 100_000_000), seed: UInt64(try p.int("seed", 0, min: 0)),
                               copies: [], canaries: [], path: "")
         if !p.has("size") { throw p.error("size", "is required (the class-balanced base subset's size)") }
@@ -146,6 +189,12 @@ public struct DataPlanStage: Codable, Equatable, Sendable {
             guard Set(s.copies).count == s.copies.count else { throw p.error("copies", "lists a copy count twice") }
             guard s.canaries.reduce(0, +) <= s.size else { throw p.error("canaries", "\(s.canaries.reduce(0, +)) canaries exceed the base subset of \(s.size)") }
             if p.has("dedup_threshold") { s.dedupThreshold = try p.double("dedup_threshold", 0, min: 0, max: 10) }
+        } else if kind == "audit" {
+            guard p.has("canaries") else { throw p.error("canaries", "is required for plan.kind = \"audit\" (how many of the plan.size images get a fair coin)") }
+            let m = try p.int("canaries", 0, min: 1, max: 100_000_000)
+            guard m <= s.size else { throw p.error("canaries", "\(m) canaries exceed plan.size = \(s.size)") }
+            s.auditCanaries = m
+            for k in ["copies", "dedup_threshold"] where p.has(k) { throw p.error(k, "applies to plan.kind = \"duplicates\" only") }
         } else {
             for k in ["copies", "canaries", "dedup_threshold"] where p.has(k) { throw p.error(k, "applies to plan.kind = \"duplicates\" only") }
         }
@@ -170,6 +219,12 @@ public struct DataPlanStage: Codable, Equatable, Sendable {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         if kind == "subset" {
             _ = try PlanFile.write(base, to: path)
+        } else if let m = auditCanaries {
+            // the canaries drawn from the pool by the plan's seed; every other pool image is
+            // always trained on (the same draw again, now with the rest as the base)
+            let drawn = try AuditPlan(dataset: ref, pool: base.indices, base: [], canaries: m, seed: seed).canaries
+            let always = Set(base.indices).subtracting(drawn).sorted()
+            _ = try PlanFile.write(try AuditPlan(dataset: ref, pool: base.indices, base: always, canaries: m, seed: seed), to: path)
         } else {
             let spec = Dictionary(uniqueKeysWithValues: zip(copies, canaries))
             let dup = try DuplicationPlan(dataset: ref, base: base.indices, canariesPerCopies: spec, seed: seed)
@@ -199,8 +254,8 @@ public struct Experiment: Sendable {
         var eval = EvaluationSettings()
         var plan: DataPlanStage?
         var c = try TrainConfig.load(toml: text, file: file, overrides: overrides) { r, c in
-            eval = try EvaluationSettings.read(r, config: c)
             plan = try DataPlanStage.read(r, config: c)
+            eval = try EvaluationSettings.read(r, config: c, plan: plan)
         }
         if let p = plan { c.data.plan = p.path }
         return Experiment(config: c, eval: eval, plan: plan, file: file, overrides: overrides)

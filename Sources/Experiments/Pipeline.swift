@@ -110,6 +110,21 @@ public struct ExperimentSummary: Codable, Equatable, Sendable {
         public var classifierAccuracy: Double
     }
     public var quality: QualityResultSummary?
+    /// The one-run audit on the audit plan's canaries (`[eval.audit]`): the correct coin
+    /// guesses and the ε lower bound they give at `delta` and `confidence`, beside the
+    /// canaries' AUC (0.5: no signal). The accountant's upper bound is `privacy`.
+    public struct AuditResultSummary: Codable, Equatable, Sendable {
+        public var folder: String
+        public var canaries: Int
+        public var included: Int
+        public var guesses: Int
+        public var correct: Int
+        public var epsilonLowerBound: Double
+        public var delta: Double
+        public var confidence: Double
+        public var canaryAUC: Double
+    }
+    public var audit: AuditResultSummary?
     /// With a duplication plan (or one deduplicated from it): outcomes by copy count.
     public var duplicates: [DuplicateOutcome]?
     public var stages: [Stage]
@@ -294,6 +309,23 @@ public final class ExperimentPipeline {
             }
         }
 
+        // 4c. the one-run privacy audit on the audit plan's canaries (an ε lower bound)
+        var audit: ExperimentSummary.AuditResultSummary?
+        if let a = experiment.eval.audit {
+            let folder = AuditReport.outputFolder(run: run.path, signal: a.signal, useEMA: c.sample.useEMA, delta: nil, guesses: nil, confidence: a.confidence)
+            audit = try stage("audit") {
+                var ran = false
+                if !FileManager.default.fileExists(atPath: folder + "/summary.json") {
+                    _ = try AuditReport.audit(run, signal: a.signal, useEMA: c.sample.useEMA, confidence: a.confidence, out: folder, force: true, log: output)
+                    ran = true
+                }
+                let r = try JSONDecoder().decode(AuditReport.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json")))
+                let o = r.outcome
+                return (.init(folder: folder, canaries: o.canaries, included: o.included, guesses: o.guesses, correct: o.correct,
+                              epsilonLowerBound: o.epsilonLowerBound, delta: o.delta, confidence: o.confidence, canaryAUC: r.canaryAUC), folder, ran)
+            }
+        }
+
         // 4b. outcomes by duplicate count (a duplication plan's canaries, or a deduplicated one's)
         let duplicates = try Self.duplicateOutcomes(config: c, stage: experiment.plan, extraction: extraction, baseline: baseline, membership: membership)
 
@@ -306,7 +338,7 @@ public final class ExperimentPipeline {
             experiment: experiment.file, overrides: experiment.overrides, runDirectory: run.path, kind: c.kind.rawValue, seed: c.run.seed,
             configIdentity: try c.identityHash(), dataFile: c.data.file, dataSHA256: identity.dataSHA256, codeVersion: CodeVersion.current,
             training: .init(steps: step, images: step * c.imagesPerStep, trainingExamples: examples, finalLosses: Self.finalLosses(run.metrics)),
-            samples: samplesFile, extraction: extraction, baseline: baseline, cliques: cliques, baselineCliques: baselineCliques, privacy: privacy, membership: membership, quality: quality, duplicates: duplicates, stages: stages)
+            samples: samplesFile, extraction: extraction, baseline: baseline, cliques: cliques, baselineCliques: baselineCliques, privacy: privacy, membership: membership, quality: quality, audit: audit, duplicates: duplicates, stages: stages)
         try EvalOutput.writeJSON(summary, to: ExperimentSummary.path(run: run.path))
         output("summary: \(ExperimentSummary.path(run: run.path))")
         return summary

@@ -67,6 +67,10 @@ enum TOMLFormat {
 /// timesteps = [100]
 /// draws = 4
 ///
+/// [outliers]                                # optional, with [lira]: outlier score vs LiRA score
+/// neighbors = 50                            # mean ℓ2 to this many nearest pool images
+/// attack = "online-fixed-variance"          # whose per-example scores are joined
+///
 /// [tables]                                  # what to tabulate
 /// replicates = ["run.seed", "data.plan_model"]
 /// confidence = 0.95
@@ -100,6 +104,17 @@ public struct SweepSpec: Sendable {
     public struct LiRASpec: Codable, Equatable, Sendable {
         public var signal: LiRASignal
         public var bootstrap: Int
+        /// `[outliers]`: the per-example LiRA scores joined with outlier scores (P9). Nil when
+        /// absent, so that the LiRA folder of a sweep without it keeps its name.
+        public var outliers: OutlierSpec?
+    }
+    /// Outlier scores over the plan's pool (mean ℓ2 to the `neighbors` nearest other pool
+    /// images; paper-spec §7) against one LiRA attack's per-example scores.
+    public struct OutlierSpec: Codable, Equatable, Sendable {
+        public var neighbors: Int
+        public var attack: String
+        /// The attacks a LiRA folder can hold (Evaluation's MembershipAttack raw values).
+        public static let attacks = ["global-threshold", "online", "online-fixed-variance", "offline", "offline-fixed-variance"]
     }
     /// The loss signal's settings (mirrors Evaluation's LossSignalConfig without importing it here).
     public struct LiRASignal: Codable, Equatable, Sendable {
@@ -263,6 +278,20 @@ public struct SweepSpec: Sendable {
             spec.lira = LiRASpec(signal: LiRASignal(timesteps: try l.ints("timesteps", [100], min: 0, max: 100_000, maxCount: 64), draws: try l.int("draws", 4, min: 1, max: 1024),
                                                     flip: try l.bool("flip", false), seed: UInt64(try l.int("seed", 0, min: 0))),
                                  bootstrap: try l.int("bootstrap", 200, min: 0, max: 100_000))
+        }
+        if r.has("outliers") {
+            guard spec.lira != nil else { throw r.error("outliers", "needs a [lira] (outlier scores are joined with LiRA's per-example scores)") }
+            let o = try r.section("outliers")
+            let n = try o.int("neighbors", 50, min: 1, max: 100_000)
+            if let p = spec.plan, p.pool > 0, n >= p.pool { throw o.error("neighbors", "is \(n), but the plan's pool has \(p.pool) examples; it must be smaller") }
+            let attack = try o.choice("attack", "online-fixed-variance", OutlierSpec.attacks)
+            // leave-one-model-out on a balanced plan leaves models/2 − 1 shadows a side: a
+            // fixed variance needs 1, a per-example variance 2 (LiRA.swift, shadowSets)
+            let need = attack == "global-threshold" ? 2 : attack.hasSuffix("fixed-variance") ? 4 : 6
+            if let p = spec.plan, p.models < need {
+                throw o.error("attack", "\(attack) needs a plan of ≥ \(need) models (plan.models = \(p.models) leaves too few shadows per example); use more models or global-threshold")
+            }
+            spec.lira!.outliers = OutlierSpec(neighbors: n, attack: attack)
         }
         if r.has("tables") {
             let t = try r.section("tables")

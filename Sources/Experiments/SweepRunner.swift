@@ -126,7 +126,11 @@ public final class Sweep {
         guard let l = spec.lira, let plan = spec.planPath else { return }
         let jobs = try expand()
         guard let folder = try liraFolder(jobs) else { return }
-        if FileManager.default.fileExists(atPath: folder + "/summary.json") { output("lira: current (\(folder))"); return }
+        if FileManager.default.fileExists(atPath: folder + "/summary.json") {
+            output("lira: current (\(folder))")
+            if let o = l.outliers { try evaluateOutliers(o, lira: folder, plan: plan) }
+            return
+        }
         let missing = jobs.filter { !FileManager.default.fileExists(atPath: ExperimentSummary.path(run: $0.runDir)) }
         guard missing.isEmpty else {
             throw SweepError.job("\(spec.name): LiRA needs every job finished; \(missing.count) of \(jobs.count) are not (eidetic sweep status \(spec.file))")
@@ -144,6 +148,29 @@ public final class Sweep {
         _ = try MembershipReport.withPlan(plan, runs: jobs.map { RunDirectory($0.runDir) }, signal: signal, out: folder,
                                           bootstrap: l.bootstrap, force: true, log: output)
         output(String(format: "lira: %d models in %.1f s: %@", jobs.count, Date().timeIntervalSince(t0), folder))
+        if let o = l.outliers { try evaluateOutliers(o, lira: folder, plan: plan) }
+    }
+
+    /// Are the unusual examples the vulnerable ones? (paper-spec §7, P9.) Each pool example's
+    /// outlier score (mean normalized ℓ2 to its n nearest other pool images) against its
+    /// per-example LiRA score: Spearman's ρ and deciles, in `<lira folder>/outliers/`.
+    /// Skipped when current.
+    func evaluateOutliers(_ o: SweepSpec.OutlierSpec, lira folder: String, plan path: String) throws {
+        let out = folder + "/outliers"
+        if FileManager.default.fileExists(atPath: out + "/summary.json") { output("outliers: current (\(out))"); return }
+        let plan = try PlanFile.read(MembershipPlan.self, from: path)
+        guard o.neighbors < plan.pool.count else {
+            throw SweepError.spec("\(spec.file): outliers.neighbors = \(o.neighbors) must be smaller than the plan's pool of \(plan.pool.count) examples")
+        }
+        let set = try DatasetFile(plan.dataset.file).load(plan.dataset.split)
+        guard DatasetReference.contentHash(set) == plan.dataset.contentSHA256 else {
+            throw SweepError.spec("\(plan.dataset.file) \(plan.dataset.split): its images changed since \(path) was made (content hash differs)")
+        }
+        let scores = OutlierScores(dataset: plan.dataset, images: set, indices: plan.pool, neighbors: o.neighbors)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        _ = try PlanFile.write(scores, to: out + "/scores.json")
+        let r = try OutlierReport.run(outliers: scores, outlierFile: out + "/scores.json", mia: folder + "/mia.h5", attack: o.attack, extraction: nil, out: out)
+        for j in r.joins { output(String(format: "outliers: Spearman ρ = %.3f over %d examples (%@)", j.spearman, j.examples, j.quantity)) }
     }
 
     // MARK: one job

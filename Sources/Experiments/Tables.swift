@@ -17,6 +17,15 @@ public struct SweepResults {
     public var spec: SweepSpec
     public var runs: [Run]
     public var lira: (folder: String, report: MembershipReport)?
+    /// The outlier join in the LiRA folder (`[outliers]`, P9), when computed.
+    public var outliers: OutlierReport?
+
+    init(spec: SweepSpec, runs: [Run], lira: (folder: String, report: MembershipReport)?) {
+        self.spec = spec; self.runs = runs; self.lira = lira
+        if let (f, _) = lira, let d = FileManager.default.contents(atPath: f + "/outliers/summary.json") {
+            outliers = try? JSONDecoder().decode(OutlierReport.self, from: d)
+        }
+    }
 
     public static func collect(_ sweep: Sweep) throws -> SweepResults {
         let jobs = try sweep.expand()
@@ -186,12 +195,13 @@ public enum SweepTables {
         }
         let withBaseline = r.runs.contains { $0.summary?.baseline != nil }
         let withCliques = r.runs.contains { $0.summary?.cliques != nil }, withPrivacy = r.runs.contains { $0.summary?.privacy != nil }
-        let withQuality = r.runs.contains { $0.summary?.quality != nil }
+        let withQuality = r.runs.contains { $0.summary?.quality != nil }, withAudit = r.runs.contains { $0.summary?.audit != nil }
         let versions = Set(r.runs.compactMap { $0.summary?.codeVersion }).sorted().joined(separator: ", ")
         var t = Table(name: "summary", caption: "Sweep \(r.spec.name): mean ± std over \(replicates.filter { k in r.spec.axes.contains { $0.key == k } }.joined(separator: ", ").nonEmpty ?? "runs"); pooled extraction counts with exact \(Int(confidence * 100))% intervals; computed by \(versions.nonEmpty ?? "no runs yet")",
                       header: (keys.isEmpty ? ["setting"] : keys) + ["runs", "final loss", "extracted images", "extracted fraction (\(Int(confidence * 100))% CI)"]
                         + (withBaseline ? ["non-member baseline (\(Int(confidence * 100))% CI)"] : []) + ["extracted generations"]
                         + (withCliques ? ["clique filter: flagged / verified (unique images)\(r.runs.contains { $0.summary?.baselineCliques != nil } ? "; on the twin's generations" : "")"] : []) + (withPrivacy ? ["accountant ε (classic) at δ"] : [])
+                        + (withAudit ? ["audited ε ≥ (one-run audit: correct / guesses of canaries; canary AUC)"] : [])
                         + ["single-run membership AUC", "TPR at 1% FPR"]
                         + (withQuality ? ["FCD (real-vs-real floor; pixel noise)", "KCD×1000"] : []), rows: [], sources: [])
         for g in order {
@@ -221,6 +231,12 @@ public enum SweepTables {
             if withPrivacy {
                 let ps = rs.compactMap(\.privacy)
                 row.append(ps.isEmpty ? "not private" : "\(meanStd(ps.map(\.epsilon), 2)) (\(meanStd(ps.map(\.epsilonClassic), 2))) at \(String(format: "%g", ps[0].delta))")
+            }
+            if withAudit {
+                // each run's own bound (bounds do not pool: each is a test on its own coins)
+                let au = rs.compactMap(\.audit)
+                row.append(au.isEmpty ? "n/a" : au.map { String(format: "%@ at δ = %g, %g%% (%d / %d of %d; AUC %@)", fmt($0.epsilonLowerBound, 2), $0.delta, $0.confidence * 100,
+                                                                 $0.correct, $0.guesses, $0.canaries, fmt($0.canaryAUC)) }.joined(separator: "; "))
             }
             let ms = rs.compactMap(\.membership)
             row.append(ms.count == 1 ? interval(ms[0].auc) : ms.isEmpty ? "n/a" : meanStd(ms.map(\.auc.value)))
@@ -278,6 +294,22 @@ public enum SweepTables {
         for a in rep.results {
             t.rows.append([a.attack.rawValue, interval(a.metrics.auc)] + fprs.map { f in (a.metrics.tprAtFPR[f].map { interval($0, 4) } ?? "n/a") + unresolved(a.metrics.nonMembers, fpr: Double(f) ?? 1) } + [fmt(a.metrics.accuracy)])
             t.sources.append([folder])
+        }
+        return t
+    }
+
+    /// Outliers (paper-spec §7, P9): Spearman's ρ between each pool example's outlier score
+    /// and its per-example LiRA quantity, with a 95% interval from Fisher's z and the
+    /// Fieller–Hartley–Pearson (1957) standard error √(1.06 / (n − 3)) for rank correlations.
+    public static func outliersTable(_ r: SweepResults) -> Table? {
+        guard let o = r.outliers, let (folder, rep) = r.lira else { return nil }
+        var t = Table(name: "outliers", caption: "Outlier score (mean ℓ2 to the \(o.neighbors) nearest other pool images) against per-example LiRA scores over \(rep.models.count) models; Spearman ρ with a 95% interval (Fisher z, SE √(1.06/(n−3))); decile means of the quantity",
+                      header: ["quantity", "examples", "Spearman ρ (95% CI)", "least outlying decile", "most outlying decile"], rows: [], sources: [])
+        for j in o.joins {
+            let ci = Intervals.spearman(j.spearman, n: j.examples)
+            t.rows.append([j.quantity, String(j.examples), String(format: "%.3f [%.3f, %.3f]", j.spearman, ci.low, ci.high),
+                           j.deciles.first.map { fmt($0[3]) } ?? "n/a", j.deciles.last.map { fmt($0[3]) } ?? "n/a"])
+            t.sources.append([folder + "/outliers"])
         }
         return t
     }
@@ -362,6 +394,13 @@ public enum SweepTables {
             }
             out.append(("lira-timesteps", p))
         }
+        if let o = r.outliers, !o.joins.isEmpty {
+            var p = SVGPlot(title: "Outliers: per-example LiRA score by outlier-score decile", xLabel: "outlier score (decile mean of the bounds; mean ℓ2 to \(o.neighbors) nearest)", yLabel: "mean per-example score in the decile")
+            for j in o.joins where !j.deciles.isEmpty {
+                p.series.append(.init(name: String(format: "%@ (ρ = %.3f)", j.quantity, j.spearman), x: j.deciles.map { ($0[0] + $0[1]) / 2 }, y: j.deciles.map { $0[3] }))
+            }
+            out.append(("outliers", p))
+        }
         if let (folder, rep) = r.lira, let f = try? HDF5ROC.read(folder + "/mia.h5", attacks: rep.results.map(\.attack.rawValue)) {
             var roc = SVGPlot(title: "Membership inference ROC (\(rep.models.count) models)", xLabel: "false positive rate", yLabel: "true positive rate")
             roc.logX = true; roc.logY = true; roc.diagonal = true
@@ -384,6 +423,7 @@ public enum SweepTables {
         if let l = liraTable(r) { tables.append(l) }
         if let d = duplicatesTable(r, replicates: replicates, confidence: confidence) { tables.append(d) }
         if let v = liraVariantsTable(r) { tables.append(v) }
+        if let o = outliersTable(r) { tables.append(o) }
         var sources: [String: [[String]]] = [:]
         for t in tables {
             for (ext, text) in [("md", t.markdown()), ("tex", t.latex()), ("csv", t.csv())] {

@@ -263,6 +263,9 @@ struct SweepExport: ParsableCommand {
         if let (folder, _) = r.lira {
             liraName = (folder as NSString).lastPathComponent
             for f in ["summary.json", "mia.h5"] { try copy(folder + "/" + f, dest + "/\(liraName!)/" + f) }
+            if r.outliers != nil {   // [outliers]: the join and the per-example outlier scores
+                for f in ["summary.json", "scores.json"] { try copy(folder + "/outliers/" + f, dest + "/\(liraName!)/outliers/" + f) }
+            }
         }
         let index = SweepResults.RecordIndex(sweep: s.spec.name, file: s.spec.file, fileSHA256: s.spec.fileHash,
                                              jobs: r.runs.map { .init(idx: $0.job.idx, id: $0.job.id, overrides: $0.job.overrides) }, lira: liraName)

@@ -60,13 +60,32 @@ final class PaperProtocolTests: XCTestCase {
                 XCTAssertTrue(summary.contains("non-member baseline"), "\(p): extraction without its baseline\n\(summary)")
             }
             if p.hasPrefix("P4-") || p.hasPrefix("P9-") { XCTAssertTrue(fm.fileExists(atPath: tables + "/lira.md"), p) }
+            if p.hasPrefix("P9-") {
+                // the outlier join: one row per LiRA quantity, ρ in [−1, 1] inside its interval, and the figure
+                let o = try String(contentsOfFile: tables + "/outliers.md", encoding: .utf8)
+                let rows = o.split(separator: "\n").filter { $0.hasPrefix("| online-fixed-variance score") }
+                XCTAssertEqual(rows.count, 2, o)
+                for row in rows {
+                    let cell = row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }[2]
+                    let nums = cell.replacingOccurrences(of: "[", with: " ").replacingOccurrences(of: "]", with: " ").replacingOccurrences(of: ",", with: " ")
+                        .split(separator: " ").compactMap { Double($0) }
+                    XCTAssertEqual(nums.count, 3, cell)
+                    if nums.count == 3 { XCTAssertTrue(-1 <= nums[1] && nums[1] <= nums[0] && nums[0] <= nums[2] && nums[2] <= 1, cell) }
+                }
+                XCTAssertTrue(fm.fileExists(atPath: tables + "/outliers.svg"))
+            }
             if p.hasPrefix("P4-") {
                 // LiRA at each of the six timesteps, every attack
                 let v = try String(contentsOfFile: tables + "/lira-timesteps.md", encoding: .utf8)
                 for t in [10, 50, 100, 200, 400, 700] { XCTAssertTrue(v.contains("| \(t) | 1 averaged | online-fixed-variance |"), "\(t): \(v)") }
                 XCTAssertTrue(fm.fileExists(atPath: tables + "/lira-timesteps.svg"))
             }
-            if p.hasPrefix("P11-") { XCTAssertTrue(summary.contains("accountant ε") && summary.contains("not private"), summary) }
+            if p.hasPrefix("P11-") {
+                XCTAssertTrue(summary.contains("accountant ε") && summary.contains("not private"), summary)
+                // the one-run audit on the audit plan's canaries, for every setting (private or not)
+                XCTAssertTrue(summary.contains("audited ε ≥"), summary)
+                XCTAssertEqual(summary.split(separator: "\n").filter { $0.contains(" at δ = ") && $0.contains("; AUC ") }.count, 3, summary)
+            }
             if ["P3-", "P5-", "P11-"].contains(where: p.hasPrefix) {
                 // sample quality beside memorization: a number in every row
                 XCTAssertTrue(summary.contains("FCD (real-vs-real floor; pixel noise)"), "\(p): no quality column\n\(summary)")

@@ -27,4 +27,18 @@ final class IntervalTests: XCTestCase {
         XCTAssertEqual(m, 5); XCTAssertEqual(s, (32.0 / 7).squareRoot(), accuracy: 1e-12)
         XCTAssertEqual(Intervals.meanStd([3]).std, 0)
     }
+
+    func testSpearmanIntervalByFisherZ() {
+        // ρ = 0.5, n = 103: z = atanh 0.5, SE = √(1.06/100); tanh(z ∓ 1.959964 SE) (computed independently)
+        let ci = Intervals.spearman(0.5, n: 103)
+        XCTAssertEqual(ci.low, 0.3341703233784237, accuracy: 1e-9)
+        XCTAssertEqual(ci.high, 0.6358028251770368, accuracy: 1e-9)
+        // symmetric in the sign of ρ, narrower with more examples, uninformative at n ≤ 3
+        let neg = Intervals.spearman(-0.5, n: 103)
+        XCTAssertEqual(neg.low, -ci.high, accuracy: 1e-12); XCTAssertEqual(neg.high, -ci.low, accuracy: 1e-12)
+        let wide = Intervals.spearman(0.5, n: 20)
+        XCTAssertLessThan(wide.low, ci.low); XCTAssertGreaterThan(wide.high, ci.high)
+        XCTAssertTrue(Intervals.spearman(0.9, n: 3) == (-1, 1))
+        XCTAssertTrue(Intervals.spearman(.nan, n: 50) == (-1, 1))
+    }
 }

@@ -186,7 +186,15 @@ final class SweepSpecTests: XCTestCase {
             ("e14.toml", "[plan]\nkind = \"duplicates\"\nsize = 16\ncopies = [4, 2]\ncanaries = [2]\n", "e14.toml:5: plan.canaries: needs one count per entry of plan.copies"),
             ("e15.toml", "[data]\nsubset = 8\n[plan]\nsize = 16\n", "e15.toml:4: plan.size: chooses the images, but data.subset = 8"),
             ("e16.toml", "[plan]\nkind = \"subset\"\nsize = 16\ncopies = [2]\n", "e16.toml:4: plan.copies: applies to plan.kind = \"duplicates\" only"),
+            ("e17.toml", "[plan]\nkind = \"audit\"\nsize = 16\n", "e17.toml:1: plan.canaries: is required for plan.kind = \"audit\""),
+            ("e18.toml", "[plan]\nkind = \"audit\"\nsize = 16\ncanaries = 17\n", "e18.toml:4: plan.canaries: 17 canaries exceed plan.size = 16"),
+            ("e19.toml", "[eval.audit]\nenabled = true\n", "e19.toml:2: eval.audit.enabled: needs an audit plan"),
+            ("e20.toml", "[eval.audit]\ndraws = 2\n", "e20.toml:2: eval.audit.draws: applies only with eval.audit.enabled = true"),
             ("s19.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[tables]\nconfidence = 2\n", "s19.toml:5: tables.confidence: must be ≤ 0.999999"),
+            ("s20.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[outliers]\nneighbors = 5\n", "s20.toml:4: outliers: needs a [lira]"),
+            ("s21.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[plan]\npool = 16\n[lira]\n[outliers]\nneighbors = 16\n", "s21.toml:8: outliers.neighbors: is 16, but the plan's pool has 16"),
+            ("s22.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[plan]\npool = 16\n[lira]\n[outliers]\nneighbors = 5\nattack = \"strong\"\n", "s22.toml:9: outliers.attack: must be one of global-threshold, online"),
+            ("s23.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[plan]\npool = 16\nmodels = 4\n[lira]\n[outliers]\nneighbors = 5\nattack = \"online\"\n", "s23.toml:10: outliers.attack: online needs a plan of ≥ 6 models"),
             ("s18.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"run.seed\"\nvalues = [1]\n[[axis]]\nkey = \"run.seed\"\nvalues = [2]\n", "s18.toml:8: axis[1].key: \"run.seed\" is swept by two axes"),
         ]
         XCTAssertGreaterThanOrEqual(cases.count, 20)
