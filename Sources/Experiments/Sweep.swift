@@ -153,7 +153,17 @@ public struct SweepSpec: Sendable {
     public var directory: String { out + "/" + name }
     /// The database shared by every sweep in the results folder.
     public var database: String { out + "/sweeps.db" }
-    public var planPath: String? { plan.map { _ in directory + "/plans/membership.json" } }
+    /// `<dir>/plans/membership-<hash>.json`, the hash over `[plan]`, the base file and the
+    /// data overrides, so a changed plan (more models, another pool) is built afresh rather
+    /// than an older one reused.
+    public var planPath: String? {
+        plan.map { p in
+            struct Key: Encodable { var plan: PlanSpec; var base: String; var data: [String] }
+            let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]
+            let key = (try? e.encode(Key(plan: p, base: base, data: fixed.filter { $0.hasPrefix("data.") }.sorted()))) ?? Data()
+            return directory + "/plans/membership-\(SHA256.hex([UInt8](key)).prefix(10)).json"
+        }
+    }
 
     public static func load(file: String, overrides: [String] = [], scale: String? = nil) throws -> SweepSpec {
         guard let data = FileManager.default.contents(atPath: file) else {

@@ -89,6 +89,23 @@ final class SweepSpecTests: XCTestCase {
     /// axis's values) and names the sweep after it; without scales the file runs as written.
     /// A `sweep.base` axis varies the base experiment (P3: a DDPM and a GAN on the same data);
     /// its values must be existing files, given as values.
+    /// The membership plan's file is named by its settings: a sweep whose `[plan]` changes
+    /// (here its model count, as between two versions of a smoke scale) builds a new plan
+    /// instead of reusing the old one, whose keep matrix has the wrong number of models.
+    func testThePlanFileIsKeyedByThePlanSettings() throws {
+        func path(_ models: Int, pool: Int = 16, set: String = "") throws -> String {
+            let f = write("p\(models)-\(pool).toml", "[sweep]\nname = \"p\"\nbase = \"e.toml\"\nout = \"out\"\n\(set)[plan]\npool = \(pool)\nmodels = \(models)\n")
+            return try XCTUnwrap(try SweepSpec.load(file: f).planPath)
+        }
+        let four = try path(4)
+        XCTAssertTrue(four.hasPrefix("out/p/plans/membership-") && four.hasSuffix(".json"), four)
+        XCTAssertEqual(try path(4), four)
+        XCTAssertNotEqual(try path(6), four)
+        XCTAssertNotEqual(try path(4, pool: 32), four)
+        XCTAssertNotEqual(try path(4, set: "[set]\ndata.file = \"other.h5\"\n"), four)
+        XCTAssertEqual(try path(4, set: "[set]\ntrain.images = 32\n"), four, "training settings do not change the plan")
+    }
+
     func testBaseAxisNamesExistingExperimentFiles() throws {
         _ = write("a.toml", ""); _ = write("b.toml", "")
         let f = write("bases.toml", "[sweep]\nname = \"ab\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"sweep.base\"\nvalues = [\"a.toml\", \"b.toml\"]\n")
