@@ -67,6 +67,15 @@ enum TOMLFormat {
 /// timesteps = [100]
 /// draws = 4
 ///
+/// [inpainting]                              # optional, with [plan]: the inpainting attack (P10)
+/// targets = 50                              # pool examples, each completed by an IN and an OUT model
+/// count = 64                                # completions per target and model …
+/// keep = 10                                 # … the lowest-loss ones kept
+/// hidden = "right"                          # left, right, top, bottom
+/// steps = 50                                # stochastic DDIM (η = 1) steps; jumps = 0 RePaint resampling
+/// rank_timestep = 100                       # the ranking loss's timestep and noise draws
+/// rank_draws = 4
+///
 /// [outliers]                                # optional, with [lira]: outlier score vs LiRA score
 /// neighbors = 50                            # mean ℓ2 to this many nearest pool images
 /// attack = "online-fixed-variance"          # whose per-example scores are joined
@@ -108,6 +117,21 @@ public struct SweepSpec: Sendable {
         /// absent, so that the LiRA folder of a sweep without it keeps its name.
         public var outliers: OutlierSpec?
     }
+    /// The inpainting attack (paper §5.3; `eidetic eval inpaint --plan`): for each of the
+    /// first `targets` pool examples, the `hidden` half completed `count` times by a model that
+    /// trained on it (IN) and by one that did not (OUT), the `keep` of lowest loss at
+    /// `rankTimestep` kept, scored by their ℓ2 to the true hidden half.
+    public struct InpaintSpec: Codable, Equatable, Sendable {
+        public var targets: Int
+        public var count: Int
+        public var keep: Int
+        public var hidden: String
+        public var steps: Int
+        public var jumps: Int
+        public var rankTimestep: Int
+        public var rankDraws: Int
+        public var seed: UInt64
+    }
     /// Outlier scores over the plan's pool (mean ℓ2 to the `neighbors` nearest other pool
     /// images; paper-spec §7) against one LiRA attack's per-example scores.
     public struct OutlierSpec: Codable, Equatable, Sendable {
@@ -138,6 +162,8 @@ public struct SweepSpec: Sendable {
     public var axes: [Axis]
     public var plan: PlanSpec?
     public var lira: LiRASpec?
+    /// `[inpainting]`: the inpainting attack over the plan's models (P10), after the jobs.
+    public var inpainting: InpaintSpec?
     /// What to tabulate (`[tables]`): the keys averaged over, the binomial intervals'
     /// confidence, and which training examples get report dossiers.
     public var replicates = ["run.seed", "data.plan_model", "run.name", "data.subset_seed"]
@@ -288,6 +314,18 @@ public struct SweepSpec: Sendable {
             spec.lira = LiRASpec(signal: LiRASignal(timesteps: try l.ints("timesteps", [100], min: 0, max: 100_000, maxCount: 64), draws: try l.int("draws", 4, min: 1, max: 1024),
                                                     flip: try l.bool("flip", false), seed: UInt64(try l.int("seed", 0, min: 0))),
                                  bootstrap: try l.int("bootstrap", 200, min: 0, max: 100_000))
+        }
+        if r.has("inpainting") {
+            guard let plan = spec.plan else { throw r.error("inpainting", "needs a [plan] (each target is completed by a model with it and one without)") }
+            let i = try r.section("inpainting")
+            let ip = InpaintSpec(targets: try i.int("targets", 50, min: 1, max: 1_000_000), count: try i.int("count", 64, min: 1, max: 100_000),
+                                 keep: try i.int("keep", 10, min: 1, max: 100_000), hidden: try i.choice("hidden", "right", ["left", "right", "top", "bottom"]),
+                                 steps: try i.int("steps", 50, min: 1, max: 100_000), jumps: try i.int("jumps", 0, min: 0, max: 1000),
+                                 rankTimestep: try i.int("rank_timestep", 100, min: 0, max: 100_000), rankDraws: try i.int("rank_draws", 4, min: 1, max: 1024),
+                                 seed: UInt64(try i.int("seed", 0, min: 0)))
+            if ip.keep > ip.count { throw i.error("keep", "is \(ip.keep), more than the \(ip.count) completions (inpainting.count)") }
+            if plan.pool > 0 && ip.targets > plan.pool { throw i.error("targets", "is \(ip.targets), more than the plan's pool of \(plan.pool)") }
+            spec.inpainting = ip
         }
         if r.has("outliers") {
             guard spec.lira != nil else { throw r.error("outliers", "needs a [lira] (outlier scores are joined with LiRA's per-example scores)") }

@@ -120,21 +120,58 @@ public final class Sweep {
         return spec.directory + "/" + (try EvalOutput.folderName("lira", "", settings: Settings(lira: l, runs: jobs.map(\.id))))
     }
 
+    /// The sweep-level inpainting folder (nil without `[inpainting]`), keyed like LiRA's.
+    public func inpaintingFolder(_ jobs: [JobRecord]) throws -> String? {
+        guard let ip = spec.inpainting else { return nil }
+        struct Settings: Encodable { var inpainting: SweepSpec.InpaintSpec; var runs: [String] }
+        return spec.directory + "/" + (try EvalOutput.folderName("inpaint", "", settings: Settings(inpainting: ip, runs: jobs.map(\.id))))
+    }
+
     /// Evaluations over the whole sweep, once every job is done: LiRA (Carlini et al.,
-    /// 2022) over the membership plan's models. Skipped when current.
+    /// 2022) over the membership plan's models (and the outlier join), and the inpainting
+    /// attack. Each is skipped when current.
     public func evaluate() throws {
-        guard let l = spec.lira, let plan = spec.planPath else { return }
         let jobs = try expand()
+        if let l = spec.lira, let plan = spec.planPath { try evaluateLiRA(l, plan: plan, jobs: jobs) }
+        if let ip = spec.inpainting, let plan = spec.planPath { try evaluateInpainting(ip, plan: plan, jobs: jobs) }
+    }
+
+    func unfinished(_ jobs: [JobRecord], for what: String) throws {
+        let missing = jobs.filter { !FileManager.default.fileExists(atPath: ExperimentSummary.path(run: $0.runDir)) }
+        guard missing.isEmpty else {
+            throw SweepError.job("\(spec.name): \(what) needs every job finished; \(missing.count) of \(jobs.count) are not (eidetic sweep status \(spec.file))")
+        }
+    }
+
+    /// The inpainting attack over the plan's models (paper §5.3, P10): IN vs OUT completions
+    /// of the first `targets` pool examples (`InpaintReport.planCases`).
+    func evaluateInpainting(_ ip: SweepSpec.InpaintSpec, plan: String, jobs: [JobRecord]) throws {
+        guard let folder = try inpaintingFolder(jobs) else { return }
+        if FileManager.default.fileExists(atPath: folder + "/summary.json") { output("inpainting: current (\(folder))"); return }
+        try unfinished(jobs, for: "inpainting")
+        let runs = jobs.map { RunDirectory($0.runDir) }
+        let T = try runs[0].loadConfig().diffusion.timesteps
+        if ip.steps > T { throw SweepError.spec("\(spec.file): inpainting.steps = \(ip.steps) exceeds the model's diffusion.timesteps = \(T)") }
+        if ip.rankTimestep >= T { throw SweepError.spec("\(spec.file): inpainting.rank_timestep = \(ip.rankTimestep) must be below diffusion.timesteps = \(T)") }
+        var c = InpaintConfig()
+        c.hidden = InpaintConfig.Half(rawValue: ip.hidden) ?? .right
+        c.count = ip.count; c.keep = ip.keep; c.jumps = ip.jumps; c.seed = ip.seed
+        c.sampler.steps = ip.steps; c.sampler.eta = 1
+        c.rank.timesteps = [ip.rankTimestep]; c.rank.draws = ip.rankDraws; c.rank.seed = ip.seed
+        let t0 = Date()
+        let r = try InpaintReport.run(cases: try InpaintReport.planCases(plan, runs: runs, targets: ip.targets), mode: "plan", config: c,
+                                      out: folder, force: true, log: output)
+        output(String(format: "inpainting: %d cases in %.1f s, AUC of −ℓ2 %.3f: %@", r.cases.count, Date().timeIntervalSince(t0), r.auc, folder))
+    }
+
+    func evaluateLiRA(_ l: SweepSpec.LiRASpec, plan: String, jobs: [JobRecord]) throws {
         guard let folder = try liraFolder(jobs) else { return }
         if FileManager.default.fileExists(atPath: folder + "/summary.json") {
             output("lira: current (\(folder))")
             if let o = l.outliers { try evaluateOutliers(o, lira: folder, plan: plan) }
             return
         }
-        let missing = jobs.filter { !FileManager.default.fileExists(atPath: ExperimentSummary.path(run: $0.runDir)) }
-        guard missing.isEmpty else {
-            throw SweepError.job("\(spec.name): LiRA needs every job finished; \(missing.count) of \(jobs.count) are not (eidetic sweep status \(spec.file))")
-        }
+        try unfinished(jobs, for: "LiRA")
         let kind = try ExperimentSummary.load(run: jobs[0].runDir).kind
         var signal: LossSignalConfig
         if kind == ModelKind.unet.rawValue {

@@ -19,9 +19,14 @@ public struct SweepResults {
     public var lira: (folder: String, report: MembershipReport)?
     /// The outlier join in the LiRA folder (`[outliers]`, P9), when computed.
     public var outliers: OutlierReport?
+    /// The sweep-level inpainting attack (`[inpainting]`, P10), when computed.
+    public var inpainting: (folder: String, report: InpaintReport)?
 
-    init(spec: SweepSpec, runs: [Run], lira: (folder: String, report: MembershipReport)?) {
+    init(spec: SweepSpec, runs: [Run], lira: (folder: String, report: MembershipReport)?, inpainting folder: String? = nil) {
         self.spec = spec; self.runs = runs; self.lira = lira
+        if let f = folder, let d = FileManager.default.contents(atPath: f + "/summary.json"), let r = try? JSONDecoder().decode(InpaintReport.self, from: d) {
+            inpainting = (f, r)
+        }
         if let (f, _) = lira, let d = FileManager.default.contents(atPath: f + "/outliers/summary.json") {
             outliers = try? JSONDecoder().decode(OutlierReport.self, from: d)
         }
@@ -35,7 +40,7 @@ public struct SweepResults {
         if let f = try sweep.liraFolder(jobs), let r = try? JSONDecoder().decode(MembershipReport.self, from: Data(contentsOf: URL(fileURLWithPath: f + "/summary.json"))) {
             lira = (f, r)
         }
-        return SweepResults(spec: sweep.spec, runs: runs, lira: lira)
+        return SweepResults(spec: sweep.spec, runs: runs, lira: lira, inpainting: try sweep.inpaintingFolder(jobs))
     }
 
     /// What `eidetic sweep export` writes beside the copied records (`records.json`): the jobs
@@ -51,8 +56,10 @@ public struct SweepResults {
         public var fileSHA256: String
         public var jobs: [Job]
         public var lira: String?
-        public init(sweep: String, file: String, fileSHA256: String, jobs: [Job], lira: String?) {
-            self.sweep = sweep; self.file = file; self.fileSHA256 = fileSHA256; self.jobs = jobs; self.lira = lira
+        /// The inpainting folder's name (`[inpainting]`); absent from older records.
+        public var inpainting: String?
+        public init(sweep: String, file: String, fileSHA256: String, jobs: [Job], lira: String?, inpainting: String? = nil) {
+            self.sweep = sweep; self.file = file; self.fileSHA256 = fileSHA256; self.jobs = jobs; self.lira = lira; self.inpainting = inpainting
         }
     }
 
@@ -82,7 +89,7 @@ public struct SweepResults {
             let f = dir + "/" + name
             lira = (f, try JSONDecoder().decode(MembershipReport.self, from: Data(contentsOf: URL(fileURLWithPath: f + "/summary.json"))))
         }
-        return SweepResults(spec: sweep.spec, runs: runs, lira: lira)
+        return SweepResults(spec: sweep.spec, runs: runs, lira: lira, inpainting: index.inpainting.map { dir + "/" + $0 })
     }
 
     /// Keys averaged over (replicates): seeds and which half of a membership plan.
@@ -298,6 +305,31 @@ public enum SweepTables {
         return t
     }
 
+    /// The inpainting attack (paper §5.3, P10): per target, the kept completions' mean ℓ2 to
+    /// the hidden half under a model that trained on it (IN) and one that did not (OUT). The
+    /// design is paired, so the headline is how often IN is closer (exact binomial interval;
+    /// 0.5 is no effect), beside the AUC of −ℓ2 over all cases.
+    public static func inpaintingTable(_ r: SweepResults, confidence: Double) -> Table? {
+        guard let (folder, rep) = r.inpainting else { return nil }
+        let c = rep.config
+        var byTarget: [Int: (in: Double?, out: Double?)] = [:]
+        for k in rep.cases {
+            var e = byTarget[k.datasetIndex] ?? (nil, nil)
+            if k.member { e.in = k.outcome.keptMean } else { e.out = k.outcome.keptMean }
+            byTarget[k.datasetIndex] = e
+        }
+        let pairs = byTarget.values.compactMap { p in p.in.flatMap { i in p.out.map { (i, $0) } } }
+        let closer = pairs.filter { $0.0 < $0.1 }.count
+        let ci = Intervals.clopperPearson(successes: closer, trials: pairs.count, confidence: confidence)
+        func stat(_ m: [String: Double]) -> String { "\(fmt(m["mean"] ?? .nan, 4)) (\(fmt(m["median"] ?? .nan, 4)))" }
+        var t = Table(name: "inpainting", caption: "Inpainting attack (\(rep.mode)): the \(c.hidden.rawValue) half of \(pairs.count) targets completed \(c.count) times by a model that trained on the target (IN) and one that did not (OUT), the \(c.keep) of lowest loss at t = \(c.rank.timesteps.map(String.init).joined(separator: ",")) kept (\(c.sampler.steps)-step stochastic DDIM, \(c.jumps) jumps); normalized ℓ2 over the hidden pixels; exact \(Int(confidence * 100))% interval",
+                      header: ["targets", "IN: kept ℓ2 mean (median)", "OUT: kept ℓ2 mean (median)", "IN closer than OUT (\(Int(confidence * 100))% CI)", "AUC of −ℓ2"], rows: [], sources: [])
+        t.rows.append([String(pairs.count), stat(rep.memberKeptMean), stat(rep.nonMemberKeptMean),
+                       "\(closer)/\(pairs.count) = \(fmt(Double(closer) / Double(max(pairs.count, 1)))) (\(fmt(ci.low)) – \(fmt(ci.high)))", fmt(rep.auc)])
+        t.sources.append([folder])
+        return t
+    }
+
     /// Outliers (paper-spec §7, P9): Spearman's ρ between each pool example's outlier score
     /// and its per-example LiRA quantity, with a 95% interval from Fisher's z and the
     /// Fieller–Hartley–Pearson (1957) standard error √(1.06 / (n − 3)) for rank correlations.
@@ -412,6 +444,18 @@ public enum SweepTables {
         return out
     }
 
+    /// Every table of a sweep's results, by name: summary, runs, and when the results have
+    /// them lira, duplicates, lira-timesteps, outliers, inpainting.
+    public static func tables(_ r: SweepResults, replicates: [String], confidence: Double) -> [Table] {
+        var tables = [summaryTable(r, replicates: replicates, confidence: confidence), runsTable(r, confidence: confidence)]
+        if let l = liraTable(r) { tables.append(l) }
+        if let d = duplicatesTable(r, replicates: replicates, confidence: confidence) { tables.append(d) }
+        if let v = liraVariantsTable(r) { tables.append(v) }
+        if let o = outliersTable(r) { tables.append(o) }
+        if let i = inpaintingTable(r, confidence: confidence) { tables.append(i) }
+        return tables
+    }
+
     /// Writes every table (md, tex, csv), figure (svg, and png when `rsvg-convert` is
     /// there) and `sources.json` into `folder`; returns the paths written.
     @discardableResult
@@ -419,11 +463,7 @@ public enum SweepTables {
                              log: (String) -> Void = { print($0) }) throws -> [String] {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         var written: [String] = []
-        var tables = [summaryTable(r, replicates: replicates, confidence: confidence), runsTable(r, confidence: confidence)]
-        if let l = liraTable(r) { tables.append(l) }
-        if let d = duplicatesTable(r, replicates: replicates, confidence: confidence) { tables.append(d) }
-        if let v = liraVariantsTable(r) { tables.append(v) }
-        if let o = outliersTable(r) { tables.append(o) }
+        let tables = self.tables(r, replicates: replicates, confidence: confidence)
         var sources: [String: [[String]]] = [:]
         for t in tables {
             for (ext, text) in [("md", t.markdown()), ("tex", t.latex()), ("csv", t.csv())] {

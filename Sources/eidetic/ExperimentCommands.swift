@@ -39,7 +39,7 @@ struct SweepCommand: ParsableCommand {
         subcommands: [SweepPlan.self, SweepRun.self, SweepStatus.self, SweepRetry.self, SweepReportCommand.self, SweepExport.self, SweepRunJob.self, SweepRunTask.self])
 
     struct Common: ParsableArguments {
-        @Argument(help: "Sweep file (TOML).") var sweep: String
+        @Argument(help: "Sweep file (TOML), or a tables file whose [[table]]s stack several sweeps' tables (needs --records).") var sweep: String
         @Option(name: .customLong("set"), help: "Override a sweep-file key: --set sweep.draws=4 (repeatable).") var overrides: [String] = []
         @Option(help: "The sweep file's [scale.NAME] to run at (required when it has scales; e.g. smoke or full).") var scale: String?
         func load() throws -> Sweep { try Sweep(file: sweep, overrides: overrides, scale: scale) }
@@ -267,8 +267,14 @@ struct SweepExport: ParsableCommand {
                 for f in ["summary.json", "scores.json"] { try copy(folder + "/outliers/" + f, dest + "/\(liraName!)/outliers/" + f) }
             }
         }
+        var inpaintingName: String?
+        if let (folder, _) = r.inpainting {   // the summary holds every case's distances and losses
+            inpaintingName = (folder as NSString).lastPathComponent
+            try copy(folder + "/summary.json", dest + "/\(inpaintingName!)/summary.json")
+        }
         let index = SweepResults.RecordIndex(sweep: s.spec.name, file: s.spec.file, fileSHA256: s.spec.fileHash,
-                                             jobs: r.runs.map { .init(idx: $0.job.idx, id: $0.job.id, overrides: $0.job.overrides) }, lira: liraName)
+                                             jobs: r.runs.map { .init(idx: $0.job.idx, id: $0.job.id, overrides: $0.job.overrides) }, lira: liraName,
+                                             inpainting: inpaintingName)
         let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         try writeFileAtomically(try enc.encode(index) + Data("\n".utf8), to: dest + "/records.json")
         let again = try SweepResults.collect(s, records: to)
@@ -293,7 +299,7 @@ struct SweepReportCommand: ParsableCommand {
 /// `eidetic tables SWEEP`: Markdown, LaTeX and CSV tables and SVG/PNG figures from a sweep's run files.
 struct TablesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "tables", abstract: "Tables (Markdown, LaTeX, CSV) and figures (SVG, PNG) of a sweep, from its run files only (re-running gives byte-identical files).")
-    @Argument(help: "Sweep file (TOML).") var sweep: String
+    @Argument(help: "Sweep file (TOML), or a tables file whose [[table]]s stack several sweeps' tables (needs --records).") var sweep: String
     @Option(name: .customLong("set"), help: "Override a sweep-file key (repeatable).") var overrides: [String] = []
     @Option(help: "The sweep file's [scale.NAME] (as given to sweep run).") var scale: String?
     @Option(help: "Output folder (default: <sweep folder>/tables, or <records>/<name>/tables).") var out: String?
@@ -302,6 +308,14 @@ struct TablesCommand: ParsableCommand {
     @Option(help: "Confidence of the binomial intervals (default: tables.confidence, 0.95).") var confidence: Double?
     func validate() throws { try Check.finite(confidence, "--confidence", max: 0.999999, above: 0) }
     func run() throws {
+        if TablesSpec.isTablesFile(sweep) {
+            // a tables file: tables stacked from several sweeps' records
+            guard let records else { throw ValidationError("\(sweep) is a tables file (its [[table]]s join several sweeps' records): give --records DIR") }
+            if !overrides.isEmpty || replicates != nil || confidence != nil { throw ValidationError("--set, --replicates and --confidence apply to sweep files; \(sweep) is a tables file") }
+            let spec = try TablesSpec.load(file: sweep)
+            for p in try spec.write(records: records, to: out ?? records + "/tables", scale: scale) where p.hasSuffix(".md") { print(p) }
+            return
+        }
         let s = try Sweep(file: sweep, overrides: overrides, scale: scale)
         let r = try records.map { try SweepResults.collect(s, records: $0) } ?? SweepResults.collect(s)
         let missing = r.runs.filter { $0.summary == nil }.count

@@ -60,6 +60,13 @@ final class PaperProtocolTests: XCTestCase {
                 XCTAssertTrue(summary.contains("non-member baseline"), "\(p): extraction without its baseline\n\(summary)")
             }
             if p.hasPrefix("P4-") || p.hasPrefix("P9-") { XCTAssertTrue(fm.fileExists(atPath: tables + "/lira.md"), p) }
+            if p.hasPrefix("P10-") {
+                // the inpainting attack's paired IN-vs-OUT row over the 4 smoke targets
+                let i = try String(contentsOfFile: tables + "/inpainting.md", encoding: .utf8)
+                let row = try XCTUnwrap(i.split(separator: "\n").first { $0.hasPrefix("| 4 |") }, i)
+                let closer = row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }[3]
+                XCTAssertTrue(closer.range(of: #"^[0-4]/4 = "#, options: .regularExpression) != nil, closer)
+            }
             if p.hasPrefix("P9-") {
                 // the outlier join: one row per LiRA quantity, ρ in [−1, 1] inside its interval, and the figure
                 let o = try String(contentsOfFile: tables + "/outliers.md", encoding: .utf8)
@@ -105,7 +112,7 @@ final class PaperProtocolTests: XCTestCase {
                 XCTAssertTrue(fm.fileExists(atPath: tables + "/duplicates.svg"), p)
             }
             // the compact records (results/paper/) rebuild the same tables with the run folders gone
-            if p.hasPrefix("P4-") || p.hasPrefix("P11-") {
+            if ["P4-", "P7-", "P8-", "P9-", "P10-", "P11-"].contains(where: p.hasPrefix) {
                 let exp = Binary.run(["sweep", "export", file, "--scale", "smoke", "--to", "records"], cwd: root)
                 XCTAssertEqual(exp.status, 0, exp.stderr)
                 // existing records are replaced only when asked
@@ -121,7 +128,7 @@ final class PaperProtocolTests: XCTestCase {
                 XCTAssertNotEqual(noRecords.status, 0)
                 XCTAssertTrue(noRecords.stderr.contains("nowhere/\(name)/records.json: no records of sweep"), noRecords.stderr)
                 let strip = { (t: String) in t.split(separator: "\n").filter { !$0.contains("results/sweeps") && !$0.contains("records/") }.joined(separator: "\n") }
-                for f in ["summary.csv", "lira.md"] where fm.fileExists(atPath: tables + "/" + f) {
+                for f in ["summary.csv", "lira.md", "duplicates.md", "outliers.md", "inpainting.md"] where fm.fileExists(atPath: tables + "/" + f) {
                     XCTAssertEqual(strip(try String(contentsOfFile: root + "/records/\(name)/tables/" + f, encoding: .utf8)),
                                    strip(try String(contentsOfFile: tables + "/" + f, encoding: .utf8)), "\(p) \(f): the records give the sweep's numbers")
                 }
@@ -131,5 +138,23 @@ final class PaperProtocolTests: XCTestCase {
             }
             print(String(format: "%@ smoke: %.1f s", p, Date().timeIntervalSince(t0)))
         }
+        // the tables file stacks P7's and P8's exported duplicates tables (deduplication before/after)
+        let stacked = Binary.run(["tables", "experiments/paper/tables.toml", "--scale", "smoke", "--records", "records"], cwd: root)
+        XCTAssertEqual(stacked.status, 0, stacked.stderr)
+        let dedup = try String(contentsOfFile: root + "/records/tables/deduplication.md", encoding: .utf8)
+        for label in ["duplicated (P7)", "deduplicated (P8)"] {
+            XCTAssertEqual(dedup.split(separator: "\n").filter { $0.hasPrefix("| \(label) | all |") }.count, 2, dedup)
+        }
+        let first = FolderSnapshot(root + "/records/tables")
+        XCTAssertEqual(Binary.run(["tables", "experiments/paper/tables.toml", "--scale", "smoke", "--records", "records"], cwd: root).status, 0)
+        XCTAssertEqual(FolderSnapshot(root + "/records/tables"), first, "the tables file regenerates the same bytes")
+        // sweeps not exported at that scale get a row saying so, not a silent gap
+        try fm.createDirectory(atPath: root + "/empty", withIntermediateDirectories: true)
+        let none = Binary.run(["tables", "experiments/paper/tables.toml", "--scale", "smoke", "--records", "empty"], cwd: root)
+        XCTAssertEqual(none.status, 0, none.stderr)
+        XCTAssertTrue(try String(contentsOfFile: root + "/empty/tables/deduplication.md", encoding: .utf8).contains("| duplicated (P7) | no records yet (eidetic sweep export"))
+        let noRecordsFlag = Binary.run(["tables", "experiments/paper/tables.toml"], cwd: root)
+        XCTAssertNotEqual(noRecordsFlag.status, 0)
+        XCTAssertTrue(noRecordsFlag.stderr.contains("is a tables file") && noRecordsFlag.stderr.contains("--records"), noRecordsFlag.stderr)
     }
 }

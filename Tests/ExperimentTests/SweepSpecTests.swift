@@ -106,6 +106,25 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertEqual(try path(4, set: "[set]\ntrain.images = 32\n"), four, "training settings do not change the plan")
     }
 
+    func testTablesFilesAreCheckedKeyByKey() throws {
+        let sweep = write("sw.toml", "[sweep]\nname = \"sw\"\nbase = \"e.toml\"\n")
+        XCTAssertTrue(TablesSpec.isTablesFile(write("t0.toml", "[[table]]\nname = \"a\"\nsweeps = [\"\(sweep)\"]\n")))
+        XCTAssertFalse(TablesSpec.isTablesFile(sweep))
+        let cases: [(String, String, String)] = [
+            ("t1.toml", "[[table]]\nsweeps = [\"\(sweep)\"]\n", "t1.toml:1: table[0].name: is required"),
+            ("t2.toml", "[[table]]\nname = \"a\"\nsweeps = [\"nope.toml\"]\n", "t2.toml:3: table[0].sweeps: nope.toml: no such file"),
+            ("t3.toml", "[[table]]\nname = \"a\"\nsweeps = [\"\(sweep)\"]\nlabels = [\"x\", \"y\"]\n", "t3.toml:4: table[0].labels: gives 2 labels for 1 sweeps"),
+            ("t4.toml", "[[table]]\nname = \"a\"\nsweeps = [\"\(sweep)\"]\nfrom = \"roc\"\n", "t4.toml:4: table[0].from: must be one of summary, runs"),
+            ("t5.toml", "[[table]]\nname = \"a\"\nsweeps = [\"\(sweep)\"]\n[[table]]\nname = \"a\"\nsweeps = [\"\(sweep)\"]\n", "t5.toml:5: table[1].name: \"a\" names two tables"),
+            ("t6.toml", "[[table]]\nname = \"a\"\nsweeps = [\"\(sweep)\"]\ncolour = 1\n", "t6.toml:4: table[0].colour: unknown key"),
+        ]
+        for c in cases {
+            do { _ = try TablesSpec.load(file: write(c.0, c.1)); XCTFail("\(c.0): no error") } catch {
+                XCTAssertTrue("\(error)".hasPrefix(c.2), "\(c.0): \(error)\n  expected: \(c.2)")
+            }
+        }
+    }
+
     func testBaseAxisNamesExistingExperimentFiles() throws {
         _ = write("a.toml", ""); _ = write("b.toml", "")
         let f = write("bases.toml", "[sweep]\nname = \"ab\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"sweep.base\"\nvalues = [\"a.toml\", \"b.toml\"]\n")
@@ -212,6 +231,9 @@ final class SweepSpecTests: XCTestCase {
             ("s21.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[plan]\npool = 16\n[lira]\n[outliers]\nneighbors = 16\n", "s21.toml:8: outliers.neighbors: is 16, but the plan's pool has 16"),
             ("s22.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[plan]\npool = 16\n[lira]\n[outliers]\nneighbors = 5\nattack = \"strong\"\n", "s22.toml:9: outliers.attack: must be one of global-threshold, online"),
             ("s23.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[plan]\npool = 16\nmodels = 4\n[lira]\n[outliers]\nneighbors = 5\nattack = \"online\"\n", "s23.toml:10: outliers.attack: online needs a plan of ≥ 6 models"),
+            ("s24.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[inpainting]\ntargets = 4\n", "s24.toml:4: inpainting: needs a [plan]"),
+            ("s25.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[plan]\npool = 16\n[inpainting]\ncount = 4\nkeep = 5\n", "s25.toml:8: inpainting.keep: is 5, more than the 4 completions"),
+            ("s26.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[plan]\npool = 16\n[inpainting]\nhidden = \"middle\"\n", "s26.toml:7: inpainting.hidden: must be one of left, right, top, bottom"),
             ("s18.toml", "[sweep]\nname = \"s\"\nbase = \"e.toml\"\n[[axis]]\nkey = \"run.seed\"\nvalues = [1]\n[[axis]]\nkey = \"run.seed\"\nvalues = [2]\n", "s18.toml:8: axis[1].key: \"run.seed\" is swept by two axes"),
         ]
         XCTAssertGreaterThanOrEqual(cases.count, 20)
