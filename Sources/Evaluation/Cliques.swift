@@ -78,23 +78,42 @@ public enum CliqueFilter {
     /// searched.
     public static func find(count: Int, groups: [Int]?, config: CliqueConfig = CliqueConfig(),
                             images: ([Int]) throws -> ImageSet) throws -> (cliques: [Clique], searched: Int) {
+        let r = try find(count: count, groups: groups, config: config, prefixes: [], images: images)
+        return (r.cliques, r.searched)
+    }
+
+    /// The same, and for each of `prefixes` the cliques the filter flags among the pool's first
+    /// n generations alone (the graph restricted to them, peeled afresh): the clique count
+    /// against the number of generations, beside the oracle's curve (paper Figure 4's x axis).
+    public static func find(count: Int, groups: [Int]?, config: CliqueConfig = CliqueConfig(), prefixes: [Int],
+                            images: ([Int]) throws -> ImageSet) throws -> (cliques: [Clique], searched: Int, byPrefix: [[Clique]]) {
         let g = groups ?? [Int](repeating: -1, count: count)
         precondition(g.count == count, "clique filter: \(g.count) group labels for \(count) generations")
         var out: [Clique] = []
+        var byPrefix = [[Clique]](repeating: [], count: prefixes.count)
         var searched = 0
         for label in Set(g).sorted() {
             let members = Array((0..<count).lazy.filter { g[$0] == label }.prefix(poolLimit))
             searched += members.count
             let pool = try images(members)
-            let found = peel(graph(pool, config: config), minSize: config.minSize)
-            for c in found.sorted(by: { $0.count != $1.count ? $0.count > $1.count : $0.lexicographicallyPrecedes($1) }) {
-                let (ch, h, w, t) = (pool.channels, pool.height, pool.width, config.tiles)
-                let total = c.map { a in c.reduce(0.0) { $0 + tiledL2(pool.image(a), pool.image($1), channels: ch, height: h, width: w, tiles: t) } }
-                let medoid = c.indices.min { (total[$0], c[$0]) < (total[$1], c[$1]) }.map { c[$0] }!
-                out.append(Clique(group: label, members: c.map { members[$0] }, medoid: members[medoid]))
+            let full = graph(pool, config: config)
+            func cliques(_ found: [[Int]]) -> [Clique] {
+                found.sorted(by: { $0.count != $1.count ? $0.count > $1.count : $0.lexicographicallyPrecedes($1) }).map { c in
+                    let (ch, h, w, t) = (pool.channels, pool.height, pool.width, config.tiles)
+                    let total = c.map { a in c.reduce(0.0) { $0 + tiledL2(pool.image(a), pool.image($1), channels: ch, height: h, width: w, tiles: t) } }
+                    let medoid = c.indices.min { (total[$0], c[$0]) < (total[$1], c[$1]) }.map { c[$0] }!
+                    return Clique(group: label, members: c.map { members[$0] }, medoid: members[medoid])
+                }
+            }
+            out += cliques(peel(full, minSize: config.minSize))
+            for (i, n) in prefixes.enumerated() {
+                // members ascend, so the group's generations among the first n are a prefix of it
+                let k = members.prefix { $0 < n }.count
+                let sub = full.prefix(k).map { $0.filter { $0 < k } }
+                byPrefix[i] += cliques(peel(Array(sub), minSize: config.minSize))
             }
         }
-        return (out, searched)
+        return (out, searched, byPrefix)
     }
 
     /// Disjoint cliques of at least `minSize` vertices by greedy peeling: take the vertex with

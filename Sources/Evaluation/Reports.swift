@@ -104,6 +104,9 @@ public struct ExtractionReport: Codable, Sendable {
         /// Set when a group held more than `CliqueFilter.poolLimit` generations: how many
         /// (the first of each group) the clique search covered.
         public var searchedGenerations: Int?
+        /// [generations, flagged, verified, unique verified] at the oracle curve's prefixes
+        /// (the filter rerun on the first n generations); nil in older reports.
+        public var curve: [[Int]]?
     }
     public var samplesFile: String
     public var samplesAttributes: [String: String]
@@ -149,20 +152,29 @@ public struct ExtractionReport: Codable, Sendable {
         if let cc = clique {
             let conditional = samplesDS.attributes["conditional"] == .int(1)
             // each group's first `CliqueFilter.poolLimit` generations, read from the file one group at a time
-            let (cl, searched) = try CliqueFilter.find(count: g, groups: conditional ? try samplesDS.labels("samples") : nil, config: cc) {
+            let prefixes = summary.curve.map { $0[0] }.filter { $0 >= cc.minSize && $0 < g }
+            let (cl, searched, byPrefix) = try CliqueFilter.find(count: g, groups: conditional ? try samplesDS.labels("samples") : nil, config: cc,
+                                                                 prefixes: prefixes) {
                 try samplesDS.read("samples", indices: $0)
             }
-            let verified: [Int?] = cl.map { c in
-                let s = per[c.medoid]
-                return result.extractedByRelative(s) ? s.nearestDatasetIndex : nil
+            func verify(_ cs: [Clique]) -> [Int?] {
+                cs.map { c in
+                    let s = per[c.medoid]
+                    return result.extractedByRelative(s) ? s.nearestDatasetIndex : nil
+                }
             }
+            let verified = verify(cl)
+            let curve = zip(prefixes, byPrefix).map { n, cs in
+                let v = verify(cs).compactMap { $0 }
+                return [n, cs.count, v.count, Set(v).count]
+            } + [[g, cl.count, verified.compactMap { $0 }.count, Set(verified.compactMap { $0 }).count]]
             let uniq = Set(verified.compactMap { $0 }).count
             let oracle = summary.uniqueExtracted["relative"] ?? 0
             cliqueSummary = CliqueSummary(config: cc, grouped: conditional, flagged: cl.count, verified: verified.compactMap { $0 }.count,
                                           precision: cl.isEmpty ? nil : Double(verified.compactMap { $0 }.count) / Double(cl.count),
                                           uniqueVerified: uniq, recallOfOracle: oracle == 0 ? nil : Double(uniq) / Double(oracle),
                                           cliques: cl, verifiedTrainingIndices: verified,
-                                          searchedGenerations: searched < g ? searched : nil)
+                                          searchedGenerations: searched < g ? searched : nil, curve: curve)
         }
 
         // per-generation arrays (the kNN ones are written already)

@@ -44,6 +44,9 @@ public struct ExperimentSummary: Codable, Equatable, Sendable {
         public var uniqueVerified: Int
         public var minSize: Int
         public var tiles: Int
+        /// [generations, flagged, verified, unique verified] on prefixes of the pool (nil in
+        /// older records): the filter's count against the oracle's curve.
+        public var curve: [[Int]]?
     }
     /// A private run's accountant: ε spent by its last step at δ, by both RDP conversions.
     public struct PrivacyResult: Codable, Equatable, Sendable {
@@ -411,7 +414,7 @@ public final class ExperimentPipeline {
     /// An extraction folder's clique-filter outcome, as the summary records it (nil: not run).
     static func cliqueSummary(folder: String) throws -> ExperimentSummary.CliqueResultSummary? {
         guard let c = try JSONDecoder().decode(ExtractionReport.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json"))).cliques else { return nil }
-        return .init(flagged: c.flagged, verified: c.verified, uniqueVerified: c.uniqueVerified, minSize: c.config.minSize, tiles: c.config.tiles)
+        return .init(flagged: c.flagged, verified: c.verified, uniqueVerified: c.uniqueVerified, minSize: c.config.minSize, tiles: c.config.tiles, curve: c.curve)
     }
 
     /// An extraction folder's counts, as the summary records them.

@@ -99,6 +99,11 @@ final class PaperProtocolTests: XCTestCase {
                 let rows = summary.split(separator: "\n").filter { $0.hasPrefix("| ") }.dropFirst()
                 XCTAssertTrue(!rows.isEmpty && rows.allSatisfy { !$0.hasSuffix("| n/a | n/a |") }, summary)
             }
+            if p.hasPrefix("P2-") || p.hasPrefix("P12-") {
+                // the oracle's curve and the clique filter's on the same prefixes, in one figure
+                let svg = try String(contentsOfFile: tables + "/extraction-curve.svg", encoding: .utf8)
+                XCTAssertTrue(svg.contains("clique filter (verified, distinct)"), p)
+            }
             if p.hasPrefix("P12-") {
                 // the filter on this model's generations and, as its false-positive calibration, on the twin's
                 XCTAssertTrue(summary.contains("clique filter") && summary.contains("on the twin's generations") && summary.contains("; twin "), summary)

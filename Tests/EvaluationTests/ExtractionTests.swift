@@ -87,6 +87,16 @@ final class ExtractionTests: XCTestCase {
         // per group: split the pool into two classes; the clique lives in class 0 only if all members are there
         let groups = (0..<120).map { $0 == 0 || positions.contains($0) ? 0 : 1 }
         XCTAssertEqual(try CliqueFilter.find(planted, groups: groups, config: config).map(\.group), [0])
+        // on prefixes of the pool: the clique (members 0, 7, 16, …, 106) reaches 8 members
+        // (config.minSize) within the first 62 generations, not within the first 55
+        let prefixed = try CliqueFilter.find(count: 120, groups: nil, config: config, prefixes: [55, 62, 120]) { planted.subset($0) }
+        XCTAssertEqual(prefixed.cliques, cliques)
+        XCTAssertEqual(prefixed.byPrefix.map(\.count), [0, 1, 1])
+        XCTAssertEqual(prefixed.byPrefix[1].first?.members, [0] + positions.filter { $0 < 62 })
+        XCTAssertEqual(prefixed.byPrefix[2], cliques, "the whole pool as a prefix gives the same cliques")
+        // grouped: each group's prefix is its generations among the first n
+        let byGroup = try CliqueFilter.find(count: 120, groups: groups, config: config, prefixes: [62]) { planted.subset($0) }
+        XCTAssertEqual(byGroup.byPrefix[0].map(\.group), [0])
         // tiled ℓ2 is the worst tile: damage one corner tile of a copy
         var a = Array(pool.image(0)); let b = a
         for y in 0..<4 { for x in 0..<4 { a[y * 16 + x] = 255 &- a[y * 16 + x] } }
