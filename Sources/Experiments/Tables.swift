@@ -380,12 +380,16 @@ public enum SweepTables {
         var curve = SVGPlot(title: "Extraction: distinct training images vs generations", xLabel: "generations", yLabel: "distinct training images extracted")
         for run in r.runs { if let x = run.summary?.extraction, !x.curve.isEmpty {
             curve.series.append(.init(name: run.job.id, x: x.curve.map { Double($0[0]) }, y: x.curve.map { Double($0[1]) }))
+            // the same rule on the non-member twin's generations: the count's baseline at every prefix
+            if let b = run.summary?.baseline, !b.curve.isEmpty {
+                curve.series.append(.init(name: run.job.id + " non-member twin (baseline)", x: b.curve.map { Double($0[0]) }, y: b.curve.map { Double($0[1]) }))
+            }
             // the black-box clique filter's verified distinct images on the same prefixes (P2)
             if let c = run.summary?.cliques?.curve, !c.isEmpty {
                 curve.series.append(.init(name: run.job.id + " clique filter (verified, distinct)", x: c.map { Double($0[0]) }, y: c.map { Double($0[3]) }))
             }
         } }
-        if curve.series.count > r.runs.count, let last = r.runs.compactMap({ $0.summary?.extraction?.generations }).max(), last >= 64 { curve.logX = true }
+        if let last = r.runs.compactMap({ $0.summary?.extraction?.generations }).max(), last >= 64 { curve.logX = true }
         let top = curve.series.flatMap(\.y).max() ?? 0
         curve.yRange = 0...max(1, top)
         if !curve.series.isEmpty { out.append(("extraction-curve", curve)) }

@@ -103,6 +103,7 @@ final class PaperProtocolTests: XCTestCase {
                 // the oracle's curve and the clique filter's on the same prefixes, in one figure
                 let svg = try String(contentsOfFile: tables + "/extraction-curve.svg", encoding: .utf8)
                 XCTAssertTrue(svg.contains("clique filter (verified, distinct)"), p)
+                if p.hasPrefix("P2-") { XCTAssertTrue(svg.contains("non-member twin (baseline)"), p) }
             }
             if p.hasPrefix("P12-") {
                 // the filter on this model's generations and, as its false-positive calibration, on the twin's
