@@ -465,15 +465,11 @@ public enum SweepTables {
         return tables
     }
 
-    /// Writes every table (md, tex, csv), figure (svg, and png when `rsvg-convert` is
-    /// there) and `sources.json` into `folder`; returns the paths written.
-    @discardableResult
-    public static func write(_ r: SweepResults, to folder: String, replicates: [String] = SweepResults.defaultReplicates, confidence: Double = 0.95,
-                             log: (String) -> Void = { print($0) }) throws -> [String] {
+    /// Writes each table as `<name>.{md,tex,csv}` and all their sources as `sources.json`
+    /// into `folder` (created); returns the paths written.
+    public static func writeTables(_ tables: [Table], to folder: String) throws -> [String] {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        var written: [String] = []
-        let tables = self.tables(r, replicates: replicates, confidence: confidence)
-        var sources: [String: [[String]]] = [:]
+        var written: [String] = [], sources: [String: [[String]]] = [:]
         for t in tables {
             for (ext, text) in [("md", t.markdown()), ("tex", t.latex()), ("csv", t.csv())] {
                 let p = folder + "/\(t.name).\(ext)"
@@ -483,6 +479,15 @@ public enum SweepTables {
         }
         let e = JSONEncoder(); e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         try writeFileAtomically(try e.encode(sources) + Data("\n".utf8), to: folder + "/sources.json"); written.append(folder + "/sources.json")
+        return written
+    }
+
+    /// Writes every table (md, tex, csv), figure (svg, and png when `rsvg-convert` is
+    /// there) and `sources.json` into `folder`; returns the paths written.
+    @discardableResult
+    public static func write(_ r: SweepResults, to folder: String, replicates: [String] = SweepResults.defaultReplicates, confidence: Double = 0.95,
+                             log: (String) -> Void = { print($0) }) throws -> [String] {
+        var written = try writeTables(self.tables(r, replicates: replicates, confidence: confidence), to: folder)
         let rsvg = ["/usr/bin/rsvg-convert", "/usr/local/bin/rsvg-convert"].first { FileManager.default.isExecutableFile(atPath: $0) }
         for (name, plot) in figures(r, replicates: replicates) {
             let svg = folder + "/\(name).svg"

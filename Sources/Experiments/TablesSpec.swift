@@ -108,18 +108,6 @@ public struct TablesSpec: Sendable {
     /// Writes the tables (md, tex, csv) and `sources.json` into `folder`; returns the paths.
     @discardableResult
     public func write(records: String, to folder: String, scale: String? = nil, log: (String) -> Void = { print($0) }) throws -> [String] {
-        let ts = try tables(records: records, scale: scale, log: log)
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        var written: [String] = [], sources: [String: [[String]]] = [:]
-        for t in ts {
-            for (ext, text) in [("md", t.markdown()), ("tex", t.latex()), ("csv", t.csv())] {
-                let p = folder + "/\(t.name).\(ext)"
-                try writeFileAtomically(Data(text.utf8), to: p); written.append(p)
-            }
-            sources[t.name] = t.sources
-        }
-        let e = JSONEncoder(); e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        try writeFileAtomically(try e.encode(sources) + Data("\n".utf8), to: folder + "/sources.json"); written.append(folder + "/sources.json")
-        return written
+        try SweepTables.writeTables(try tables(records: records, scale: scale, log: log), to: folder)
     }
 }
