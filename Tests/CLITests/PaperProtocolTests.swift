@@ -2,7 +2,7 @@ import Data
 import Foundation
 import XCTest
 
-/// Every paper protocol (experiments/paper/P1…P12) at its `smoke` scale through the real
+/// Every paper protocol (experiments/paper/P1…P13) at its `smoke` scale through the real
 /// binary: the sweep runs to the end, and `eidetic tables` regenerates its tables and figures
 /// byte for byte from the run files. CI has no CIFAR-10, so the runs read a **stand-in** at the
 /// path the protocols name (`datasets/cifar10-16.h5`): the embedded Fashion-MNIST images,
@@ -40,7 +40,7 @@ final class PaperProtocolTests: XCTestCase {
         try Self.writeStandIn(to: root + "/datasets/cifar10-16.h5")
         let protocols = try fm.contentsOfDirectory(atPath: root + "/experiments/paper").filter { $0.hasPrefix("P") && $0.hasSuffix(".toml") }
             .sorted { Int($0.dropFirst().prefix { $0.isNumber })! < Int($1.dropFirst().prefix { $0.isNumber })! }
-        XCTAssertEqual(protocols.count, 12, "\(protocols)")
+        XCTAssertEqual(protocols.count, 13, "\(protocols)")   // paper-spec's P1–P12, and P13 (model size)
         for (n, p) in protocols.enumerated() {
             XCTAssertTrue(p.hasPrefix("P\(n + 1)-"), p)
             let file = "experiments/paper/" + p
@@ -98,6 +98,11 @@ final class PaperProtocolTests: XCTestCase {
                 XCTAssertTrue(summary.contains("FCD (real-vs-real floor; pixel noise)"), "\(p): no quality column\n\(summary)")
                 let rows = summary.split(separator: "\n").filter { $0.hasPrefix("| ") }.dropFirst()
                 XCTAssertTrue(!rows.isEmpty && rows.allSatisfy { !$0.hasSuffix("| n/a | n/a |") }, summary)
+            }
+            if p.hasPrefix("P13-") {
+                // memorization against the swept model width, one point per width
+                XCTAssertTrue(fm.fileExists(atPath: tables + "/memorization-vs-model_base_channels.svg"), p)
+                XCTAssertEqual(summary.split(separator: "\n").filter { $0.hasPrefix("| 8 |") || $0.hasPrefix("| 16 |") || $0.hasPrefix("| 32 |") }.count, 3, summary)
             }
             if p.hasPrefix("P2-") || p.hasPrefix("P12-") {
                 // the oracle's curve and the clique filter's on the same prefixes, in one figure
