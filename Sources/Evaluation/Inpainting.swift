@@ -29,6 +29,14 @@ public struct InpaintConfig: Codable, Equatable, Sendable {
     public var batchSize = 64
     public init() {}
 
+    /// The attack as `eval inpaint` and a sweep's `[inpainting]` run it: stochastic DDIM
+    /// (η = 1) over `steps`, the ranking loss at one timestep with its own noise draws.
+    public init(hidden: Half, count: Int, keep: Int, steps: Int, jumps: Int, rankTimestep: Int, rankDraws: Int, seed: UInt64) {
+        self.hidden = hidden; self.count = count; self.keep = min(keep, count); self.jumps = jumps; self.seed = seed
+        sampler = SamplerConfig(kind: .ddim, steps: steps, eta: 1)
+        rank.timesteps = [rankTimestep]; rank.draws = rankDraws; rank.seed = seed
+    }
+
     /// 1 where the pixel is known, 0 where hidden, for a C×H×W image.
     public func knownMask(channels c: Int, height h: Int, width w: Int) -> [Float] {
         var m = [Float](repeating: 1, count: c * h * w)

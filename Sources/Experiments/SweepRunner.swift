@@ -153,11 +153,9 @@ public final class Sweep {
         let T = try runs[0].loadConfig().diffusion.timesteps
         if ip.steps > T { throw SweepError.spec("\(spec.file): inpainting.steps = \(ip.steps) exceeds the model's diffusion.timesteps = \(T)") }
         if ip.rankTimestep >= T { throw SweepError.spec("\(spec.file): inpainting.rank_timestep = \(ip.rankTimestep) must be below diffusion.timesteps = \(T)") }
-        var c = InpaintConfig()
-        c.hidden = InpaintConfig.Half(rawValue: ip.hidden) ?? .right
-        c.count = ip.count; c.keep = ip.keep; c.jumps = ip.jumps; c.seed = ip.seed
-        c.sampler.steps = ip.steps; c.sampler.eta = 1
-        c.rank.timesteps = [ip.rankTimestep]; c.rank.draws = ip.rankDraws; c.rank.seed = ip.seed
+        guard let hidden = InpaintConfig.Half(rawValue: ip.hidden) else { throw SweepError.spec("\(spec.file): inpainting.hidden = \"\(ip.hidden)\" is not left, right, top or bottom") }
+        let c = InpaintConfig(hidden: hidden, count: ip.count, keep: ip.keep, steps: ip.steps, jumps: ip.jumps,
+                              rankTimestep: ip.rankTimestep, rankDraws: ip.rankDraws, seed: ip.seed)
         let t0 = Date()
         let r = try InpaintReport.run(cases: try InpaintReport.planCases(plan, runs: runs, targets: ip.targets), mode: "plan", config: c,
                                       out: folder, force: true, log: output)

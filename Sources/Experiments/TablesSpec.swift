@@ -75,14 +75,12 @@ public struct TablesSpec: Sendable {
             for (file, label) in zip(e.sweeps, e.labels) {
                 let s = try Sweep(file: file, scale: override ?? e.scale)
                 let sweep = s.spec
-                let r: SweepResults
-                do { r = try SweepResults.collect(s, records: records) } catch {
-                    let line = "\(error)"
-                    guard line.contains("no records of sweep") else { throw error }
+                guard FileManager.default.fileExists(atPath: records + "/" + sweep.name + "/records.json") else {
                     missing.append((label, "no records yet (eidetic sweep export \(file)\(sweep.scale.map { " --scale \($0)" } ?? "") --to \(records))"))
                     log("note: \(e.name): \(label): \(missing.last!.what)")
                     continue
                 }
+                let r = try SweepResults.collect(s, records: records)
                 guard let t = SweepTables.tables(r, replicates: sweep.replicates, confidence: sweep.confidence).first(where: { $0.name == e.from }) else {
                     missing.append((label, "no \(e.from) table")); continue
                 }

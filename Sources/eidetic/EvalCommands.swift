@@ -213,11 +213,8 @@ struct EvalInpaint: ParsableCommand {
 
     func run() throws {
         threads.apply()
-        var c = InpaintConfig()
         guard let h = InpaintConfig.Half(rawValue: hidden) else { throw ValidationError("--hidden must be left, right, top or bottom") }
-        c.hidden = h; c.count = count; c.keep = min(keep, count); c.jumps = jumps; c.seed = seed
-        c.sampler = SamplerConfig(kind: .ddim, steps: steps, eta: 1)
-        c.rank.timesteps = [rankTimestep]; c.rank.draws = rankDraws; c.rank.seed = seed
+        let c = InpaintConfig(hidden: h, count: count, keep: keep, steps: steps, jumps: jumps, rankTimestep: rankTimestep, rankDraws: rankDraws, seed: seed)
         let dirs = runs.map(RunDirectory.init)
         for d in dirs {
             let T = try d.loadConfig().diffusion.timesteps
