@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -252,14 +253,24 @@ extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__
 
 /* Walks `path` in a child process. Returns 0 when the child finished (HDF5 errors are fine:
    the reader reports them), a signal number when the child died of it, -1 when it exited
-   non-zero (a sanitizer report), -2 when it ran past `timeout_seconds` (killed), -3 when no
-   child could be started or waited for (no check was made), -4 when reading made the child's
-   resident memory grow by more than 1,100 × the file size + 512 MiB (HDF5 trusting a corrupt
-   size field: a 6 kB file can make it touch gigabytes). */
-static inline int eh5_preflight(const char *path, double timeout_seconds) {
+   non-zero (a sanitizer report), -5 when it used more than `timeout_seconds` of CPU time
+   (RLIMIT_CPU: a loop in the library), -2 when it ran past `wall_factor` × `timeout_seconds`
+   of wall-clock time (killed: a hang that does not use the CPU), -3 when no child could be
+   started or waited for (no check was made), -4 when reading made the child's resident
+   memory grow by more than 1,100 × the file size + 512 MiB (HDF5 trusting a corrupt size
+   field: a 6 kB file can make it touch gigabytes). The limit is CPU time, not wall time, so
+   that a sound file is not refused on a machine busy with other work (a `nice`d job, an
+   oversubscribed node): there the child may wait minutes for its two seconds of CPU. */
+static inline int eh5_preflight(const char *path, double timeout_seconds, double wall_factor) {
     pid_t pid = fork();
     if (pid < 0) return -3;
     if (pid == 0) {
+        struct rlimit none = { 0, 0 };
+        setrlimit(RLIMIT_CORE, &none);                          /* SIGXCPU must not write a core file */
+        rlim_t cpu = (rlim_t)timeout_seconds + 1;               /* whole seconds, rounded up */
+        struct rlimit limit = { cpu, cpu + 1 };                 /* SIGXCPU, then SIGKILL a second later */
+        setrlimit(RLIMIT_CPU, &limit);
+        signal(SIGXCPU, SIG_DFL);
         int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP };
         for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) signal(sigs[i], SIG_DFL);
         /* under libFuzzer, a sanitizer report here must not be recorded as the fuzzer's crash */
@@ -281,13 +292,14 @@ static inline int eh5_preflight(const char *path, double timeout_seconds) {
         int status = 0;
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) {
+            if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) return -5;
             if (WIFSIGNALED(status)) return WTERMSIG(status);
             if (WIFEXITED(status) && WEXITSTATUS(status) == 3) return -4;
             return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
         }
         if (r < 0 && errno != EINTR) return -3;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) * 1e-9 > timeout_seconds) {
+        if ((double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) * 1e-9 > timeout_seconds * wall_factor) {
             kill(pid, SIGKILL);
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
             return -2;

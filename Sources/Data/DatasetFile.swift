@@ -78,7 +78,8 @@ public final class DatasetFile {
 
     public init(_ path: String) throws {
         self.path = path
-        do { file = try HDF5File.open(path) } catch { throw DataError.badFormat(file: path, detail: "not an HDF5 file (missing, truncated or another format)") }
+        do { file = try HDF5File.open(path) }
+        catch let e as HDF5Error { if case .corrupt = e { throw e }; throw DataError.badFormat(file: path, detail: "not an HDF5 file (missing, truncated or another format)") }
         let attrs = try file.attributes()
         guard attrs["format"] == .string(DatasetFile.format) else {
             throw DataError.badFormat(file: path, detail: "not an Eidetic image dataset (format attribute is \(attrs["format"]?.description ?? "missing"))")

@@ -92,13 +92,18 @@ public final class HDF5File {
     /// So before a read-only open, a forked child does everything the readers can do to the
     /// file (`eh5_preflight` in Sources/CHDF5/preflight.h); when it dies or hangs, the file is
     /// refused with an error naming it, and this process never runs the crashing code. Costs
-    /// one extra pass over the file (about 2 s for CIFAR-10's 175 MB dataset file).
+    /// one extra pass over the file (about 2 s for CIFAR-10's 175 MB dataset file). The limit
+    /// is the child's CPU time (a loop in the library), with a wall-clock backstop
+    /// `preflightWallFactor` times longer (a hang that waits): on a machine busy with other
+    /// jobs, a `nice`d sweep's child may wait minutes for its seconds of CPU, and a sound file
+    /// must not be refused for that (it was, with a wall-clock limit of 32 s).
     public static func preflight(_ path: String) throws {
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         let timeout = preflightSeconds + Double(size) / 20e6
-        switch eh5_preflight(path, timeout) {
+        switch eh5_preflight(path, timeout, preflightWallFactor) {
         case 0, -3: return   // finished (HDF5's own errors are reported by the reader), or no child could run
-        case -2: throw HDF5Error.corrupt(file: path, detail: "reading it did not finish within \(Int(timeout)) s")
+        case -5: throw HDF5Error.corrupt(file: path, detail: "reading it used more than \(Int(timeout) + 1) s of CPU time without finishing")
+        case -2: throw HDF5Error.corrupt(file: path, detail: "reading it did not finish within \(Int(timeout * preflightWallFactor)) s")
         case -1: throw HDF5Error.corrupt(file: path, detail: "the HDF5 library failed reading it")
         case -4: throw HDF5Error.corrupt(file: path, detail: "reading it makes the HDF5 library take far more memory than the file's size warrants")
         case let signal: throw HDF5Error.corrupt(file: path, detail: "the HDF5 library crashed reading it (signal \(signal))")
@@ -108,6 +113,8 @@ public final class HDF5File {
     /// The preflight's time limit: this many seconds plus one per 20 MB of file (the fuzz
     /// harnesses lower it; a hanging file then costs them seconds, not half a minute).
     nonisolated(unsafe) public static var preflightSeconds = 30.0
+    /// The preflight's wall-clock backstop, in multiples of its CPU-time limit.
+    nonisolated(unsafe) public static var preflightWallFactor = 20.0
 
     /// Flushes buffered data to the OS.
     public func flush() { H5Fflush(id, H5F_SCOPE_GLOBAL) }

@@ -147,6 +147,24 @@ final class LoaderFuzzRegressionTests: TempDirTestCase {
         }
     }
 
+    /// The preflight limits its child's CPU time, not wall time: on a machine busy with other
+    /// work (a `nice`d sweep beside a running one) the child waited more than the 32 s wall
+    /// limit for its CPU, and a sound CIFAR-10 file was refused as "not an HDF5 file". Here a
+    /// wall-clock allowance no child can meet (1 ms) still passes a sound file, because only the
+    /// CPU limit (rounded up to whole seconds) and a generous backstop apply; a file on which
+    /// the library loops is refused by the CPU limit, and the refusal says so.
+    func testThePreflightLimitsCPUTimeNotWallTime() throws {
+        let (savedSeconds, savedFactor) = (HDF5File.preflightSeconds, HDF5File.preflightWallFactor)
+        defer { HDF5File.preflightSeconds = savedSeconds; HDF5File.preflightWallFactor = savedFactor }
+        HDF5File.preflightSeconds = 0.001
+        HDF5File.preflightWallFactor = 60_000
+        let sound = try writeDataset(imagesShape: [2, 1, 1, 1], labels: [0, 1])
+        XCTAssertNoThrow(try HDF5File.preflight(sound))
+        XCTAssertEqual(try DatasetFile(sound).load("train").labels, [0, 1])
+        let hang = Self.repository + "/fuzz/regressions/FuzzTensorFile/global-heap-hang.h5"
+        assertOneLineError(try DatasetFile(hang), names: hang, contains: "s of CPU time without finishing")
+    }
+
     /// Attributes that are arrays were read into one scalar: H5Aread wrote 8,000 bytes into an
     /// 8-byte variable. They are skipped now, like attributes of unsupported types.
     func testArrayAttributesAreSkipped() throws {
