@@ -83,6 +83,10 @@ public struct MembershipReport: Codable, Sendable {
         public var averaged: Bool
         public var queries: Int
         public var results: [VariantResult]
+        /// With a flipping signal: views per draw averaged — 2 (the image and its mirror) or
+        /// 1 (the unflipped image alone: the same draws without flip, isolating what flip
+        /// adds). Absent without flip, and in records written before flip variants.
+        public var views: Int? = nil
     }
     public struct VariantResult: Codable, Sendable {
         public var attack: MembershipAttack
@@ -267,26 +271,38 @@ public struct MembershipReport: Codable, Sendable {
         for a in attacks {
             do { trials.append(try a.leaveOneModelOut(s)) } catch { skipped[a.rawValue] = "\(error)" }
         }
-        // per timestep, averaged and single-query (queries are t-major, then draw, then view)
+        // per timestep: all its queries averaged, with flip also its draws of the unflipped
+        // image alone, and one query (queries are t-major, then draw, then view)
         var variants: [Variant]? = nil
         if signal.queries > 1 && !signal.timesteps.isEmpty {
-            let perT = signal.queries / signal.timesteps.count
-            variants = []
-            for (ti, t) in signal.timesteps.enumerated() {
-                for averaged in perT > 1 ? [true, false] : [true] {
-                    let qs = averaged ? Array((ti * perT)..<((ti + 1) * perT)) : [ti * perT]
-                    let sub = full.selecting(queries: qs).averaged()
-                    let results = attacks.compactMap { a in
-                        (try? a.leaveOneModelOut(sub)).map { VariantResult(attack: a, metrics: AttackMetrics(scores: $0.scores, members: $0.members, groups: $0.examples, bootstrap: bootstrap)) }
-                    }
-                    variants!.append(Variant(timestep: t, averaged: averaged, queries: qs.count, results: results))
+            variants = Self.variantQueries(signal).map { c in
+                let sub = full.selecting(queries: c.queries).averaged()
+                let results = attacks.compactMap { a in
+                    (try? a.leaveOneModelOut(sub)).map { VariantResult(attack: a, metrics: AttackMetrics(scores: $0.scores, members: $0.members, groups: $0.examples, bootstrap: bootstrap)) }
                 }
+                return Variant(timestep: c.timestep, averaged: c.averaged, queries: c.queries.count, results: results, views: c.views)
             }
         }
         return try finish(out: out, force: force, mode: "plan", signal: signal, models: records, examples: plan.pool, trialsList: trials, bootstrap: bootstrap,
                           plan: planPath, planHash: planHash, skipped: skipped,
                           extra: [("signals/negated_mean_loss", Tensor(s.values, shape: [plan.models, plan.pool.count], dtype: .float64))],
                           variants: variants)
+    }
+
+    /// The query columns of each per-timestep variant of a diffusion-loss signal (queries are
+    /// t-major, then draw, then view — `LossSignalConfig.queries`): all of the timestep's
+    /// queries; with flip and several draws, the draws of the unflipped image alone (what flip
+    /// adds, isolated); and, when the timestep has several queries, its first one.
+    public static func variantQueries(_ signal: LossSignalConfig) -> [(timestep: Int, averaged: Bool, views: Int?, queries: [Int])] {
+        guard !signal.timesteps.isEmpty else { return [] }
+        let perT = signal.queries / signal.timesteps.count, views = signal.flip ? 2 : 1
+        var out: [(timestep: Int, averaged: Bool, views: Int?, queries: [Int])] = []
+        for (ti, t) in signal.timesteps.enumerated() {
+            out.append((t, true, signal.flip ? 2 : nil, Array((ti * perT)..<((ti + 1) * perT))))
+            if signal.flip && signal.draws > 1 { out.append((t, true, 1, (0..<signal.draws).map { ti * perT + $0 * views })) }
+            if perT > 1 { out.append((t, false, signal.flip ? 1 : nil, [ti * perT])) }
+        }
+        return out
     }
 
     /// The signal in an output folder's name: `t100-r4[-flip]` (diffusion loss) or

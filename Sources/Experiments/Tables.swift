@@ -358,10 +358,19 @@ public enum SweepTables {
         guard let (folder, rep) = r.lira, let vs = rep.variants, !vs.isEmpty else { return nil }
         let sig = rep.signal
         let fprs = Set(vs.flatMap { $0.results.flatMap { $0.metrics.tprAtFPR.keys } }).sorted { Double($0)! < Double($1)! }
-        var t = Table(name: "lira-timesteps", caption: "Membership inference by timestep over \(rep.models.count) models (\(rep.examples) examples); queries averaged: \(sig.map { "\($0.draws) noise draws\($0.flip ? " × 2 views (flip)" : "")" } ?? "n/a") vs one draw of the unflipped image; 95% bootstrap intervals over examples",
+        let unflipped = vs.contains { $0.averaged && $0.views == 1 }
+        var t = Table(name: "lira-timesteps", caption: "Membership inference by timestep over \(rep.models.count) models (\(rep.examples) examples); queries averaged: \(sig.map { "\($0.draws) noise draws\($0.flip ? " × 2 views (flip)" : "")" } ?? "n/a")\(unflipped ? ", the same draws of the unflipped image alone," : "") vs one draw of the unflipped image; 95% bootstrap intervals over examples",
                       header: ["timestep", "queries", "attack", "AUC"] + fprs.map { "TPR at \(fmtPercent($0)) FPR" }, rows: [], sources: [])
+        func queries(_ v: MembershipReport.Variant) -> String {
+            guard v.averaged else { return "1" }
+            switch v.views {
+            case 2?: return "\(v.queries) averaged (\(v.queries / 2) draw\(v.queries == 2 ? "" : "s") × 2 views)"
+            case 1?: return "\(v.queries) averaged (unflipped)"
+            default: return "\(v.queries) averaged"
+            }
+        }
         for v in vs { for a in v.results {
-            t.rows.append([String(v.timestep), v.averaged ? "\(v.queries) averaged" : "1", a.attack.rawValue, interval(a.metrics.auc)]
+            t.rows.append([String(v.timestep), queries(v), a.attack.rawValue, interval(a.metrics.auc)]
                           + fprs.map { f in (a.metrics.tprAtFPR[f].map { interval($0, 4) } ?? "n/a") + unresolved(a.metrics.nonMembers, fpr: Double(f) ?? 1) })
             t.sources.append([folder])
         } }
@@ -428,9 +437,12 @@ public enum SweepTables {
             p.logX = true
             let ts = Set(vs.map(\.timestep)).sorted()
             for a in Set(vs.flatMap { $0.results.map(\.attack.rawValue) }).sorted() {
-                for averaged in [true, false] where vs.contains(where: { $0.averaged == averaged }) {
-                    let pts = ts.compactMap { t in vs.first { $0.timestep == t && $0.averaged == averaged }?.results.first { $0.attack.rawValue == a }.map { (Double(max(t, 1)), $0.metrics.auc.value) } }
-                    p.series.append(.init(name: a + (averaged ? "" : " (one draw)"), x: pts.map(\.0), y: pts.map(\.1)))
+                // all queries averaged; with flip, the unflipped draws averaged; one draw
+                for (averaged, unflipped) in [(true, false), (true, true), (false, false)]
+                where vs.contains(where: { $0.averaged == averaged && (averaged ? ($0.views == 1) == unflipped : true) }) {
+                    let pts = ts.compactMap { t in vs.first { $0.timestep == t && $0.averaged == averaged && (averaged ? ($0.views == 1) == unflipped : true) }?
+                        .results.first { $0.attack.rawValue == a }.map { (Double(max(t, 1)), $0.metrics.auc.value) } }
+                    p.series.append(.init(name: a + (!averaged ? " (one draw)" : unflipped ? " (draws, no flip)" : ""), x: pts.map(\.0), y: pts.map(\.1)))
                 }
             }
             out.append(("lira-timesteps", p))
