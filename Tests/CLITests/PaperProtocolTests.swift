@@ -82,9 +82,14 @@ final class PaperProtocolTests: XCTestCase {
                 XCTAssertTrue(fm.fileExists(atPath: tables + "/outliers.svg"))
             }
             if p.hasPrefix("P4-") {
-                // LiRA at each of the six timesteps, every attack
+                // LiRA at each of the six timesteps, every attack: both views of 2 draws, the
+                // unflipped draws alone, and one query (with and without flip / multi-noise)
                 let v = try String(contentsOfFile: tables + "/lira-timesteps.md", encoding: .utf8)
-                for t in [10, 50, 100, 200, 400, 700] { XCTAssertTrue(v.contains("| \(t) | 1 averaged | online-fixed-variance |"), "\(t): \(v)") }
+                for t in [10, 50, 100, 200, 400, 700] {
+                    for q in ["4 averaged (2 draws × 2 views)", "2 averaged (unflipped)", "1"] {
+                        XCTAssertTrue(v.contains("| \(t) | \(q) | online-fixed-variance |"), "\(t), \(q): \(v)")
+                    }
+                }
                 XCTAssertTrue(fm.fileExists(atPath: tables + "/lira-timesteps.svg"))
             }
             if p.hasPrefix("P11-") {
