@@ -76,6 +76,9 @@ public struct MembershipReport: Codable, Sendable {
     /// the signal has it), and on its first draw of the unflipped image alone (paper §5.2's
     /// timestep and averaging comparison; P4). Nil otherwise.
     public var variants: [Variant]?
+    /// The code version that computed this report (`EvalOutput.codeVersion`); absent in
+    /// reports written before it was recorded.
+    public var codeVersion: String? = nil
 
     public struct Variant: Codable, Sendable {
         public var timestep: Int
@@ -382,7 +385,8 @@ public struct MembershipReport: Codable, Sendable {
         let report = MembershipReport(mode: mode, signal: signal, averageQueries: averageQueries, models: models, signalsFile: signalsFile,
                                       examples: examples.count, members: trialsList.first.map { $0.members.filter { $0 }.count } ?? 0,
                                       results: results, skipped: skipped, plan: plan, planSHA256: planHash, command: EvalOutput.command,
-                                      outputs: ["arrays": out + "/mia.h5", "roc": out + "/roc.svg", "summary": out + "/summary.json"], variants: variants)
+                                      outputs: ["arrays": out + "/mia.h5", "roc": out + "/roc.svg", "summary": out + "/summary.json"], variants: variants,
+                                      codeVersion: EvalOutput.codeVersion)
         try EvalOutput.writeJSON(report, to: tmp + "/summary.json")
         return report
     }

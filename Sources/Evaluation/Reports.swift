@@ -29,6 +29,10 @@ public enum EvalOutput {
 
     public static var command: String { (["eidetic"] + CommandLine.arguments.dropFirst()).joined(separator: " ") }
 
+    /// The code version that computes the reports (the `eidetic` binary sets it at start from
+    /// `CodeVersion.current`, which lives above this module); nil in library callers and tests.
+    nonisolated(unsafe) public static var codeVersion: String?
+
     /// A folder name for an evaluation: `<kind>-<what>-<hash of the settings>`, so runs with
     /// other options get other folders (like run directories) and the same options the same.
     public static func folderName<S: Encodable>(_ kind: String, _ what: String, settings: S) throws -> String {

@@ -296,7 +296,7 @@ public enum SweepTables {
     public static func liraTable(_ r: SweepResults) -> Table? {
         guard let (folder, rep) = r.lira else { return nil }
         let fprs = Set(rep.results.flatMap { $0.metrics.tprAtFPR.keys }).sorted { Double($0)! < Double($1)! }
-        var t = Table(name: "lira", caption: "Membership inference over \(rep.models.count) models (\(rep.examples) examples, \(rep.members) member trials); 95% bootstrap intervals over examples",
+        var t = Table(name: "lira", caption: "Membership inference over \(rep.models.count) models (\(rep.examples) examples, \(rep.members) member trials); 95% bootstrap intervals over examples\(rep.codeVersion.map { "; computed by \($0)" } ?? "")",
                       header: ["attack", "AUC"] + fprs.map { "TPR at \(fmtPercent($0)) FPR" } + ["accuracy"], rows: [], sources: [])
         for a in rep.results {
             t.rows.append([a.attack.rawValue, interval(a.metrics.auc)] + fprs.map { f in (a.metrics.tprAtFPR[f].map { interval($0, 4) } ?? "n/a") + unresolved(a.metrics.nonMembers, fpr: Double(f) ?? 1) } + [fmt(a.metrics.accuracy)])

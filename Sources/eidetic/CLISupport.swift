@@ -1,4 +1,6 @@
 import ArgumentParser
+import Evaluation
+import Experiments
 import Foundation
 import Tensor
 import Training
@@ -10,6 +12,7 @@ enum CLI {
     /// Parses, validates and runs the command; turns every error into one line.
     static func main() {
         installSignalHandlers()
+        EvalOutput.codeVersion = CodeVersion.current
         var command: ParsableCommand
         do {
             command = try Eidetic.parseAsRoot()

@@ -91,6 +91,9 @@ final class PaperProtocolTests: XCTestCase {
                     }
                 }
                 XCTAssertTrue(fm.fileExists(atPath: tables + "/lira-timesteps.svg"))
+                // the LiRA summary names the build that computed it, and its table says so
+                let lira = try String(contentsOfFile: tables + "/lira.md", encoding: .utf8)
+                XCTAssertTrue(lira.contains("; computed by 0.") && lira.contains("(git "), lira)
             }
             if p.hasPrefix("P11-") {
                 XCTAssertTrue(summary.contains("accountant ε") && summary.contains("not private"), summary)
