@@ -437,12 +437,13 @@ public enum SweepTables {
             p.logX = true
             let ts = Set(vs.map(\.timestep)).sorted()
             for a in Set(vs.flatMap { $0.results.map(\.attack.rawValue) }).sorted() {
-                // all queries averaged; with flip, the unflipped draws averaged; one draw
-                for (averaged, unflipped) in [(true, false), (true, true), (false, false)]
-                where vs.contains(where: { $0.averaged == averaged && (averaged ? ($0.views == 1) == unflipped : true) }) {
-                    let pts = ts.compactMap { t in vs.first { $0.timestep == t && $0.averaged == averaged && (averaged ? ($0.views == 1) == unflipped : true) }?
+                // one series per kind of variant: all queries averaged; with flip, the unflipped
+                // draws averaged; one draw
+                func kind(_ v: MembershipReport.Variant) -> String { !v.averaged ? " (one draw)" : v.views == 1 ? " (draws, no flip)" : "" }
+                for k in ["", " (draws, no flip)", " (one draw)"] where vs.contains(where: { kind($0) == k }) {
+                    let pts = ts.compactMap { t in vs.first { $0.timestep == t && kind($0) == k }?
                         .results.first { $0.attack.rawValue == a }.map { (Double(max(t, 1)), $0.metrics.auc.value) } }
-                    p.series.append(.init(name: a + (!averaged ? " (one draw)" : unflipped ? " (draws, no flip)" : ""), x: pts.map(\.0), y: pts.map(\.1)))
+                    p.series.append(.init(name: a + k, x: pts.map(\.0), y: pts.map(\.1)))
                 }
             }
             out.append(("lira-timesteps", p))
