@@ -170,7 +170,8 @@ public struct SweepSpec: Sendable {
     public var confidence = 0.95
     public var topExamples = 8
     public var examples: [Int] = []
-    /// SHA-256 of the sweep file's bytes.
+    /// SHA-256 of the sweep file's bytes (for a file with `sweep.extends`, of its bytes and
+    /// the hash of the file it extends, so records follow both).
     public var fileHash: String
     /// The `[scale.NAME]` the sweep was loaded at (`--scale`), nil for a file without scales.
     public var scale: String?
@@ -196,6 +197,8 @@ public struct SweepSpec: Sendable {
             throw TOMLError(file: file, line: 0, message: "cannot read the sweep file")
         }
         var table = try parseTOML(String(decoding: data, as: UTF8.self), file: file)
+        var fileHash = SHA256.hex([UInt8](data))
+        try applyExtends(to: &table, hash: &fileHash, file: file, chain: [file])
         try applyScale(scale, to: &table, file: file)
         var overridden = Set<String>()
         for o in overrides { overridden.insert(try table.set(override: o)) }
@@ -210,7 +213,7 @@ public struct SweepSpec: Sendable {
         if !FileManager.default.fileExists(atPath: base) { throw s.error("base", "\(base): no such file (paths are relative to the working directory)") }
         var spec = SweepSpec(file: file, name: name, base: base, out: try s.string("out", "results/sweeps"),
                              draws: try s.int("draws", 0, min: 0, max: 100_000), seed: UInt64(try s.int("seed", 0, min: 0)),
-                             fixed: [], origins: [:], axes: [], plan: nil, lira: nil, fileHash: SHA256.hex([UInt8](data)))
+                             fixed: [], origins: [:], axes: [], plan: nil, lira: nil, fileHash: fileHash)
         if let scale {
             spec.scale = scale
             spec.name = name + "-" + scale
@@ -376,20 +379,54 @@ public struct SweepSpec: Sendable {
             throw TOMLError(file: file, line: table.line(of: "scale"), message: "--scale \(scale): the file's scales are \(names)")
         }
         table["scale"] = nil
+        try merge(chosen, into: &table, what: "scale.\(scale)", file: file)
+    }
+
+    /// `[sweep] extends = "OTHER.toml"`: this file is OTHER with this file's keys merged over it,
+    /// as a scale merges (values replace values, tables merge key by key — `[scale.NAME]`
+    /// tables too — and `axis."KEY"` tables change the fields of OTHER's `[[axis]]` with that
+    /// key; a `[[axis]]` array of this file's own replaces OTHER's axes). A protocol's variant
+    /// (experiments/paper/32x32/: the same study at 32×32) is then a few lines naming what
+    /// differs. OTHER may extend another file in turn; a cycle is refused.
+    static func applyExtends(to table: inout TOMLTable, hash: inout String, file: String, chain: [String]) throws {
+        guard case .table(var sweep)? = table["sweep"], let raw = sweep["extends"] else { return }
+        guard case .string(let parent) = raw, !parent.isEmpty else {
+            throw TOMLError(file: file, line: sweep.line(of: "extends"), message: "sweep.extends: expected the path of a sweep file, found \(raw)")
+        }
+        if chain.contains(parent) {
+            throw TOMLError(file: file, line: sweep.line(of: "extends"), message: "sweep.extends: \(parent) extends this file in turn (\((chain + [parent]).joined(separator: " → ")))")
+        }
+        guard let data = FileManager.default.contents(atPath: parent) else {
+            throw TOMLError(file: file, line: sweep.line(of: "extends"), message: "sweep.extends: \(parent): no such file (paths are relative to the working directory)")
+        }
+        var base = try parseTOML(String(decoding: data, as: UTF8.self), file: parent)
+        var parentHash = SHA256.hex([UInt8](data))
+        try applyExtends(to: &base, hash: &parentHash, file: parent, chain: chain + [parent])
+        sweep["extends"] = nil
+        table["sweep"] = .table(sweep)
+        try merge(table, into: &base, what: "\(file) (extending \(parent))", file: file, axesMayReplace: true)
+        table = base
+        hash = SHA256.hex(Array("\(hash) extends \(parentHash)".utf8))
+    }
+
+    /// Merges `over` into `base` (a scale or an extending file over the file's table).
+    static func merge(_ over: TOMLTable, into base: inout TOMLTable, what: String, file: String, axesMayReplace: Bool = false) throws {
         let kinds = ["values", "range", "uniform", "log_uniform", "choice"]
         func merge(_ over: TOMLTable, into base: inout TOMLTable, path: String) throws {
             for k in over.keys {
                 let v = over[k]!
-                if path.isEmpty && k == "axis" {
-                    guard case .table(let byKey) = v else { throw TOMLError(file: file, line: over.line(of: k), message: "scale.\(scale).axis: expected tables axis.\"KEY\" of fields") }
+                if path.isEmpty && k == "axis", axesMayReplace, case .array = v {
+                    base[k] = v
+                } else if path.isEmpty && k == "axis" {
+                    guard case .table(let byKey) = v else { throw TOMLError(file: file, line: over.line(of: k), message: "\(what).axis: expected tables axis.\"KEY\" of fields") }
                     guard case .array(var axes)? = base["axis"] else {
-                        throw TOMLError(file: file, line: over.line(of: k), message: "scale.\(scale).axis: the file has no [[axis]]")
+                        throw TOMLError(file: file, line: over.line(of: k), message: "\(what).axis: the file has no [[axis]]")
                     }
                     for key in byKey.keys {
                         guard case .table(let fields) = byKey[key]!,
                               let i = axes.firstIndex(where: { if case .table(let t) = $0, t["key"] == .string(key) { return true } else { return false } }),
                               case .table(var axis) = axes[i] else {
-                            throw TOMLError(file: file, line: byKey.line(of: key), message: "scale.\(scale).axis.\"\(key)\": no [[axis]] has key = \"\(key)\" (or it is not a table of fields)")
+                            throw TOMLError(file: file, line: byKey.line(of: key), message: "\(what).axis.\"\(key)\": no [[axis]] has key = \"\(key)\" (or it is not a table of fields)")
                         }
                         if fields.keys.contains(where: kinds.contains) { for kind in kinds { axis[kind] = nil } }
                         for f in fields.keys { axis[f] = fields[f]! }
@@ -404,7 +441,7 @@ public struct SweepSpec: Sendable {
                 }
             }
         }
-        try merge(chosen, into: &table, path: "")
+        try merge(over, into: &base, path: "")
     }
 
     static func number(_ v: TOMLValue) -> Double? {

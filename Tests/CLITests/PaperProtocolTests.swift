@@ -13,7 +13,7 @@ final class PaperProtocolTests: XCTestCase {
     override func tearDown() { if !root.isEmpty { try? FileManager.default.removeItem(atPath: root) } }
 
     /// The embedded Fashion-MNIST (train and test splits) as a CIFAR-shaped set (3×16×16, 10 classes).
-    static func writeStandIn(to path: String) throws {
+    static func writeStandIn(to path: String, size: Int = 16) throws {
         let file = try DatasetFile(BadInputTests.repo + "/datasets/fashion-mnist-2k.h5")
         func tinted(_ fm: ImageSet) -> ImageSet {
             let (h, w) = (fm.height, fm.width)
@@ -25,10 +25,61 @@ final class PaperProtocolTests: XCTestCase {
                     rgb[(i * 3 + c) * h * w + p] = UInt8(min(255, (Double(fm.images[i * h * w + p]) * tint[c]).rounded()))
                 } }
             }
-            return ImageSet(images: rgb, labels: fm.labels, channels: 3, height: h, width: w, classNames: fm.classNames).downsampled(by: 2)
+            let set = ImageSet(images: rgb, labels: fm.labels, channels: 3, height: h, width: w, classNames: fm.classNames)
+            return h == size ? set : set.downsampled(by: h / size)
         }
         try DatasetFile.write([("train", tinted(try file.load("train"))), ("test", tinted(try file.load("test")))],
-                              attributes: ["source": .string("stand-in for CIFAR-10 in tests: embedded Fashion-MNIST, tinted, 16×16")], to: path)
+                              attributes: ["source": .string("stand-in for CIFAR-10 in tests: embedded Fashion-MNIST, tinted, \(size)×\(size)")], to: path)
+    }
+
+    /// The 32×32 variants (experiments/paper/32x32/, paper-spec §11.1's resolution for final
+    /// runs): one per protocol, each extending it with the 32×32 models. Every variant plans at
+    /// every scale of its protocol (each job's config checked), and P3 (the 32×32 DDPM and GAN,
+    /// with quality) and P12 (16 tiles of 8×8) run at smoke to their tables on a 32×32 stand-in.
+    func testEvery32x32VariantPlansAndTwoRunAtSmokeScale() throws {
+        let fm = FileManager.default
+        root = NSTemporaryDirectory() + "paper32-\(UUID().uuidString)"
+        try fm.createDirectory(atPath: root + "/datasets", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: root + "/experiments", withIntermediateDirectories: true)
+        try fm.copyItem(atPath: BadInputTests.repo + "/experiments/paper", toPath: root + "/experiments/paper")
+        try Self.writeStandIn(to: root + "/datasets/cifar10-32.h5", size: 32)
+        let protocols = try fm.contentsOfDirectory(atPath: root + "/experiments/paper").filter { $0.hasPrefix("P") && $0.hasSuffix(".toml") }.sorted()
+        let variants = try fm.contentsOfDirectory(atPath: root + "/experiments/paper/32x32").filter { $0.hasSuffix(".toml") }.sorted()
+        XCTAssertEqual(variants, protocols, "one 32×32 variant per protocol, named as it")
+        for v in variants {
+            let file = "experiments/paper/32x32/" + v
+            let text = try String(contentsOfFile: root + "/" + file, encoding: .utf8)
+            XCTAssertTrue(text.contains("extends = \"experiments/paper/\(v)\""), v)
+            let scales = try String(contentsOfFile: root + "/experiments/paper/" + v, encoding: .utf8).split(separator: "\n")
+                .filter { $0.hasPrefix("[scale.") }.map { String($0.dropFirst(7).prefix { $0 != "]" }) }
+            XCTAssertEqual(Set(scales), ["smoke", "full", "night"], v)
+            for scale in scales {
+                let r = Binary.run(["sweep", "plan", file, "--scale", scale], cwd: root)
+                XCTAssertEqual(r.status, 0, "\(v) --scale \(scale): \(r.stdout.suffix(800)) \(r.stderr)")
+                XCTAssertTrue(r.stdout.contains("-32-\(scale)/runs"), "\(v): the variant's own folder\n\(r.stdout)")
+            }
+        }
+        for v in ["P3-ddpm-vs-gan.toml", "P12-cliques.toml"] {
+            let file = "experiments/paper/32x32/" + v
+            let r = Binary.run(["sweep", "run", file, "--scale", "smoke", "--workers", "2", "--threads", "1"], cwd: root, timeout: 600)
+            XCTAssertEqual(r.status, 0, "\(v): \(r.stdout.suffix(1500)) \(r.stderr)")
+            let name = v.hasPrefix("P3") ? "p3-ddpm-vs-gan-32-smoke" : "p12-cliques-32-smoke"
+            let tables = root + "/results/sweeps/\(name)/tables"
+            let summary = try String(contentsOfFile: tables + "/summary.md", encoding: .utf8)
+            XCTAssertTrue(summary.contains("Sweep \(name)") && summary.contains("non-member baseline"), summary)
+            // every job trained on the 32×32 file with a 32×32 model
+            let runs = try fm.contentsOfDirectory(atPath: root + "/results/sweeps/\(name)/runs")
+            XCTAssertEqual(runs.count, v.hasPrefix("P3") ? 2 : 1, "\(runs)")
+            for run in runs {
+                let config = try String(contentsOfFile: root + "/results/sweeps/\(name)/runs/\(run)/config.resolved.json", encoding: .utf8)
+                XCTAssertTrue(config.contains("cifar10-32.h5") && config.replacingOccurrences(of: " ", with: "").contains("\"imageSize\":32"), "\(run): \(config.prefix(1500))")
+            }
+            if v.hasPrefix("P3") { XCTAssertTrue(summary.contains("FCD (real-vs-real floor; pixel noise)"), summary) }
+            if v.hasPrefix("P12") { XCTAssertTrue(summary.contains("clique filter") && summary.contains("on the twin's generations"), summary) }
+            let before = FolderSnapshot(tables)
+            XCTAssertEqual(Binary.run(["tables", file, "--scale", "smoke"], cwd: root).status, 0)
+            XCTAssertEqual(FolderSnapshot(tables), before, "\(v): eidetic tables must regenerate the same bytes")
+        }
     }
 
     func testEveryProtocolRunsAtSmokeScaleAndItsTablesRegenerate() throws {

@@ -1,3 +1,4 @@
+import Data
 import Experiments
 import Foundation
 import TOML
@@ -183,6 +184,73 @@ final class SweepSpecTests: XCTestCase {
         // a key the scale misspells is the file's unknown key, as if written there
         let badKey = write("badkey.toml", "[sweep]\nname = \"b\"\nbase = \"e.toml\"\n[scale.smoke]\nsweep.draw = 2\n")
         XCTAssertTrue(error(badKey, "smoke").contains("sweep.draw: unknown key"), error(badKey, "smoke"))
+    }
+
+    /// `sweep.extends`: a variant file is the file it extends with its own keys merged over
+    /// (sweep keys, [set], axis fields, scale tables), and its hash covers both files, so a
+    /// change to either ties new records to it; a cycle, a missing file and a wrong type are
+    /// one line each.
+    func testAFileExtendingAnotherMergesOverItAndHashesBoth() throws {
+        try "[run]\nname = \"e32\"\n[model]\nimage_size = 32\n".write(toFile: "e32.toml", atomically: true, encoding: .utf8)
+        let parentText = """
+        [sweep]
+        name = "p3"
+        base = "e.toml"
+        out = "out"
+        [set]
+        train.images = 20000
+        train.lr = 2e-4
+        [[axis]]
+        key = "sweep.base"
+        values = ["e.toml", "e.toml"]
+        [[axis]]
+        key = "run.seed"
+        range = [0, 2]
+        [scale.smoke]
+        set.train.images = 128
+        [scale.full]
+        set.train.images = 4000
+        """
+        let parent = write("p3.toml", parentText)
+        let child = write("p3-32.toml", """
+        [sweep]
+        extends = "p3.toml"
+        name = "p3-32"
+        [set]
+        train.lr = 1e-3
+        [axis."sweep.base"]
+        values = ["e32.toml", "e.toml"]
+        [scale.full]
+        set.train.batch_size = 16
+        """)
+        let p = try SweepSpec.load(file: parent, scale: "full")
+        let c = try SweepSpec.load(file: child, scale: "full")
+        XCTAssertEqual(c.name, "p3-32-full"); XCTAssertEqual(c.out, "out"); XCTAssertEqual(c.file, child)
+        XCTAssertEqual(Set(c.fixed), ["train.images=4000", "train.lr=0.001", "train.batch_size=16"])
+        XCTAssertEqual(c.jobs().map { $0.map(\.value.toml) }, [["\"e32.toml\"", "0"], ["\"e32.toml\"", "1"], ["\"e.toml\"", "0"], ["\"e.toml\"", "1"]])
+        XCTAssertEqual(Set(try SweepSpec.load(file: child, scale: "smoke").fixed), ["train.images=128", "train.lr=0.001"])
+        // the parent alone is unchanged by its variant, and its hash is its bytes' as before
+        XCTAssertEqual(p.name, "p3-full"); XCTAssertEqual(p.fileHash, SHA256.hex(Array(parentText.utf8)))
+        XCTAssertNotEqual(c.fileHash, p.fileHash)
+        // editing the parent changes the variant's hash (its records then name another version)
+        _ = write(parent, parentText + "\n[scale.night]\nset.train.images = 8000\n")
+        XCTAssertNotEqual(try SweepSpec.load(file: child, scale: "full").fileHash, c.fileHash)
+        XCTAssertEqual(try SweepSpec.load(file: child, scale: "night").fixed.contains("train.images=8000"), true)
+        // a variant's own [[axis]] list replaces the parent's axes
+        let own = write("own.toml", "[sweep]\nextends = \"p3.toml\"\nname = \"own\"\n[[axis]]\nkey = \"run.seed\"\nvalues = [5]\n")
+        XCTAssertEqual(try SweepSpec.load(file: own, scale: "smoke").jobs().map { $0.map(\.value.toml) }, [["5"]])
+        func error(_ file: String) -> String {
+            do { _ = try SweepSpec.load(file: file, scale: "full"); return "no error" } catch { return "\(error)" }
+        }
+        _ = write("a.toml", "[sweep]\nextends = \"b.toml\"\nname = \"a\"\n")
+        _ = write("b.toml", "[sweep]\nname = \"b\"\nextends = \"a.toml\"\nbase = \"e.toml\"\n")
+        XCTAssertTrue(error("a.toml").contains("b.toml:3: sweep.extends: a.toml extends this file in turn (a.toml → b.toml → a.toml)"), error("a.toml"))
+        let missing = write("m.toml", "[sweep]\nname = \"m\"\nextends = \"nope.toml\"\n")
+        XCTAssertTrue(error(missing).contains("m.toml:3: sweep.extends: nope.toml: no such file"), error(missing))
+        let wrong = write("w.toml", "[sweep]\nextends = 3\n")
+        XCTAssertTrue(error(wrong).contains("w.toml:2: sweep.extends: expected the path of a sweep file"), error(wrong))
+        let badAxis = write("ba.toml", "[sweep]\nextends = \"p3.toml\"\n[axis.\"run.sed\"]\nvalues = [1]\n")
+        XCTAssertTrue(error(badAxis).contains("ba.toml:3: ba.toml (extending p3.toml).axis.\"run.sed\": no [[axis]] has key = \"run.sed\""), error(badAxis))
     }
 
     /// Acceptance: ≥ 20 malformed configs and sweep files, each one line naming file, line and key.
