@@ -16,6 +16,10 @@ public struct CliqueConfig: Codable, Equatable, Sendable {
     public var threshold = 0.15
     /// Smallest clique flagged (paper: 10).
     public var minSize = 10
+    /// true: `threshold` is chosen on a non-member model's generations
+    /// (`CliqueCalibration`; paper-spec P12) rather than fixed. Optional, so that a
+    /// configuration without it encodes (and hashes) as before.
+    public var calibrate: Bool?
     public init() {}
 }
 
@@ -57,13 +61,34 @@ public enum CliqueFilter {
     /// squares is at most their maximum), so candidate pairs come from the exact all-pairs
     /// search at the same threshold and only those are measured tile by tile.
     static func graph(_ pool: ImageSet, config: CliqueConfig) -> [Set<Int>] {
-        var adjacency = [Set<Int>](repeating: [], count: pool.count)
-        for (a, b, _) in NearestNeighbors.pairsWithin(pool, threshold: config.threshold * (1 + 1e-9) + 1e-12) {
-            if tiledL2(pool.image(a), pool.image(b), channels: pool.channels, height: pool.height, width: pool.width, tiles: config.tiles) <= config.threshold {
-                adjacency[a].insert(b); adjacency[b].insert(a)
-            }
+        graph(count: pool.count, edges: tiledPairs(pool, threshold: config.threshold, tiles: config.tiles), threshold: config.threshold)
+    }
+
+    /// The pairs (a < b) of `pool` whose tiled ℓ2 is ≤ `threshold`, with that distance.
+    static func tiledPairs(_ pool: ImageSet, threshold: Double, tiles: Int) -> [(Int, Int, Double)] {
+        NearestNeighbors.pairsWithin(pool, threshold: threshold * (1 + 1e-9) + 1e-12).compactMap { (a, b, _) in
+            let d = tiledL2(pool.image(a), pool.image(b), channels: pool.channels, height: pool.height, width: pool.width, tiles: tiles)
+            return d <= threshold ? (min(a, b), max(a, b), d) : nil
         }
+    }
+
+    /// The graph of the `edges` within `threshold` (a subgraph of a wider search's pairs).
+    static func graph(count: Int, edges: [(Int, Int, Double)], threshold: Double) -> [Set<Int>] {
+        var adjacency = [Set<Int>](repeating: [], count: count)
+        for (a, b, d) in edges where d <= threshold { adjacency[a].insert(b); adjacency[b].insert(a) }
         return adjacency
+    }
+
+    /// Peeled cliques of a group's graph, largest first, each with its medoid (the member
+    /// with the smallest summed tiled distance to the others); `members` maps the group's
+    /// vertices to pool indices.
+    static func cliques(_ graph: [Set<Int>], pool: ImageSet, members: [Int], group: Int, config: CliqueConfig) -> [Clique] {
+        peel(graph, minSize: config.minSize).sorted(by: { $0.count != $1.count ? $0.count > $1.count : $0.lexicographicallyPrecedes($1) }).map { c in
+            let (ch, h, w, t) = (pool.channels, pool.height, pool.width, config.tiles)
+            let total = c.map { a in c.reduce(0.0) { $0 + tiledL2(pool.image(a), pool.image($1), channels: ch, height: h, width: w, tiles: t) } }
+            let medoid = c.indices.min { (total[$0], c[$0]) < (total[$1], c[$1]) }.map { c[$0] }!
+            return Clique(group: group, members: c.map { members[$0] }, medoid: members[medoid])
+        }
     }
 
     /// Disjoint cliques of at least `minSize` generations, per group (`peel`). `groups` maps
@@ -97,20 +122,12 @@ public enum CliqueFilter {
             searched += members.count
             let pool = try images(members)
             let full = graph(pool, config: config)
-            func cliques(_ found: [[Int]]) -> [Clique] {
-                found.sorted(by: { $0.count != $1.count ? $0.count > $1.count : $0.lexicographicallyPrecedes($1) }).map { c in
-                    let (ch, h, w, t) = (pool.channels, pool.height, pool.width, config.tiles)
-                    let total = c.map { a in c.reduce(0.0) { $0 + tiledL2(pool.image(a), pool.image($1), channels: ch, height: h, width: w, tiles: t) } }
-                    let medoid = c.indices.min { (total[$0], c[$0]) < (total[$1], c[$1]) }.map { c[$0] }!
-                    return Clique(group: label, members: c.map { members[$0] }, medoid: members[medoid])
-                }
-            }
-            out += cliques(peel(full, minSize: config.minSize))
+            out += cliques(full, pool: pool, members: members, group: label, config: config)
             for (i, n) in prefixes.enumerated() {
                 // members ascend, so the group's generations among the first n are a prefix of it
                 let k = members.prefix { $0 < n }.count
                 let sub = full.prefix(k).map { $0.filter { $0 < k } }
-                byPrefix[i] += cliques(peel(Array(sub), minSize: config.minSize))
+                byPrefix[i] += cliques(Array(sub), pool: pool, members: members, group: label, config: config)
             }
         }
         return (out, searched, byPrefix)

@@ -47,9 +47,13 @@ public struct EvaluationSettings: Codable, Equatable, Sendable {
             c.threshold = try x.double("clique_threshold", c.threshold, min: 0)
             c.tiles = try x.int("clique_tiles", c.tiles, min: 1, max: 64)
             c.minSize = try x.int("clique_min", c.minSize, min: 2)
+            if try x.bool("clique_calibrate", false) {
+                if x.has("clique_threshold") { throw x.error("clique_calibrate", "chooses clique_threshold on the non-member twin; give one or the other") }
+                c.calibrate = true
+            }
             e.clique = c
         } else {
-            for k in ["clique_threshold", "clique_tiles", "clique_min"] where x.has(k) {
+            for k in ["clique_threshold", "clique_tiles", "clique_min", "clique_calibrate"] where x.has(k) {
                 throw x.error(k, "applies only with eval.extraction.clique = true")
             }
         }
@@ -74,6 +78,9 @@ public struct EvaluationSettings: Codable, Equatable, Sendable {
         e.baselineSeed = UInt64(try b.int("seed", 0, min: 0))
         if e.baseline && !e.extraction {
             throw b.error("enabled", "is the extraction count's baseline, but eval.extraction.enabled = false")
+        }
+        if e.clique?.calibrate == true && !e.baseline {
+            throw x.error("clique_calibrate", "calibrates δ on the non-member twin's generations; it needs eval.baseline.enabled = true")
         }
         let q = try ev.section("quality")
         if try q.bool("enabled", false) {

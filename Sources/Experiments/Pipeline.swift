@@ -93,6 +93,18 @@ public struct ExperimentSummary: Codable, Equatable, Sendable {
     /// The clique filter over the twin's generations, verified against this run's training
     /// set (with `[eval.baseline]` and the filter on): its false positives (P12's calibration).
     public var baselineCliques: CliqueResultSummary?
+    /// With `eval.extraction.clique_calibrate`: the δ the clique filter used above, chosen on
+    /// the twin's generations (`CliqueCalibration`); nil in other records.
+    public struct CliqueCalibrationSummary: Codable, Equatable, Sendable {
+        public var folder: String
+        public var threshold: Double
+        public var calibrated: Bool
+        /// Unique training images of its own that the twin's generations extract.
+        public var ownExtracted: Int
+        /// [δ, cliques flagged, false flags] on the twin's generations, ascending δ.
+        public var points: [[Double]]
+    }
+    public var cliqueCalibration: CliqueCalibrationSummary?
     public var privacy: PrivacyResult?
     public var membership: MembershipResultSummary?
     /// Sample quality of the same generations (`[eval.quality]`): FCD/KCD against a held-out
@@ -210,30 +222,34 @@ public final class ExperimentPipeline {
         }
         let samplesFile: String = try stage("sample") { try samples(run, step: step) }
 
-        // 3. extraction
+        // 3. extraction (with the clique filter at `clique`)
         var extraction: ExperimentSummary.ExtractionResultSummary?
         var cliques: ExperimentSummary.CliqueResultSummary?
-        if experiment.eval.extraction {
+        func extractionStage(clique: CliqueConfig?) throws {
             struct Settings: Encodable { var samples: String; var config: ExtractionConfig; var clique: CliqueConfig? }
             let e = experiment.eval
             let name = try EvalOutput.folderName("extraction", ((samplesFile as NSString).lastPathComponent as NSString).deletingPathExtension,
-                                                 settings: Settings(samples: (samplesFile as NSString).lastPathComponent, config: e.extractionConfig, clique: e.clique))
+                                                 settings: Settings(samples: (samplesFile as NSString).lastPathComponent, config: e.extractionConfig, clique: clique))
             let folder = run.path + "/eval/" + name
             extraction = try stage("extraction") {
                 var ran = false
                 if !FileManager.default.fileExists(atPath: folder + "/summary.json") {
-                    _ = try ExtractionReport.run(run: run, samplesFile: samplesFile, config: e.extractionConfig, clique: e.clique, name: name, force: true)
+                    _ = try ExtractionReport.run(run: run, samplesFile: samplesFile, config: e.extractionConfig, clique: clique, name: name, force: true)
                     ran = true
                 }
                 return (try Self.extractionSummary(folder: folder, threshold: e.extractionConfig.relativeThreshold), folder, ran)
             }
-            if e.clique != nil { cliques = try Self.cliqueSummary(folder: folder) }
+            if clique != nil { cliques = try Self.cliqueSummary(folder: folder) }
         }
+        // with a calibrated clique filter, δ comes from the twin (3b) first
+        let calibrating = experiment.eval.clique?.calibrate == true && experiment.eval.baseline
+        if experiment.eval.extraction && !calibrating { try extractionStage(clique: experiment.eval.clique) }
 
         // 3b. the non-member baseline: a twin trained as long on a disjoint set of the same
         // size, sampled the same way, its generations scored against *this* training set
         var baseline: ExperimentSummary.ExtractionResultSummary?
         var baselineCliques: ExperimentSummary.CliqueResultSummary?
+        var calibration: ExperimentSummary.CliqueCalibrationSummary?
         if experiment.eval.baseline {
             let e = experiment.eval
             let planPath = run.path + "/twin-plan.json"
@@ -258,21 +274,40 @@ public final class ExperimentPipeline {
             }
             let twinStep = try twin.loadCheckpoint().step
             let twinSamples: String = try stage("twin-sample") { try samples(twin, step: twinStep) }
+            var clique = e.clique
+            if calibrating, let cc = e.clique {
+                // δ chosen on the twin's generations and its own training set (CliqueCalibration)
+                struct Settings: Encodable { var samples: String; var config: ExtractionConfig; var tiles: Int; var minSize: Int; var grid: [Double] }
+                let name = try EvalOutput.folderName("clique-calibration", ((twinSamples as NSString).lastPathComponent as NSString).deletingPathExtension,
+                                                     settings: Settings(samples: (twinSamples as NSString).lastPathComponent, config: e.extractionConfig,
+                                                                        tiles: cc.tiles, minSize: cc.minSize, grid: CliqueCalibration.grid))
+                let folder = twin.path + "/eval/" + name
+                let cal: CliqueCalibration = try stage("clique-calibration") {
+                    if let data = FileManager.default.contents(atPath: folder + "/summary.json") {
+                        return (try JSONDecoder().decode(CliqueCalibration.self, from: data), folder, false)
+                    }
+                    return (try CliqueCalibration.run(run: twin, samplesFile: twinSamples, config: cc, extraction: e.extractionConfig, name: name, force: true), folder, true)
+                }
+                clique?.threshold = cal.threshold
+                calibration = .init(folder: folder, threshold: cal.threshold, calibrated: cal.calibrated, ownExtracted: cal.ownExtracted,
+                                    points: cal.points.map { [$0.threshold, Double($0.flagged), Double($0.falseFlags)] })
+                if e.extraction { try extractionStage(clique: clique) }
+            }
             struct Settings: Encodable { var samples: String; var against: String; var config: ExtractionConfig; var clique: CliqueConfig? }
             let name = try EvalOutput.folderName("baseline", ((twinSamples as NSString).lastPathComponent as NSString).deletingPathExtension,
-                                                 settings: Settings(samples: (twinSamples as NSString).lastPathComponent, against: "parent", config: e.extractionConfig, clique: e.clique))
+                                                 settings: Settings(samples: (twinSamples as NSString).lastPathComponent, against: "parent", config: e.extractionConfig, clique: clique))
             let folder = twin.path + "/eval/" + name
             baseline = try stage("baseline") {
                 var ran = false
                 if !FileManager.default.fileExists(atPath: folder + "/summary.json") {
-                    _ = try ExtractionReport.run(run: twin, samplesFile: twinSamples, trainingRun: run, config: e.extractionConfig, clique: e.clique, name: name, force: true)
+                    _ = try ExtractionReport.run(run: twin, samplesFile: twinSamples, trainingRun: run, config: e.extractionConfig, clique: clique, name: name, force: true)
                     ran = true
                 }
                 return (try Self.extractionSummary(folder: folder, threshold: e.extractionConfig.relativeThreshold), folder, ran)
             }
             // the clique filter on the twin's generations: what it flags and "verifies"
             // against a training set the generating model never saw (its false positives)
-            if e.clique != nil { baselineCliques = try Self.cliqueSummary(folder: folder) }
+            if clique != nil { baselineCliques = try Self.cliqueSummary(folder: folder) }
         }
 
         // 4. membership (single run)
@@ -341,7 +376,7 @@ public final class ExperimentPipeline {
             experiment: experiment.file, overrides: experiment.overrides, runDirectory: run.path, kind: c.kind.rawValue, seed: c.run.seed,
             configIdentity: try c.identityHash(), dataFile: c.data.file, dataSHA256: identity.dataSHA256, codeVersion: CodeVersion.current,
             training: .init(steps: step, images: step * c.imagesPerStep, trainingExamples: examples, finalLosses: Self.finalLosses(run.metrics)),
-            samples: samplesFile, extraction: extraction, baseline: baseline, cliques: cliques, baselineCliques: baselineCliques, privacy: privacy, membership: membership, quality: quality, audit: audit, duplicates: duplicates, stages: stages)
+            samples: samplesFile, extraction: extraction, baseline: baseline, cliques: cliques, baselineCliques: baselineCliques, cliqueCalibration: calibration, privacy: privacy, membership: membership, quality: quality, audit: audit, duplicates: duplicates, stages: stages)
         try EvalOutput.writeJSON(summary, to: ExperimentSummary.path(run: run.path))
         output("summary: \(ExperimentSummary.path(run: run.path))")
         return summary

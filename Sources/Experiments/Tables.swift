@@ -232,8 +232,10 @@ public enum SweepTables {
             if withCliques {
                 let cs = rs.compactMap(\.cliques)
                 let tw = rs.compactMap(\.baselineCliques)
+                let cal = rs.compactMap(\.cliqueCalibration)
                 row.append((cs.isEmpty ? "n/a" : "\(cs.reduce(0) { $0 + $1.flagged }) / \(cs.reduce(0) { $0 + $1.verified }) (\(cs.reduce(0) { $0 + $1.uniqueVerified }))")
-                           + (tw.isEmpty ? "" : "; twin \(tw.reduce(0) { $0 + $1.flagged }) / \(tw.reduce(0) { $0 + $1.verified }) (\(tw.reduce(0) { $0 + $1.uniqueVerified }))"))
+                           + (tw.isEmpty ? "" : "; twin \(tw.reduce(0) { $0 + $1.flagged }) / \(tw.reduce(0) { $0 + $1.verified }) (\(tw.reduce(0) { $0 + $1.uniqueVerified }))")
+                           + (cal.isEmpty ? "" : "; δ = " + cal.map { String(format: "%.2f", $0.threshold) + ($0.calibrated ? "" : " (uncalibrated: false flags at every δ)") }.joined(separator: ", ") + " chosen on the twin"))
             }
             if withPrivacy {
                 let ps = rs.compactMap(\.privacy)
@@ -257,6 +259,25 @@ public enum SweepTables {
                 }
             }
             t.rows.append(row); t.sources.append(groups[g]!.map(\.job.runDir))
+        }
+        return t
+    }
+
+    /// The clique filter's δ chosen on each run's non-member twin (`clique_calibrate`; P12):
+    /// per δ tried, the cliques the twin's generations flag and the false flags among them
+    /// (medoid extracting none of the twin's own training images). Nil when no run calibrated.
+    public static func cliqueCalibrationTable(_ r: SweepResults) -> Table? {
+        let runs = r.runs.filter { $0.summary?.cliqueCalibration != nil }
+        guard !runs.isEmpty else { return nil }
+        var t = Table(name: "clique-calibration", caption: "Sweep \(r.spec.name): the clique filter's δ chosen on the non-member twin — the largest δ below the first at which the twin's generations flag a clique whose medoid extracts none of the twin's own training images (a false flag)",
+                      header: ["run", "δ (tiled ℓ2)", "cliques flagged on the twin's generations", "false flags", "chosen"], rows: [], sources: [])
+        for run in runs {
+            let c = run.summary!.cliqueCalibration!
+            for p in c.points where p.count == 3 {
+                t.rows.append([run.job.id, String(format: "%.2f", p[0]), String(Int(p[1])), String(Int(p[2])),
+                               p[0] == c.threshold ? (c.calibrated ? "← δ" : "← δ (uncalibrated)") : ""])
+                t.sources.append([run.job.runDir])
+            }
         }
         return t
     }
@@ -472,6 +493,7 @@ public enum SweepTables {
         var tables = [summaryTable(r, replicates: replicates, confidence: confidence), runsTable(r, confidence: confidence)]
         if let l = liraTable(r) { tables.append(l) }
         if let d = duplicatesTable(r, replicates: replicates, confidence: confidence) { tables.append(d) }
+        if let c = cliqueCalibrationTable(r) { tables.append(c) }
         if let v = liraVariantsTable(r) { tables.append(v) }
         if let o = outliersTable(r) { tables.append(o) }
         if let i = inpaintingTable(r, confidence: confidence) { tables.append(i) }

@@ -75,7 +75,10 @@ final class PaperProtocolTests: XCTestCase {
                 XCTAssertTrue(config.contains("cifar10-32.h5") && config.replacingOccurrences(of: " ", with: "").contains("\"imageSize\":32"), "\(run): \(config.prefix(1500))")
             }
             if v.hasPrefix("P3") { XCTAssertTrue(summary.contains("FCD (real-vs-real floor; pixel noise)"), summary) }
-            if v.hasPrefix("P12") { XCTAssertTrue(summary.contains("clique filter") && summary.contains("on the twin's generations"), summary) }
+            if v.hasPrefix("P12") {
+                XCTAssertTrue(summary.contains("clique filter") && summary.contains("on the twin's generations") && summary.contains(" chosen on the twin"), summary)
+                XCTAssertTrue(fm.fileExists(atPath: tables + "/clique-calibration.md"))
+            }
             let before = FolderSnapshot(tables)
             XCTAssertEqual(Binary.run(["tables", file, "--scale", "smoke"], cwd: root).status, 0)
             XCTAssertEqual(FolderSnapshot(tables), before, "\(v): eidetic tables must regenerate the same bytes")
@@ -172,6 +175,11 @@ final class PaperProtocolTests: XCTestCase {
             if p.hasPrefix("P12-") {
                 // the filter on this model's generations and, as its false-positive calibration, on the twin's
                 XCTAssertTrue(summary.contains("clique filter") && summary.contains("on the twin's generations") && summary.contains("; twin "), summary)
+                // δ chosen on the twin: the grid it tried, one row marked as the choice
+                XCTAssertTrue(summary.contains(" chosen on the twin"), summary)
+                let cal = try String(contentsOfFile: tables + "/clique-calibration.md", encoding: .utf8)
+                XCTAssertEqual(cal.split(separator: "\n").filter { $0.hasPrefix("| ") }.count, 1 + 29, cal)
+                XCTAssertEqual(cal.split(separator: "\n").filter { $0.contains("← δ") }.count, 1, cal)
             }
             if p.hasPrefix("P7-") || p.hasPrefix("P8-") {
                 // canaries by copy count: 2 with 1 copy, 2 with 4 (the smoke plan), each row with its twin's count and the attack

@@ -104,6 +104,42 @@ final class ExtractionTests: XCTestCase {
         let global = NearestNeighbors.normalizedL2(a[...], b[...])
         XCTAssertGreaterThan(tiled, 3 * global)
     }
+    /// δ calibrated on a non-member model (P12): a pool with a tight clique of copies of an
+    /// image the generating model trained on (explained) and a looser clique of copies of one it
+    /// never saw (a false flag). δ is the largest grid value below the one where the loose
+    /// clique appears; with a false flag at every δ the choice says it is uncalibrated.
+    func testCliqueCalibrationStopsBelowTheFirstFalseFlag() throws {
+        var pool = images(120, seed: 4)
+        let tight = (0..<12).map { 10 + $0 * 9 }, loose = (0..<12).map { 11 + $0 * 9 }
+        for (k, at) in tight.enumerated() { pool.images.replaceSubrange((at * 768)..<((at + 1) * 768), with: noisy(pool, 0, amount: 2, seed: 200 + UInt64(k))) }
+        for (k, at) in loose.enumerated() { pool.images.replaceSubrange((at * 768)..<((at + 1) * 768), with: noisy(pool, 1, amount: 14, seed: 300 + UInt64(k))) }
+        func distances(_ ids: [Int]) -> [Double] {
+            ids.flatMap { a in ids.filter { $0 > a }.map { CliqueFilter.tiledL2(pool.image(a), pool.image($0), channels: 3, height: 16, width: 16, tiles: 2) } }
+        }
+        let (a, b) = (distances([0] + tight), distances([1] + loose))
+        XCTAssertLessThan(a.max()! * 1.01, b.min()!, "the tight clique closes before the loose one starts")
+        var relative = [Double](repeating: 1.5, count: 120)
+        for i in [0] + tight { relative[i] = 0.3 }       // copies of a training image: the oracle extracts them
+        var config = CliqueConfig(); config.tiles = 2; config.minSize = 8
+        let grid = [a.min()! * 0.5, a.max()! * 1.01, b.max()! * 1.01]
+        let points = try CliqueCalibration.points(count: 120, groups: [Int](repeating: -1, count: 120), relative: relative, relativeThreshold: 1,
+                                                  config: config, grid: [grid[2], grid[0], grid[1]]) { pool.subset($0) }
+        XCTAssertEqual(points.map(\.threshold), grid, "ascending δ")
+        XCTAssertEqual(points.map(\.flagged), [0, 1, 2])
+        XCTAssertEqual(points.map(\.falseFlags), [0, 0, 1])
+        XCTAssertEqual(points[2].explained, 1)
+        let chosen = CliqueCalibration.choose(points)
+        XCTAssertEqual(chosen.threshold, grid[1]); XCTAssertTrue(chosen.calibrated)
+        // no false flag anywhere: the largest δ; a false flag at the smallest: uncalibrated
+        XCTAssertEqual(CliqueCalibration.choose(Array(points.prefix(2))).threshold, grid[1])
+        let bad = CliqueCalibration.choose([.init(threshold: 0.02, flagged: 1, explained: 0), .init(threshold: 0.03, flagged: 1, explained: 1)])
+        XCTAssertEqual(bad.threshold, 0.02); XCTAssertFalse(bad.calibrated)
+        // grouped: the loose clique's class calibrates the same way
+        let groups = (0..<120).map { loose.contains($0) || $0 == 1 ? 1 : 0 }
+        let byGroup = try CliqueCalibration.points(count: 120, groups: groups, relative: relative, relativeThreshold: 1, config: config, grid: grid) { pool.subset($0) }
+        XCTAssertEqual(byGroup.map(\.falseFlags), [0, 0, 1])
+    }
+
     /// Greedy peeling: exact on disjoint cliques, nothing in a star (no two leaves adjacent),
     /// and on a dense random cluster (p = 0.9, far too many maximal cliques to enumerate) fast,
     /// disjoint, every flagged set a true clique of at least the minimum size.
