@@ -32,17 +32,24 @@ final class PaperProtocolTests: XCTestCase {
                               attributes: ["source": .string("stand-in for CIFAR-10 in tests: embedded Fashion-MNIST, tinted, \(size)×\(size)")], to: path)
     }
 
-    /// The 32×32 variants (experiments/paper/32x32/, paper-spec §11.1's resolution for final
-    /// runs): one per protocol, each extending it with the 32×32 models. Every variant plans at
-    /// every scale of its protocol (each job's config checked), and P3 (the 32×32 DDPM and GAN,
-    /// with quality) and P12 (16 tiles of 8×8) run at smoke to their tables on a 32×32 stand-in.
-    func testEvery32x32VariantPlansAndTwoRunAtSmokeScale() throws {
+    /// A scratch working directory (`root`) with the paper's sweep files and the stand-in at
+    /// the path the protocols name (`datasets/cifar10-<size>.h5`).
+    func makeRoot(standIn size: Int) throws {
         let fm = FileManager.default
-        root = NSTemporaryDirectory() + "paper32-\(UUID().uuidString)"
+        root = NSTemporaryDirectory() + "paper\(size)-\(UUID().uuidString)"
         try fm.createDirectory(atPath: root + "/datasets", withIntermediateDirectories: true)
         try fm.createDirectory(atPath: root + "/experiments", withIntermediateDirectories: true)
         try fm.copyItem(atPath: BadInputTests.repo + "/experiments/paper", toPath: root + "/experiments/paper")
-        try Self.writeStandIn(to: root + "/datasets/cifar10-32.h5", size: 32)
+        try Self.writeStandIn(to: root + "/datasets/cifar10-\(size).h5", size: size)
+    }
+
+    /// The 32×32 variants (experiments/paper/32x32/, paper-spec §11.1's resolution for final
+    /// runs): one per protocol, each extending it with the 32×32 models. Every variant plans at
+    /// every scale of its protocol (each job's config checked), and P3 (the 32×32 DDPM and GAN,
+    /// with quality) and P12 (4 × 4 tiles of 8×8) run at smoke to their tables on a 32×32 stand-in.
+    func testEvery32x32VariantPlansAndTwoRunAtSmokeScale() throws {
+        let fm = FileManager.default
+        try makeRoot(standIn: 32)
         let protocols = try fm.contentsOfDirectory(atPath: root + "/experiments/paper").filter { $0.hasPrefix("P") && $0.hasSuffix(".toml") }.sorted()
         let variants = try fm.contentsOfDirectory(atPath: root + "/experiments/paper/32x32").filter { $0.hasSuffix(".toml") }.sorted()
         XCTAssertEqual(variants, protocols, "one 32×32 variant per protocol, named as it")
@@ -87,11 +94,7 @@ final class PaperProtocolTests: XCTestCase {
 
     func testEveryProtocolRunsAtSmokeScaleAndItsTablesRegenerate() throws {
         let fm = FileManager.default
-        root = NSTemporaryDirectory() + "paper-\(UUID().uuidString)"
-        try fm.createDirectory(atPath: root + "/datasets", withIntermediateDirectories: true)
-        try fm.createDirectory(atPath: root + "/experiments", withIntermediateDirectories: true)
-        try fm.copyItem(atPath: BadInputTests.repo + "/experiments/paper", toPath: root + "/experiments/paper")
-        try Self.writeStandIn(to: root + "/datasets/cifar10-16.h5")
+        try makeRoot(standIn: 16)
         let protocols = try fm.contentsOfDirectory(atPath: root + "/experiments/paper").filter { $0.hasPrefix("P") && $0.hasSuffix(".toml") }
             .sorted { Int($0.dropFirst().prefix { $0.isNumber })! < Int($1.dropFirst().prefix { $0.isNumber })! }
         XCTAssertEqual(protocols.count, 13, "\(protocols)")   // paper-spec's P1–P12, and P13 (model size)
