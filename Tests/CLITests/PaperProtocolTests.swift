@@ -223,7 +223,7 @@ final class PaperProtocolTests: XCTestCase {
         let stacked = Binary.run(["tables", "experiments/paper/tables.toml", "--scale", "smoke", "--records", "records"], cwd: root)
         XCTAssertEqual(stacked.status, 0, stacked.stderr)
         let dedup = try String(contentsOfFile: root + "/records/tables/deduplication.md", encoding: .utf8)
-        for label in ["duplicated (P7)", "deduplicated (P8)"] {
+        for label in ["duplicated (P7, 16×16)", "deduplicated (P8, 16×16)"] {
             XCTAssertEqual(dedup.split(separator: "\n").filter { $0.hasPrefix("| \(label) | all |") }.count, 2, dedup)
         }
         // every table the paper's issue lists comes out of the one tables file: with numbers
@@ -232,7 +232,7 @@ final class PaperProtocolTests: XCTestCase {
                                    "deduplication-summary", "dp-sgd"]
         for name in ["ddpm-vs-gan", "extraction-vs-generations", "memorization-vs-training-set-size", "memorization-vs-model-size"] + exportedTables.sorted() {
             let md = (try? String(contentsOfFile: root + "/records/tables/\(name).md", encoding: .utf8)) ?? ""
-            XCTAssertTrue(md.contains("| P") || md.contains("| duplicated (P7) |"), "\(name): \(md)")
+            XCTAssertTrue(md.contains("| P") || md.contains("| duplicated (P7, 16×16) |"), "\(name): \(md)")
             XCTAssertEqual(md.contains("no records yet"), !exportedTables.contains(name), "\(name): \(md)")
         }
         let first = FolderSnapshot(root + "/records/tables")
@@ -242,7 +242,7 @@ final class PaperProtocolTests: XCTestCase {
         try fm.createDirectory(atPath: root + "/empty", withIntermediateDirectories: true)
         let none = Binary.run(["tables", "experiments/paper/tables.toml", "--scale", "smoke", "--records", "empty"], cwd: root)
         XCTAssertEqual(none.status, 0, none.stderr)
-        XCTAssertTrue(try String(contentsOfFile: root + "/empty/tables/deduplication.md", encoding: .utf8).contains("| duplicated (P7) | no records yet (eidetic sweep export"))
+        XCTAssertTrue(try String(contentsOfFile: root + "/empty/tables/deduplication.md", encoding: .utf8).contains("| duplicated (P7, 16×16) | no records yet (eidetic sweep export"))
         let noRecordsFlag = Binary.run(["tables", "experiments/paper/tables.toml"], cwd: root)
         XCTAssertNotEqual(noRecordsFlag.status, 0)
         XCTAssertTrue(noRecordsFlag.stderr.contains("is a tables file") && noRecordsFlag.stderr.contains("--records"), noRecordsFlag.stderr)
